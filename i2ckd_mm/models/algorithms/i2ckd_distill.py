@@ -1,0 +1,121 @@
+"""Single-teacher distillation with a truly frozen teacher and labels."""
+from typing import Dict, List, Optional
+
+import torch
+from mmengine.structures import BaseDataElement
+from mmrazor.models.algorithms import SingleTeacherDistill
+from mmrazor.models.utils import add_prefix
+from mmrazor.registry import MODELS
+from torch import Tensor
+
+from ..distillers.gt_aware_distiller import GTAwareDistiller
+from ..utils import load_teacher_checkpoint
+
+
+@MODELS.register_module()
+class I2CKDDistill(SingleTeacherDistill):
+    """Distill an MMSeg student from a frozen MMSeg teacher, with labels.
+
+    Differs from MMRazor's ``SingleTeacherDistill`` where I2CKD needs it:
+
+    * the teacher is frozen and *fully* in eval mode (Dropout off, BN
+      frozen) whatever ``train()`` is called with;
+    * the teacher runs in ``mode='tensor'`` under ``no_grad``: its features
+      are recorded but it computes no segmentation loss;
+    * the ground truth is stacked once to ``N x H x W`` (int64) and handed to
+      a :class:`GTAwareDistiller`, whose losses take it via
+      ``dict(from_data='gt_sem_seg')``;
+    * the teacher checkpoint is loaded with ``weights_only=True`` unless
+      ``teacher_ckpt_trusted=True``, strictly, with errors that name a missing
+      file or mismatched keys.
+
+    Args:
+        distiller (dict): A :class:`GTAwareDistiller` config.
+        teacher (dict | BaseModel): The teacher MMSeg segmentor.
+        teacher_ckpt (str, optional): Path or URL of the teacher weights.
+        teacher_ckpt_trusted (bool): Fully unpickle the teacher checkpoint.
+            Defaults to False.
+        **kwargs: ``architecture`` (the student), ``data_preprocessor``,
+            ``calculate_student_loss`` etc. as in ``SingleTeacherDistill``.
+    """
+
+    def __init__(self,
+                 distiller: dict,
+                 teacher,
+                 teacher_ckpt: Optional[str] = None,
+                 teacher_ckpt_trusted: bool = False,
+                 **kwargs) -> None:
+        if kwargs.pop('teacher_trainable', False):
+            raise ValueError('I2CKDDistill keeps the teacher frozen; '
+                             'teacher_trainable=True is not supported')
+        super().__init__(distiller, teacher, teacher_ckpt=None, **kwargs)
+        if not isinstance(self.distiller, GTAwareDistiller):
+            raise TypeError('I2CKDDistill needs a GTAwareDistiller, got '
+                            f'{type(self.distiller).__name__}')
+        self.teacher_ckpt = teacher_ckpt
+        if teacher_ckpt:
+            load_teacher_checkpoint(self.teacher, teacher_ckpt,
+                                    teacher_ckpt_trusted)
+            # keep init_weights() from overwriting the loaded weights
+            self.teacher._is_init = True
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+
+    def train(self, mode: bool = True):
+        """Set the student's mode; the teacher always stays in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    @staticmethod
+    def stack_labels(batch_inputs: Tensor,
+                     data_samples: List[BaseDataElement]) -> Tensor:
+        """Labels of the batch as one ``N x H x W`` int64 tensor."""
+        if not data_samples or len(data_samples) != batch_inputs.shape[0]:
+            raise ValueError(
+                f'I2CKDDistill: {batch_inputs.shape[0]} inputs but '
+                f'{len(data_samples or [])} data samples with labels')
+        gts = []
+        for i, sample in enumerate(data_samples):
+            if 'gt_sem_seg' not in sample:
+                raise KeyError(f'data sample {i} has no gt_sem_seg')
+            gts.append(sample.gt_sem_seg.data.reshape(
+                sample.gt_sem_seg.data.shape[-2:]))
+        if len({tuple(g.shape) for g in gts}) != 1:
+            raise ValueError('I2CKDDistill: labels of one batch differ in '
+                             f'size: {[tuple(g.shape) for g in gts]}')
+        gt = torch.stack(gts).long()
+        if gt.shape[-2:] != batch_inputs.shape[-2:]:
+            raise ValueError(
+                f'I2CKDDistill: label size {tuple(gt.shape[-2:])} does not '
+                f'match the input size {tuple(batch_inputs.shape[-2:])}; the '
+                'data preprocessor should pad labels with the inputs')
+        return gt
+
+    def loss(self,
+             batch_inputs: Tensor,
+             data_samples: Optional[List[BaseDataElement]] = None
+             ) -> Dict[str, Tensor]:
+        """Student task losses (``student.*``) + distill losses
+        (``distill.*``), each under its own key."""
+        gt = self.stack_labels(batch_inputs, data_samples)
+        losses = dict()
+        self.distiller.set_deliveries_override(False)
+        with self.distiller.teacher_recorders, self.distiller.deliveries:
+            with torch.no_grad():
+                self.teacher(batch_inputs, data_samples, mode='tensor')
+
+        self.distiller.set_deliveries_override(True)
+        with self.distiller.student_recorders, self.distiller.deliveries:
+            if self.calculate_student_loss:
+                student_losses = self.student(
+                    batch_inputs, data_samples, mode='loss')
+                losses.update(add_prefix(student_losses, 'student'))
+            else:
+                self.student(batch_inputs, data_samples, mode='tensor')
+
+        if not self.distillation_stopped:
+            distill_losses = self.distiller.compute_distill_losses(
+                dict(gt_sem_seg=gt))
+            losses.update(add_prefix(distill_losses, 'distill'))
+        return losses

@@ -1,0 +1,3 @@
+from .i2ckd_connector import I2CKDConnector
+
+__all__ = ['I2CKDConnector']

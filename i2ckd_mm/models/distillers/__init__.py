@@ -1,0 +1,3 @@
+from .gt_aware_distiller import GTAwareDistiller
+
+__all__ = ['GTAwareDistiller']

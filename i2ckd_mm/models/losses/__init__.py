@@ -1,0 +1,4 @@
+from .i2ckd_loss import I2CKDLoss
+from .prototypes import class_prototypes, resize_labels
+
+__all__ = ['I2CKDLoss', 'class_prototypes', 'resize_labels']
