@@ -97,6 +97,9 @@ setup(
     ],
     extras_require={
         'tests': ['pytest', 'hypothesis'],
+        # the CPU build verified here; GPU users install their CUDA torch
+        # first and leave this extra out
+        'cpu': ['torch==2.13.0'],
         'mim': ['openmim==0.3.9'],
     },
     zip_safe=False,

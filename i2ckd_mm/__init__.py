@@ -9,7 +9,7 @@ from . import compat
 
 compat.apply()
 
-from . import models  # noqa: E402,F401
+from . import datasets, engine, models  # noqa: E402,F401
 from .version import __version__  # noqa: E402,F401
 
-__all__ = ['__version__', 'compat', 'models']
+__all__ = ['__version__', 'compat', 'datasets', 'engine', 'models']
