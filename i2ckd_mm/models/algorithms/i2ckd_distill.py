@@ -71,6 +71,9 @@ class I2CKDDistill(SingleTeacherDistill):
     def stack_labels(batch_inputs: Tensor,
                      data_samples: List[BaseDataElement]) -> Tensor:
         """Labels of the batch as one ``N x H x W`` int64 tensor."""
+        if batch_inputs.shape[0] == 0:
+            raise ValueError('I2CKDDistill: empty batch (0 images); check the '
+                             'dataloader (batch_size, drop_last, dataset size)')
         if not data_samples or len(data_samples) != batch_inputs.shape[0]:
             raise ValueError(
                 f'I2CKDDistill: {batch_inputs.shape[0]} inputs but '

@@ -1,12 +1,40 @@
 """A ConfigurableDistiller whose losses can also take ground-truth labels."""
+import difflib
+from inspect import signature
 from typing import Dict, Optional
 
 from mmrazor.models.distillers import ConfigurableDistiller
+from mmrazor.models.task_modules.recorder import (ModuleOutputsRecorder,
+                                                  ParameterRecorder)
 from mmrazor.registry import MODELS
-from torch import Tensor
+from torch import Tensor, nn
 
 #: The batch data an algorithm hands to :meth:`compute_distill_losses`.
 DATA_KEYS = ('gt_sem_seg', )
+
+
+def check_recorder_sources(recorders, model: nn.Module, side: str) -> None:
+    """Raise a KeyError naming a recorder whose source is not in ``model``.
+
+    MMRazor only asserts ``"<source>" is not in the model.``, without saying
+    which recorder or model; module/parameter recorders are checked here
+    before MMRazor hooks them.
+    """
+    modules = [n for n, _ in model.named_modules()]
+    params = [n for n, _ in model.named_parameters()]
+    for name, recorder in recorders.recorders.items():
+        if isinstance(recorder, ModuleOutputsRecorder):  # + ModuleInputs
+            kind, names = 'module', modules
+        elif isinstance(recorder, ParameterRecorder):
+            kind, names = 'parameter', params
+        else:
+            continue
+        if recorder.source not in names:
+            close = difflib.get_close_matches(recorder.source, names, n=3)
+            raise KeyError(
+                f'{side}_recorders.{name}: source {recorder.source!r} is not '
+                f'a {kind} of the {side} ({type(model).__name__}); close '
+                f'names: {close}')
 
 
 @MODELS.register_module()
@@ -33,6 +61,14 @@ class GTAwareDistiller(ConfigurableDistiller):
     removed from the name, so MMEngine logs them without backpropagating.
     """
 
+    def prepare_from_student(self, model: nn.Module) -> None:
+        check_recorder_sources(self.student_recorders, model, 'student')
+        super().prepare_from_student(model)
+
+    def prepare_from_teacher(self, model: nn.Module) -> None:
+        check_recorder_sources(self.teacher_recorders, model, 'teacher')
+        super().prepare_from_teacher(model)
+
     def _check_loss_forward_mappings(self, losses, loss_forward_mappings,
                                      student_recorders,
                                      teacher_recorders) -> None:
@@ -43,7 +79,20 @@ class GTAwareDistiller(ConfigurableDistiller):
                     f'loss_forward_mappings names "{loss_name}", which is not '
                     f'in distill_losses {list(losses.keys())}')
             recorder_mappings[loss_name] = {}
+            # MMRazor checks argument names only for recorder entries (and
+            # connectors with a bare assert): check every entry here.
+            params = list(signature(losses[loss_name].forward).parameters)
             for key, record in mapping.items():
+                if key not in params:
+                    raise KeyError(
+                        f'{loss_name}.{key}: {type(losses[loss_name]).__name__}'
+                        f'.forward has no argument {key!r}; its arguments '
+                        f'are {params}')
+                conn = record.get('connector')
+                if conn is not None and conn not in self.connectors:
+                    raise KeyError(
+                        f'{loss_name}.{key}: connector "{conn}" does not '
+                        f'exist in connectors {list(self.connectors.keys())}')
                 if 'from_data' in record:
                     if record['from_data'] not in DATA_KEYS:
                         raise KeyError(

@@ -1,0 +1,438 @@
+"""Speed and memory of the I2CKD loss (prototypes + triplets), forward+backward.
+
+Prints a markdown report comparing, on the same inputs and in the same run:
+
+* ``I2CKDLoss`` (the package's vectorised loss, literal defaults);
+* a naive per-class Python loop of the *same* loss
+  (``benchmarks/naive_i2ckd.py``; its value is checked against I2CKDLoss
+  before it is timed);
+* MMRazor's ``ChannelWiseDivergence`` on the same features;
+* one full DeepLabV3-R101 -> DeepLabV3-R18 I2CKD distillation step (built
+  from the Cityscapes config with CPU overrides), to state the loss's share
+  of a training step.
+
+Timing: median of ``--runs`` forward+backward calls after ``--warmup``
+calls; the compared implementations are interleaved run by run so that load
+from other processes hits them alike (CUDA: synchronised). Peak memory:
+CUDA ``torch.cuda.max_memory_allocated`` minus the memory allocated before
+the call; CPU: tensor memory from ``torch.profiler`` allocation events (the
+running sum of every allocation and free during one forward+backward, its
+maximum), i.e. the extra tensor memory the call needs on top of its inputs,
+including the gradient it leaves behind. Python objects and allocator
+caching are not counted.
+
+Usage::
+
+    python benchmarks/bench_i2ckd_loss.py --quick           # < 1 min
+    python benchmarks/bench_i2ckd_loss.py --out benchmarks/results_cpu.md
+"""
+import argparse
+import datetime
+import itertools
+import os
+import os.path as osp
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+HERE = osp.dirname(osp.abspath(__file__))
+ROOT = osp.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import i2ckd_mm  # noqa: E402,F401  (compat shims before mmseg/mmrazor)
+from mmrazor.models.losses import ChannelWiseDivergence  # noqa: E402
+
+from i2ckd_mm.models.losses import I2CKDLoss  # noqa: E402
+from naive_i2ckd import naive_i2ckd_loss  # noqa: E402
+
+STEP_CONFIG = osp.join(
+    ROOT, 'configs', 'i2ckd', 'i2ckd_bottleneck_deeplabv3_r101-d8_'
+    'deeplabv3_r18-d8_8xb2-40k_cityscapes-512x1024.py')
+IGNORE = 255
+
+
+# ---------------------------------------------------------------- measuring
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def peak_memory(fn: Callable[[], None], device: torch.device) -> int:
+    """Extra bytes of tensor memory at the peak of one call of ``fn``."""
+    if device.type == 'cuda':
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU],
+                 profile_memory=True) as prof:
+        fn()
+    # Every allocation (+bytes) and free (-bytes) of the CPU allocator, in
+    # time order; the running sum's maximum is the peak above the start.
+    events = sorted((e for e in prof.profiler.kineto_results.events()
+                     if e.name() == '[memory]'),
+                    key=lambda e: e.start_ns())
+    return max(itertools.accumulate((e.nbytes() for e in events),
+                                    initial=0))
+
+
+def time_interleaved(fns: Dict[str, Callable[[], None]],
+                     runs: Dict[str, int], warmup: int,
+                     device: torch.device) -> Dict[str, float]:
+    """Median seconds per call, the functions interleaved run by run."""
+    times = {name: [] for name in fns}
+    for name, fn in fns.items():
+        # the slow naive loop gets one warm-up call at most
+        for _ in range(min(warmup, 1) if name == 'naive' else warmup):
+            fn()
+    for r in range(max(runs.values())):
+        for name, fn in fns.items():
+            if r >= runs[name]:
+                continue
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+# ---------------------------------------------------------------- the losses
+def make_inputs(k: int, c: int, h: int, w: int, n: int, device,
+                seed: int = 0):
+    """Student/teacher features (N, C, h, w) and labels (N, 8h, 8w).
+
+    Labels are uniform random per pixel with 5 % ignored, so every class is
+    present in every image: the worst case for the K x K triplet part.
+    """
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(n, c, h, w, generator=g).to(device).requires_grad_()
+    t = torch.randn(n, c, h, w, generator=g).to(device)
+    gt = torch.randint(0, k, (n, 8 * h, 8 * w), generator=g)
+    gt[torch.rand(gt.shape, generator=g) < 0.05] = IGNORE
+    return s, t, gt.to(device)
+
+
+def fwd_bwd(loss_fn: Callable, s: torch.Tensor, *args) -> Callable[[], None]:
+    def run():
+        s.grad = None
+        loss_fn(s, *args).backward()
+    return run
+
+
+def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool) -> dict:
+    s, t, gt = make_inputs(k, c, h, w, n, device)
+    i2ckd = I2CKDLoss(num_classes=k).to(device)
+    cwd = ChannelWiseDivergence(tau=1.0).to(device)
+    fns = {
+        'i2ckd': fwd_bwd(i2ckd, s, t, gt),
+        'cwd': fwd_bwd(cwd, s, t),
+        # one read of the student feature: the floor a reduction approaches
+        'pass': lambda: s.detach().sum(),
+    }
+    runs = {'i2ckd': args.runs, 'cwd': args.runs, 'pass': args.runs}
+    row = dict(k=k, c=c, h=h, w=w, n=n)
+    if with_naive:
+        ref = i2ckd(s, t, gt).item()
+        val = naive_i2ckd_loss(s, t, gt, k, ignore_index=IGNORE).item()
+        if abs(ref - val) > 1e-4 * max(1.0, abs(ref)):
+            raise AssertionError(
+                f'naive loop and I2CKDLoss disagree at K={k} C={c} {h}x{w} '
+                f'N={n}: {val} vs {ref}')
+        row['naive_check'] = abs(ref - val)
+        fns['naive'] = fwd_bwd(
+            lambda a, b, y: naive_i2ckd_loss(a, b, y, k, ignore_index=IGNORE),
+            s, t, gt)
+        runs['naive'] = args.naive_runs
+    med = time_interleaved(fns, runs, args.warmup, device)
+    row.update({f'{name}_ms': v * 1e3 for name, v in med.items()})
+    for name in ('i2ckd', 'cwd', 'naive'):
+        if name in fns:
+            row[f'{name}_mib'] = peak_memory(fns[name], device) / 2**20
+    s.grad = None
+    return row
+
+
+# -------------------------------------------------------- distillation step
+def _bn_not_syncbn(cfg) -> None:
+    """SyncBN needs a process group; a one-process CPU step uses BN."""
+    if isinstance(cfg, dict):
+        if cfg.get('type') == 'SyncBN':
+            cfg['type'] = 'BN'
+        for v in cfg.values():
+            _bn_not_syncbn(v)
+    elif isinstance(cfg, (list, tuple)):
+        for v in cfg:
+            _bn_not_syncbn(v)
+
+
+def _offline(model_cfg, size: int) -> None:
+    """No pretrained downloads, BN instead of SyncBN, pad to size x size."""
+    _bn_not_syncbn(model_cfg)
+    model_cfg['pretrained'] = None
+    model_cfg['backbone']['init_cfg'] = None
+    model_cfg['data_preprocessor']['size'] = (size, size)
+
+
+def build_step_model(size: int, tmpdir: str):
+    """The config's I2CKDDistill with CPU overrides and a random teacher
+    checkpoint saved to (and loaded from) a temporary file."""
+    from mmengine.config import Config
+    from mmengine.hub import get_config
+    from mmrazor.registry import MODELS
+    from mmseg.registry import MODELS as SEG_MODELS
+
+    cfg = Config.fromfile(STEP_CONFIG)
+    model_cfg = cfg.model
+    _offline(model_cfg.architecture, size)
+    teacher_cfg = get_config(cfg.teacher_cfg_path).model
+    _offline(teacher_cfg, size)
+    teacher_cfg['_scope_'] = 'mmseg'
+    teacher = SEG_MODELS.build(teacher_cfg)
+    ckpt = osp.join(tmpdir, 'random_teacher.pth')
+    torch.save({'state_dict': teacher.state_dict()}, ckpt)
+    del teacher
+    model_cfg.teacher = teacher_cfg
+    model_cfg.teacher_ckpt = ckpt
+    return MODELS.build(model_cfg), cfg.num_classes
+
+
+def make_step_batch(size: int, n: int, num_classes: int, seed: int = 0):
+    """Random images and blocky labels (32x32-pixel regions, 5 % ignored)."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    g = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(n):
+        inputs.append(torch.randint(0, 256, (3, size, size), generator=g,
+                                    dtype=torch.uint8))
+        blocks = torch.randint(0, num_classes, (1, 1, size // 32, size // 32),
+                               generator=g).float()
+        labels = torch.nn.functional.interpolate(
+            blocks, size=(size, size), mode='nearest')[0].long()
+        labels[torch.rand(labels.shape, generator=g) < 0.05] = IGNORE
+        sample = SegDataSample(gt_sem_seg=PixelData(data=labels))
+        sample.set_metainfo(dict(img_shape=(size, size),
+                                 ori_shape=(size, size),
+                                 pad_shape=(size, size)))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def bench_step(size: int, n: int, runs: int, args) -> dict:
+    from mmengine.optim import OptimWrapper
+    with tempfile.TemporaryDirectory() as tmpdir:
+        model, k = build_step_model(size, tmpdir)
+    model.train()
+    optim = OptimWrapper(
+        torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+    data = make_step_batch(size, n, k)
+
+    def step():
+        model.train_step(data, optim)
+
+    # warm-up step, profiled for its peak tensor memory
+    step_mib = peak_memory(step, torch.device('cpu')) / 2**20
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    step_s = statistics.median(times)
+
+    # The loss alone on the step's own recorded features and labels.
+    distiller = model.distiller
+    with torch.no_grad():
+        s = distiller.get_record('feat', True, connector='loss_i2ckd_sfeat')
+        t = distiller.get_record('feat', False)
+    s = s.detach().requires_grad_()
+    gt = model.stack_labels(
+        t.new_empty(n, 3, size, size),
+        model.data_preprocessor(data, True)['data_samples'])
+    loss = distiller.distill_losses['loss_i2ckd']
+    fns = {'loss': fwd_bwd(loss, s, t, gt)}
+    loss_s = time_interleaved(fns, {'loss': args.runs}, args.warmup,
+                              torch.device('cpu'))['loss']
+    loss_mib = peak_memory(fns['loss'], torch.device('cpu')) / 2**20
+    return dict(size=size, n=n, runs=runs, step_s=step_s, step_times=times,
+                step_mib=step_mib, loss_ms=loss_s * 1e3, loss_mib=loss_mib,
+                feat=tuple(t.shape), k=k)
+
+
+# ------------------------------------------------------------------ report
+def machine_lines(args) -> List[str]:
+    cpu = 'unknown'
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    cpu = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    lines = [
+        f'- date: {datetime.datetime.now():%Y-%m-%d %H:%M}',
+        f'- CPU: {cpu}; nproc {os.cpu_count()}; torch threads '
+        f'{torch.get_num_threads()}',
+        f'- torch {torch.__version__}, Python {platform.python_version()}',
+        f'- load average at start: {os.getloadavg()[0]:.2f} (1 min)',
+    ]
+    if torch.cuda.is_available():
+        lines.append(f'- GPU: {torch.cuda.get_device_name(0)}')
+    else:
+        lines.append('- GPU: none available (torch.cuda.is_available() is '
+                     'False): CUDA rows were not measured')
+    return lines
+
+
+def loss_table(rows: List[dict], device: str) -> List[str]:
+    out = [
+        f'### Loss forward+backward on {device}', '',
+        '| classes | channels | feature h x w | batch | I2CKD ms | I2CKD '
+        'MiB | CWD ms | CWD MiB | naive loop ms | naive MiB | I2CKD speed-up'
+        ' vs naive | 1 read of F_s ms |',
+        '|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
+    ]
+    for r in rows:
+        naive = ('-', '-', '-')
+        if 'naive_ms' in r:
+            naive = (f'{r["naive_ms"]:.1f}', f'{r["naive_mib"]:.1f}',
+                     f'{r["naive_ms"] / r["i2ckd_ms"]:.1f}x')
+        out.append(
+            f'| {r["k"]} | {r["c"]} | {r["h"]}x{r["w"]} | {r["n"]} | '
+            f'{r["i2ckd_ms"]:.2f} | {r["i2ckd_mib"]:.1f} | '
+            f'{r["cwd_ms"]:.2f} | {r["cwd_mib"]:.1f} | {naive[0]} | '
+            f'{naive[1]} | {naive[2]} | {r["pass_ms"]:.2f} |')
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> str:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--quick', action='store_true',
+                   help='tiny grid and a 128x128 step (< 1 min)')
+    p.add_argument('--device', default='auto',
+                   choices=('auto', 'cpu', 'cuda'),
+                   help='auto: CPU, and CUDA when available')
+    p.add_argument('--out', help='also write the markdown report here')
+    p.add_argument('--runs', type=int, default=7)
+    p.add_argument('--naive-runs', type=int, default=3)
+    p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--threads', type=int,
+                   help='torch.set_num_threads (default: torch default)')
+    p.add_argument('--no-step', action='store_true',
+                   help='skip the full distillation step')
+    p.add_argument('--step-size', type=int,
+                   help='step input size (default 512, quick 128)')
+    p.add_argument('--step-runs', type=int,
+                   help='timed steps (default 2, quick 1)')
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        p.error('--device cuda but torch.cuda.is_available() is False')
+    devices = {'cpu': ['cpu'], 'cuda': ['cuda'],
+               'auto': ['cpu'] + (['cuda'] if torch.cuda.is_available()
+                                  else [])}[args.device]
+    if args.quick:
+        classes, channels, sizes, batches = (2, 19), (128, 256), \
+            ((32, 64), (64, 128)), (2, )
+        args.runs, args.naive_runs, args.warmup = 3, 2, 1
+    else:
+        classes, channels, sizes, batches = (2, 19, 150), (128, 256, 512), \
+            ((64, 128), (128, 256)), (2, 4)
+    step_size = args.step_size or (128 if args.quick else 512)
+    step_runs = args.step_runs or (1 if args.quick else 2)
+
+    lines = ['# I2CKD loss: speed and memory', ''] + machine_lines(args)
+    lines += [
+        f'- command: `python benchmarks/bench_i2ckd_loss.py '
+        f'{" ".join(argv if argv is not None else sys.argv[1:])}`',
+        f'- timing: median of {args.runs} forward+backward runs after '
+        f'{args.warmup} warm-up runs (naive loop: {args.naive_runs} runs), '
+        'implementations interleaved run by run',
+        '- peak memory: CPU = peak of the running sum of tensor allocations'
+        ' and frees (torch.profiler memory events) during one '
+        'forward+backward, above the inputs (frees of tensors that existed '
+        'before the call are not credited, so it errs high); CUDA = '
+        'torch.cuda.max_memory_allocated minus the memory allocated before',
+        '- inputs: fp32 student/teacher features N x C x h x w '
+        '(student requires grad), labels N x 8h x 8w uniform random per '
+        'pixel with 5 % ignored, so every class is present in every image '
+        '(worst case for the K x K triplets); I2CKDLoss literal defaults; '
+        'CWD = MMRazor ChannelWiseDivergence(tau=1) on the same features',
+        '',
+    ]
+    t_start = time.time()
+    target = None
+    for dev_name in devices:
+        device = torch.device(dev_name)
+        rows = []
+        for k, c, (h, w), n in itertools.product(classes, channels, sizes,
+                                                 batches):
+            with_naive = n == batches[0] and (h, w) == sizes[-1 if args.quick
+                                                             else 0]
+            row = bench_loss_case(k, c, h, w, n, device, args, with_naive)
+            rows.append(row)
+            print(f'[{dev_name}] K={k} C={c} {h}x{w} N={n}: I2CKD '
+                  f'{row["i2ckd_ms"]:.2f} ms' +
+                  (f', naive {row["naive_ms"]:.1f} ms' if with_naive else ''),
+                  file=sys.stderr, flush=True)
+            if (k, c, h, w, n) == (19, 256, 64, 128, 2):
+                target = target or (dev_name, row)
+        lines += loss_table(rows, dev_name) + ['']
+    if target:
+        dev_name, r = target
+        sp = r['naive_ms'] / r['i2ckd_ms']
+        lines += [
+            f'**Target (19 classes, 256 channels, 64x128, batch 2, '
+            f'{dev_name})**: I2CKD {r["i2ckd_ms"]:.2f} ms vs naive loop '
+            f'{r["naive_ms"]:.1f} ms = **{sp:.1f}x** (target >= 20x: '
+            f'{"met" if sp >= 20 else "NOT met"}); values agree to '
+            f'{r["naive_check"]:.1e}.', ''
+        ]
+    if not args.no_step:
+        print(f'[cpu] distillation step {step_size}x{step_size} ...',
+              file=sys.stderr, flush=True)
+        st = bench_step(step_size, 2, step_runs, args)
+        share = st['loss_ms'] / 1e3 / st['step_s'] * 100
+        lines += [
+            f'### One DeepLabV3-R101 -> R18 I2CKD step on cpu '
+            f'({step_size}x{step_size}, batch 2)', '',
+            f'Built from `{osp.relpath(STEP_CONFIG, ROOT)}` with BN instead '
+            f'of SyncBN, data_preprocessor size {step_size}x{step_size}, no '
+            'pretrained backbone, a random teacher checkpoint saved to and '
+            'loaded from a temporary file; `model.train_step` (teacher '
+            'forward, student forward+backward, connector, loss, SGD '
+            f'update) timed {st["runs"]} times after 1 warm-up step.', '',
+            '| step s (median) | step runs s | step peak MiB | feature '
+            '(teacher) | I2CKD loss fwd+bwd ms | loss peak MiB | loss share '
+            'of step |', '|---:|---|---:|---|---:|---:|---:|',
+            f'| {st["step_s"]:.2f} | '
+            f'{", ".join(f"{x:.2f}" for x in st["step_times"])} | '
+            f'{st["step_mib"]:.0f} | {"x".join(map(str, st["feat"]))} | '
+            f'{st["loss_ms"]:.2f} | {st["loss_mib"]:.1f} | '
+            f'**{share:.2f} %** (target <= 5 %: '
+            f'{"met" if share <= 5 else "NOT met"}) |', ''
+        ]
+    lines += [
+        f'Total benchmark time {time.time() - t_start:.0f} s; load average '
+        f'at end {os.getloadavg()[0]:.2f}.'
+    ]
+    report = '\n'.join(lines) + '\n'
+    print(report)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write(report)
+    return report
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,281 @@
+"""Every config in configs/ loads, builds and runs one tiny step on CPU.
+
+No download happens: student ``pretrained`` is set to None, and each
+distillation config's ``teacher_ckpt`` is replaced by a temporary random
+state dict of *its own* teacher (built separately from the same teacher
+config), which also proves the checkpoint reaches the teacher. One 32x32
+forward per distillation config then checks that the features recorded on
+the real models have exactly the connector's in/out channels.
+"""
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import i2ckd_mm  # noqa: F401  (shims + registration before mmseg/mmrazor)
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+from mmrazor.registry import MODELS as RAZOR_MODELS
+from mmseg.registry import DATASETS
+from mmseg.registry import MODELS as SEG_MODELS
+from mmseg.structures import SegDataSample
+
+import mmseg
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO / 'configs'
+I2CKD_DIR = CONFIG_DIR / 'i2ckd'
+MMSEG_CONFIGS = Path(mmseg.__file__).parent / '.mim' / 'configs'
+
+# Runnable configs: everything except _base_ pieces (in any folder).
+CONFIGS = sorted(
+    p for p in CONFIG_DIR.rglob('*.py')
+    if '_base_' not in p.relative_to(CONFIG_DIR).parts)
+# The real-data distillation configs of the I2CKD folder.
+I2CKD_CONFIGS = sorted(I2CKD_DIR.glob('i2ckd*.py'))
+
+
+def _ids(paths):
+    return [str(p.relative_to(CONFIG_DIR)) for p in paths]
+
+
+def _load(path: Path) -> Config:
+    # Freshly parsed each time: MMSeg's EncoderDecoder writes into the model
+    # config it is built from, so a config object is built only once.
+    return Config.fromfile(str(path))
+
+
+def _train_dataset(cfg):
+    ds = cfg.train_dataloader.dataset
+    if ds.type == 'ConcatDataset':  # VOC aug = train + aug sets
+        ds = ds.datasets[0]
+    return ds
+
+
+def _crop_size(cfg):
+    crops = [
+        t.crop_size for t in _train_dataset(cfg).pipeline
+        if t.type == 'RandomCrop'
+    ]
+    return tuple(crops[0]) if crops else None
+
+
+def _dataset_classes(cfg) -> int:
+    ds_cls = DATASETS.get(_train_dataset(cfg).type)
+    assert ds_cls is not None, f'dataset {_train_dataset(cfg).type} unknown'
+    return len(ds_cls.METAINFO['classes'])
+
+
+def _is_distill(cfg) -> bool:
+    return cfg.model.get('type') == 'I2CKDDistill'
+
+
+def _tiny_batch(num_classes: int, n: int = 2, size: int = 32):
+    """Inputs N x 3 x size x size and labels with four classes per image
+    (quadrants: 0, 1, 2 and the last class) and an ignored first row."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, size, size, generator=g)
+    h = size // 2
+    samples = []
+    for _ in range(n):
+        gt = torch.zeros(1, size, size, dtype=torch.long)
+        gt[:, :h, h:] = 1
+        gt[:, h:, :h] = 2
+        gt[:, h:, h:] = num_classes - 1
+        gt[:, 0, :] = 255
+        s = SegDataSample()
+        s.gt_sem_seg = PixelData(data=gt)
+        s.set_metainfo(
+            dict(img_shape=(size, size), pad_shape=(size, size),
+                 ori_shape=(size, size)))
+        samples.append(s)
+    return x, samples
+
+
+@pytest.fixture(scope='module')
+def teacher_ckpts(tmp_path_factory):
+    """One random state-dict file per distinct teacher config (cached)."""
+    cache = {}
+    root = tmp_path_factory.mktemp('teachers')
+
+    def get(teacher_cfg):
+        key = repr(teacher_cfg.to_dict() if hasattr(teacher_cfg, 'to_dict')
+                   else teacher_cfg)
+        if key not in cache:
+            teacher = RAZOR_MODELS.build(copy.deepcopy(teacher_cfg))
+            state = {k: v.clone() for k, v in teacher.state_dict().items()}
+            path = root / f'teacher{len(cache)}.pth'
+            torch.save(dict(state_dict=state), path)
+            cache[key] = (str(path), state)
+        return cache[key]
+
+    return get
+
+
+def test_configs_found():
+    names = {p.name for p in I2CKD_CONFIGS}
+    # the configs issue 3 asks for
+    for part in ('deeplabv3_r18-d8_8xb2-40k_cityscapes', 'i2ckd-cwd_',
+                 'voc12aug-512x512', 'camvid-360x360', 'ade20k-512x512',
+                 'pspnet_r101-d8_pspnet_r18-d8', 'mobilenet-v2'):
+        assert any(part in n for n in names), f'no config with {part!r}'
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=_ids(CONFIGS))
+def test_config_builds_and_runs(path, teacher_ckpts):
+    cfg = _load(path)
+    num_classes = _dataset_classes(cfg)
+    crop = _crop_size(cfg)
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+
+    if not _is_distill(cfg):
+        # A plain MMSeg recipe (a baseline/teacher to train first).
+        cfg.model.pretrained = None
+        assert cfg.model.decode_head.num_classes == num_classes
+        if crop is not None:
+            assert tuple(cfg.model.data_preprocessor.size) == crop
+        model = SEG_MODELS.build(cfg.model).eval()
+        x, samples = _tiny_batch(num_classes, n=1)
+        with torch.no_grad():
+            out = model(x, samples, mode='tensor')
+        assert out.shape == (1, num_classes, 4, 4)  # output stride 8
+        return
+
+    mcfg = cfg.model
+    student_cfg = mcfg.architecture
+    student_cfg.pretrained = None
+    # The data preprocessor pads every batch to the training crop.
+    if crop is not None:
+        assert tuple(student_cfg.data_preprocessor.size) == crop
+    assert student_cfg.decode_head.num_classes == num_classes
+    losses_cfg = mcfg.distiller.distill_losses
+    for loss_cfg in losses_cfg.values():
+        if loss_cfg.type == 'I2CKDLoss':
+            assert loss_cfg.num_classes == num_classes
+
+    ckpt, state = teacher_ckpts(mcfg.teacher)
+    mcfg.teacher_ckpt = ckpt
+    algo = RAZOR_MODELS.build(mcfg)
+    # The checkpoint reached the teacher (its own init differs).
+    for key in ('decode_head.conv_seg.weight', 'backbone.stem.0.weight'):
+        if key in state:
+            assert torch.equal(algo.teacher.state_dict()[key], state[key])
+    assert algo.teacher.decode_head.num_classes == num_classes
+
+    algo.train()
+    x, samples = _tiny_batch(num_classes)
+    with torch.no_grad():
+        losses = algo.loss(x, samples)
+    assert torch.isfinite(losses['student.decode.loss_ce'])
+
+    dist = algo.distiller
+    for loss_name, mapping in mcfg.distiller.loss_forward_mappings.items():
+        assert torch.isfinite(losses[f'distill.{loss_name}']), loss_name
+        s_rec = dist.student_recorders.get_recorder(
+            mapping.preds_S.recorder).get_record_data()
+        t_rec = dist.teacher_recorders.get_recorder(
+            mapping.preds_T.recorder).get_record_data()
+        connector = mapping.preds_S.get('connector')
+        if connector is not None:
+            c_cfg = mcfg.distiller.connectors[connector]
+            assert s_rec.shape[1] == c_cfg.in_channels, (
+                f'{connector}: student feature has {s_rec.shape[1]} '
+                f'channels, connector expects {c_cfg.in_channels}')
+            assert t_rec.shape[1] == c_cfg.out_channels, (
+                f'{connector}: teacher feature has {t_rec.shape[1]} '
+                f'channels, connector gives {c_cfg.out_channels}')
+        else:
+            assert s_rec.shape == t_rec.shape
+        if losses_cfg[loss_name].type == 'I2CKDLoss':
+            # four classes per image survive at 4x4: triplets exist
+            assert losses['distill.i2ckd_triplets'] > 0
+        if losses_cfg[loss_name].type == 'ChannelWiseDivergence':
+            assert s_rec.shape[1] == num_classes  # logits of conv_seg
+
+
+def _mmseg_entry(teacher_cfg_path: str) -> dict:
+    """MMSeg's metafile entry (Weights, Results) of an ``mmseg::`` config."""
+    rel = teacher_cfg_path.split('::', 1)[1]
+    folder = rel.split('/')[0]
+    meta = yaml.safe_load(
+        (MMSEG_CONFIGS / folder / 'metafile.yaml').read_text())
+    for m in meta['Models']:
+        if m['Config'] == f'configs/{rel}':
+            return m
+    raise AssertionError(f'{teacher_cfg_path} not in MMSeg metafile')
+
+
+@pytest.mark.parametrize('path', I2CKD_CONFIGS, ids=_ids(I2CKD_CONFIGS))
+def test_teacher_checkpoint_is_mmseg_model_zoo_or_required(path):
+    cfg = _load(path)
+    teacher, ckpt = cfg.model.teacher, cfg.model.teacher_ckpt
+    if 'cfg_path' in teacher:
+        # never an invented URL: exactly the one MMSeg publishes for the
+        # teacher config that is built
+        assert ckpt == _mmseg_entry(teacher.cfg_path)['Weights']
+    else:
+        # no published teacher (CamVid): the placeholder must not be a
+        # file or URL, so that training stops until the user passes one
+        assert not str(ckpt).startswith('http')
+        assert not Path(ckpt).exists()
+
+
+def test_camvid_without_teacher_ckpt_fails_clearly():
+    path = next(p for p in I2CKD_CONFIGS if 'camvid' in p.name)
+    cfg = _load(path)
+    cfg.model.architecture.pretrained = None
+    with pytest.raises(FileNotFoundError, match='teacher checkpoint not found'):
+        RAZOR_MODELS.build(cfg.model)
+
+
+NAME = re.compile(r'^i2ckd(?:-[a-z]+)?_[a-z-]+_(?P<teacher>[\w.-]+?)_'
+                  r'(?P<student>[\w.-]+?)_(?P<gpus>\d+)xb(?P<batch>\d+)-'
+                  r'(?P<iters>\d+)k_(?P<data>[a-z0-9]+)-(?P<h>\d+)x(?P<w>\d+)'
+                  r'\.py$')
+
+
+@pytest.mark.parametrize('path', I2CKD_CONFIGS, ids=_ids(I2CKD_CONFIGS))
+def test_name_matches_config(path):
+    """The OpenMMLab-style name states what the config does."""
+    m = NAME.match(path.name)
+    assert m, f'{path.name} does not follow i2ckd_{{where}}_{{teacher}}_' \
+        '{student}_{gpus}xb{batch}-{iters}_{data}-{crop}.py'
+    cfg = _load(path)
+    assert cfg.train_dataloader.batch_size == int(m['batch'])
+    assert int(m['gpus']) * int(m['batch']) == 16  # the paper family's batch
+    assert cfg.train_cfg.max_iters == int(m['iters']) * 1000
+    assert _crop_size(cfg) == (int(m['h']), int(m['w']))
+    for sched in cfg.param_scheduler:
+        assert sched.end == cfg.train_cfg.max_iters
+
+
+def test_metafile_and_model_index():
+    index = yaml.safe_load((REPO / 'model-index.yml').read_text())
+    assert 'configs/i2ckd/metafile.yml' in index['Import']
+    meta = yaml.safe_load((I2CKD_DIR / 'metafile.yml').read_text())
+    listed = {m['Config'] for m in meta['Models']}
+    assert listed == {str(p.relative_to(REPO)) for p in I2CKD_CONFIGS}
+    readme = (I2CKD_DIR / 'README.md').read_text()
+    for m in meta['Models']:
+        path = REPO / m['Config']
+        assert m['Name'] == path.stem
+        assert path.name in readme, f'{path.name} not in the README'
+        cfg = _load(path)
+        teacher = m['Metadata']['Teacher']
+        if 'cfg_path' in cfg.model.teacher:
+            assert teacher['Config'] == cfg.model.teacher.cfg_path
+            assert teacher['Weights'] == cfg.model.teacher_ckpt
+            # the teacher's mIoU is MMSeg's published one
+            zoo = _mmseg_entry(cfg.model.teacher.cfg_path)
+            assert teacher['Metrics']['mIoU'] == zoo['Results']['Metrics'][
+                'mIoU']
+        else:
+            assert 'Weights' not in teacher and 'Metrics' not in teacher
+            assert (REPO / teacher['Config']).is_file()
+        # no invented metrics: nothing measured on real data yet
+        assert 'Results' not in m

@@ -1,0 +1,213 @@
+"""I2CKD across 2 processes (gloo, CPU): ``prototype_scope='global'`` gives
+each rank the loss of one process on the concatenated batch, and DDP's
+averaged student gradients equal that process's gradients; the default
+``'image'`` scope communicates nothing."""
+import socket
+from datetime import timedelta
+from types import SimpleNamespace
+
+import i2ckd_mm  # noqa: F401  (compat shims before mmrazor)
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from i2ckd_mm.models.losses.i2ckd_loss import I2CKDLoss
+
+WORLD = 2
+PER_RANK = 2
+NUM_CLASSES = 4
+CASES = {
+    'literal': dict(),
+    'variant': dict(normalize=True, pull_weight=0.5, symmetric=True,
+                    margin=0.3, negatives='hardest'),
+    'mode_resize': dict(label_resize='mode', pull_weight=1.0),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _data():
+    """Inputs (4, 3, 8, 8), teacher features (4, 6, 8, 8), labels
+    (4, 16, 16): class 3 only in images 2-3 (rank 1), class 2 only in
+    image 0 (rank 0), ignore pixels everywhere."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(WORLD * PER_RANK, 3, 8, 8, generator=g,
+                    dtype=torch.float64)
+    t = torch.randn(WORLD * PER_RANK, 6, 8, 8, generator=g,
+                    dtype=torch.float64)
+    y = torch.randint(0, 2, (WORLD * PER_RANK, 16, 16), generator=g)
+    y[0, :6] = 2
+    y[2:, 8:] = 3
+    y[:, :, :2] = 255
+    return x, t, y
+
+
+def _student():
+    torch.manual_seed(0)
+    return nn.Conv2d(3, 6, 3, padding=1).double()
+
+
+class _Algorithm(nn.Module):
+    """The attributes DistillLossWeightScheduleHook touches, + a parameter
+    so that DDP can wrap it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1)
+        self.distiller = nn.Module()
+        self.distiller.distill_losses = nn.ModuleDict(
+            dict(loss_i2ckd=I2CKDLoss(NUM_CLASSES, loss_weight=2.0)))
+        self.distillation_stopped = False
+
+
+def _worker(rank, port, out_dir):
+    import i2ckd_mm  # noqa: F401,F811  (spawned: fresh interpreter)
+    from mmengine.logging import MessageHub
+    from mmengine.model import MMDistributedDataParallel
+
+    from i2ckd_mm.engine.hooks import DistillLossWeightScheduleHook
+
+    torch.set_num_threads(1)
+    # a timeout turns a would-be hang (ranks disagreeing on a collective)
+    # into an error
+    dist.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
+        world_size=WORLD, timeout=timedelta(seconds=60))
+    try:
+        x, t, y = _data()
+        sl = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
+        res = {}
+        for name, kwargs in CASES.items():
+            student = nn.parallel.DistributedDataParallel(_student())
+            loss_fn = I2CKDLoss(NUM_CLASSES, prototype_scope='global',
+                                **kwargs)
+            loss = loss_fn(student(x[sl]), t[sl], y[sl])
+            loss.backward()  # DDP averages the gradients over the ranks
+            res[name] = dict(
+                loss=loss.detach(),
+                grads=[p.grad.clone() for p in student.parameters()],
+                triplets=loss_fn.last_stats['triplets'])
+
+        # 'image' scope: any collective would fail here
+        real = dist.all_reduce
+
+        def forbidden(*args, **kwargs):
+            raise AssertionError('image scope called all_reduce')
+
+        dist.all_reduce = forbidden
+        try:
+            with torch.no_grad():
+                res['image'] = I2CKDLoss(NUM_CLASSES)(_student()(x[sl]),
+                                                      t[sl], y[sl])
+        finally:
+            dist.all_reduce = real
+
+        # nonfinite='skip' on ONE rank: all ranks skip together, no hang
+        s = _student()(x[sl]).detach()
+        if rank == 1:
+            s[0, 0, 0, 0] = float('nan')
+        loss_fn = I2CKDLoss(NUM_CLASSES, prototype_scope='global',
+                            nonfinite='skip')
+        res['skip'] = (loss_fn(s, t[sl], y[sl]).item(),
+                       float(loss_fn.last_stats.get('skipped', 0)))
+        # ... and the next step (finite everywhere) is computed again
+        res['after_skip'] = loss_fn(_student()(x[sl]).detach(), t[sl],
+                                    y[sl]).item()
+
+        # the weight hook reaches the algorithm through the DDP wrapper
+        model = MMDistributedDataParallel(module=_Algorithm())
+        hook = DistillLossWeightScheduleHook(
+            losses=dict(loss_i2ckd=dict(warmup_iters=4, stop_iter=6)))
+        runner = SimpleNamespace(
+            model=model, iter=0,
+            message_hub=MessageHub.get_instance(f'hook{rank}'))
+        hook.before_train(runner)
+        weights = []
+        for it in (0, 2, 5, 6):
+            runner.iter = it
+            hook.before_train_iter(runner, batch_idx=it)
+            weights.append(
+                (model.module.distiller.distill_losses['loss_i2ckd']
+                 .loss_weight, model.module.distillation_stopped))
+        res['hook'] = weights
+
+        # torch's SyncBatchNorm refuses CPU tensors once a process group
+        # exists: multi-process CPU runs must swap SyncBN for BN.
+        try:
+            nn.SyncBatchNorm(6).train()(torch.randn(2, 6, 4, 4))
+            res['syncbn_cpu'] = 'ran'
+        except ValueError as e:
+            res['syncbn_cpu'] = str(e)
+        torch.save(res, f'{out_dir}/rank{rank}.pt')
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope='module')
+def ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp('ddp')
+    mp.start_processes(_worker, args=(_free_port(), str(out)), nprocs=WORLD,
+                       join=True, start_method='spawn')
+    return [torch.load(out / f'rank{r}.pt', weights_only=False)
+            for r in range(WORLD)]
+
+
+@pytest.mark.parametrize('case', list(CASES))
+def test_global_scope_equals_one_process_on_concatenated_batch(ranks, case):
+    assert not dist.is_initialized()  # the reference has no process group
+    x, t, y = _data()
+    student = _student()
+    loss_fn = I2CKDLoss(NUM_CLASSES, prototype_scope='global', **CASES[case])
+    loss = loss_fn(student(x), t, y)
+    loss.backward()
+    assert loss_fn.last_stats['triplets'] > 0 and loss.item() > 0
+    for r, res in enumerate(ranks):
+        got = res[case]
+        torch.testing.assert_close(got['loss'], loss.detach(), rtol=1e-10,
+                                   atol=1e-12, msg=f'rank {r} loss')
+        assert got['triplets'] == loss_fn.last_stats['triplets']
+        for g_ddp, p in zip(got['grads'], student.parameters()):
+            torch.testing.assert_close(g_ddp, p.grad, rtol=1e-9, atol=1e-12,
+                                       msg=f'rank {r} gradient')
+
+
+def test_global_scope_differs_from_per_rank_batches(ranks):
+    """Control: the ranks' own batch prototypes give another loss, so the
+    equality above really needs the all_reduce."""
+    x, t, y = _data()
+    with torch.no_grad():
+        local = I2CKDLoss(NUM_CLASSES, prototype_scope='batch')(
+            _student()(x[:PER_RANK]), t[:PER_RANK], y[:PER_RANK])
+    assert abs(local.item() - ranks[0]['literal']['loss'].item()) > 1e-3
+
+
+def test_image_scope_needs_no_communication(ranks):
+    x, t, y = _data()
+    with torch.no_grad():
+        for r, res in enumerate(ranks):
+            sl = slice(r * PER_RANK, (r + 1) * PER_RANK)
+            local = I2CKDLoss(NUM_CLASSES)(_student()(x[sl]), t[sl], y[sl])
+            torch.testing.assert_close(res['image'], local, rtol=0, atol=0)
+
+
+def test_skip_is_agreed_by_all_ranks(ranks):
+    assert [res['skip'] for res in ranks] == [(0.0, 1.0)] * WORLD
+    assert all(res['after_skip'] > 0 for res in ranks)
+    assert ranks[0]['after_skip'] == ranks[1]['after_skip']
+
+
+def test_weight_hook_through_ddp_wrapper(ranks):
+    # base 2.0, warm-up 4 iterations from 0, stop at 6
+    expected = [(0.0, False), (1.0, False), (2.0, False), (0.0, True)]
+    assert all(res['hook'] == expected for res in ranks)
+
+
+def test_syncbn_needs_bn_on_cpu_process_groups(ranks):
+    assert all('SyncBatchNorm expected input tensor to be on GPU' in
+               res['syncbn_cpu'] for res in ranks)

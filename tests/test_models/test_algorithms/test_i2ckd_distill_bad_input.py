@@ -1,0 +1,231 @@
+"""I2CKDDistill on bad configs, checkpoints and batches: clear errors."""
+import copy
+
+import i2ckd_mm  # noqa: F401  (compat shims before mmrazor)
+import pytest
+import torch
+from mmengine.config import ConfigDict
+from mmengine.structures import PixelData
+from mmrazor.registry import MODELS
+from mmseg.structures import SegDataSample
+
+NUM_CLASSES = 4
+
+
+def _seg_model(width, size=32):
+    norm_cfg = dict(type='BN', requires_grad=True)
+    return dict(
+        _scope_='mmseg',
+        type='EncoderDecoder',
+        data_preprocessor=dict(
+            type='SegDataPreProcessor', mean=[0., 0., 0.], std=[1., 1., 1.],
+            size=(size, size), pad_val=0, seg_pad_val=255),
+        backbone=dict(
+            type='ResNetV1c', depth=18, base_channels=width,
+            stem_channels=width, num_stages=4, out_indices=(3, ),
+            dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1), norm_cfg=norm_cfg,
+            contract_dilation=True),
+        decode_head=dict(
+            type='FCNHead', in_channels=8 * width, in_index=0,
+            channels=2 * width, num_convs=1, concat_input=False,
+            dropout_ratio=0.0, num_classes=NUM_CLASSES, norm_cfg=norm_cfg,
+            align_corners=False),
+        train_cfg=dict(), test_cfg=dict(mode='whole'))
+
+
+def _cfg(**overrides):
+    """Student 8 / teacher 16 channels wide; feature = decode_head.convs
+    (16 / 32 channels), bridged by a connector."""
+    cfg = ConfigDict(
+        type='I2CKDDistill',
+        architecture=_seg_model(8),
+        teacher=_seg_model(16),
+        distiller=dict(
+            type='GTAwareDistiller',
+            student_recorders=dict(
+                feat=dict(type='ModuleOutputs', source='decode_head.convs')),
+            teacher_recorders=dict(
+                feat=dict(type='ModuleOutputs', source='decode_head.convs')),
+            connectors=dict(sfeat=dict(
+                type='I2CKDConnector', in_channels=16, out_channels=32)),
+            distill_losses=dict(
+                loss_i2ckd=dict(type='I2CKDLoss', num_classes=NUM_CLASSES)),
+            loss_forward_mappings=dict(loss_i2ckd=dict(
+                preds_S=dict(from_student=True, recorder='feat',
+                             connector='sfeat'),
+                preds_T=dict(from_student=False, recorder='feat'),
+                gt=dict(from_data='gt_sem_seg')))))
+    cfg.update(overrides)
+    return cfg
+
+
+def _batch(model, n=2, size=32, label_size=None):
+    g = torch.Generator().manual_seed(0)
+    label_size = label_size or size
+    data = dict(
+        inputs=[torch.randint(0, 256, (3, size, size), generator=g,
+                              dtype=torch.uint8) for _ in range(n)],
+        data_samples=[SegDataSample(gt_sem_seg=PixelData(data=torch.randint(
+            0, NUM_CLASSES, (1, label_size, label_size), generator=g)))
+            for _ in range(n)])
+    return model.data_preprocessor(data, True)
+
+
+@pytest.fixture(scope='module')
+def teacher_state(tmp_path_factory):
+    """A real checkpoint of the configured teacher (MMSeg layout)."""
+    torch.manual_seed(1)
+    teacher = MODELS.build(ConfigDict(_seg_model(16)))
+    path = tmp_path_factory.mktemp('ckpt') / 'teacher.pth'
+    torch.save(dict(meta=dict(iter=1), state_dict=teacher.state_dict()),
+               path)
+    return path, teacher.state_dict()
+
+
+def test_valid_teacher_checkpoint_loads_exactly(teacher_state):
+    path, state = teacher_state
+    model = MODELS.build(_cfg(teacher_ckpt=str(path)))
+    for k, v in model.teacher.state_dict().items():
+        torch.testing.assert_close(v, state[k], rtol=0, atol=0)
+
+
+def test_missing_teacher_checkpoint(tmp_path):
+    path = tmp_path / 'nowhere' / 'teacher.pth'
+    with pytest.raises(FileNotFoundError, match='teacher checkpoint not found'
+                       r'.*nowhere/teacher\.pth'):
+        MODELS.build(_cfg(teacher_ckpt=str(path)))
+
+
+def test_truncated_teacher_checkpoint(teacher_state, tmp_path):
+    data = teacher_state[0].read_bytes()
+    path = tmp_path / 'truncated.pth'
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(RuntimeError, match=r'truncated\.pth.*unreadable'):
+        MODELS.build(_cfg(teacher_ckpt=str(path)))
+    path.write_bytes(b'not a checkpoint at all')
+    with pytest.raises(RuntimeError, match='unreadable|weights_only'):
+        MODELS.build(_cfg(teacher_ckpt=str(path)))
+
+
+def test_teacher_checkpoint_with_other_keys_or_shapes(tmp_path):
+    # the *student's* weights: same key names, other shapes
+    student = MODELS.build(ConfigDict(_seg_model(8)))
+    path = tmp_path / 'student.pth'
+    torch.save(dict(state_dict=student.state_dict()), path)
+    with pytest.raises(RuntimeError,
+                       match=r'does not match the teacher.*0 missing keys.*'
+                       r'[1-9]\d* shape mismatches'):
+        MODELS.build(_cfg(teacher_ckpt=str(path)))
+    # renamed keys (e.g. a checkpoint of a wrapper): missing + unexpected
+    teacher = MODELS.build(ConfigDict(_seg_model(16)))
+    renamed = {'model.' + k: v for k, v in teacher.state_dict().items()}
+    torch.save(renamed, path)
+    n = len(renamed)
+    with pytest.raises(RuntimeError, match=rf'{n} missing keys.*{n} '
+                       r"unexpected keys \['model\.backbone"):
+        MODELS.build(_cfg(teacher_ckpt=str(path)))
+
+
+@pytest.mark.parametrize('side', ['student', 'teacher'])
+def test_recorder_source_missing_in_model(side):
+    cfg = _cfg()
+    cfg.distiller[f'{side}_recorders'].feat.source = 'decode_head.convz'
+    with pytest.raises(KeyError, match=rf"{side}_recorders\.feat: source "
+                       r"'decode_head\.convz' is not a module of the "
+                       rf"{side}.*decode_head\.convs"):
+        MODELS.build(cfg)
+
+
+def test_recorder_name_missing_in_mapping():
+    cfg = _cfg()
+    cfg.distiller.loss_forward_mappings.loss_i2ckd.preds_T.recorder = 'feet'
+    with pytest.raises(KeyError, match=r'preds_T: recorder "feet" does not '
+                       r'exist in teacher_recorders'):
+        MODELS.build(cfg)
+
+
+def test_mapping_names_unknown_loss_or_data():
+    cfg = _cfg()
+    cfg.distiller.loss_forward_mappings.loss_i2ckd.gt = dict(
+        from_data='gt_depth')
+    with pytest.raises(KeyError, match="from_data must be one of"):
+        MODELS.build(cfg)
+
+
+def test_channel_mismatch_without_connector():
+    cfg = _cfg()
+    del cfg.distiller.loss_forward_mappings.loss_i2ckd.preds_S['connector']
+    model = MODELS.build(cfg)
+    with pytest.raises(ValueError, match=r'16 channels but teacher feature '
+                       r'has 32.*I2CKDConnector\(in_channels=16, '
+                       r'out_channels=32\)'):
+        model(**_batch(model), mode='loss')
+
+
+def test_label_size_not_matching_input():
+    model = MODELS.build(_cfg())
+    batch = _batch(model)
+    for sample in batch['data_samples']:
+        sample.gt_sem_seg = PixelData(
+            data=torch.zeros(1, 16, 16, dtype=torch.long))
+    with pytest.raises(ValueError, match=r'label size \(16, 16\) does not '
+                       r'match the input size \(32, 32\)'):
+        model(**batch, mode='loss')
+
+
+def test_labels_of_different_sizes_in_one_batch():
+    model = MODELS.build(_cfg())
+    batch = _batch(model)
+    batch['data_samples'][1].gt_sem_seg = PixelData(
+        data=torch.zeros(1, 32, 16, dtype=torch.long))
+    with pytest.raises(ValueError, match='differ in size'):
+        model(**batch, mode='loss')
+
+
+def test_empty_batch():
+    model = MODELS.build(_cfg())
+    with pytest.raises(ValueError, match=r'empty batch \(0 images\)'):
+        model(torch.zeros(0, 3, 32, 32), [], mode='loss')
+    batch = _batch(model)
+    with pytest.raises(ValueError, match='2 inputs but 1 data samples'):
+        model(batch['inputs'], batch['data_samples'][:1], mode='loss')
+
+
+def test_all_ignore_batch_trains_without_nan():
+    """A batch whose labels are all ignore: CE and I2CKD both 0-safe."""
+    model = MODELS.build(_cfg())
+    model.train()
+    batch = _batch(model)
+    for sample in batch['data_samples']:
+        sample.gt_sem_seg = PixelData(
+            data=torch.full((1, 32, 32), 255, dtype=torch.long))
+    losses = model(**batch, mode='loss')
+    assert losses['distill.loss_i2ckd'].item() == 0.0
+    total = sum(v for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total)
+    total.backward()
+    conn = model.distiller.connectors['sfeat'].conv.weight
+    assert conn.grad is not None and (conn.grad == 0).all()
+
+
+def _poison_teacher(model):
+    """NaN weights in the teacher's recorded block -> NaN teacher feature."""
+    with torch.no_grad():
+        model.teacher.decode_head.convs[0].conv.weight.fill_(float('nan'))
+
+
+def test_nonfinite_teacher_feature_names_the_tensor():
+    model = MODELS.build(_cfg())
+    _poison_teacher(model)
+    batch = _batch(model)
+    with pytest.raises(FloatingPointError, match=r'preds_T \(teacher'):
+        model(**batch, mode='loss')
+    # documented alternative: skip the step, the other losses still train
+    cfg = _cfg()
+    cfg.distiller.distill_losses.loss_i2ckd.nonfinite = 'skip'
+    model = MODELS.build(cfg)
+    _poison_teacher(model)
+    losses = model(**copy.deepcopy(batch), mode='loss')
+    assert losses['distill.loss_i2ckd'].item() == 0.0
+    assert losses['distill.i2ckd_skipped'].item() == 1.0
+    assert torch.isfinite(losses['student.decode.loss_ce'])

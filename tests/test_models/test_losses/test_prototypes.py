@@ -1,0 +1,192 @@
+"""Class prototypes, label resizing and label checks vs naive references."""
+import pytest
+import torch
+
+import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
+from i2ckd_mm.models.losses.prototypes import (check_labels, class_prototypes,
+                                               resize_labels)
+
+IGNORE = 255
+
+
+def naive_prototypes(feats, labels, num_classes, scope):
+    """Per-pixel Python loop in float64: sums and counts per group/class."""
+    n, c, h, w = feats.shape
+    groups = n if scope == 'image' else 1
+    sums = torch.zeros(groups, num_classes, c, dtype=torch.float64)
+    counts = torch.zeros(groups, num_classes, dtype=torch.float64)
+    for i in range(n):
+        g = i if scope == 'image' else 0
+        for y in range(h):
+            for x in range(w):
+                k = int(labels[i, y, x])
+                if k == IGNORE:
+                    continue
+                sums[g, k] += feats[i, :, y, x].double()
+                counts[g, k] += 1
+    protos = torch.zeros_like(sums)
+    for g in range(groups):
+        for k in range(num_classes):
+            if counts[g, k] > 0:
+                protos[g, k] = sums[g, k] / counts[g, k]
+    return protos, counts
+
+
+def random_case(seed, n=3, c=4, h=5, w=6, num_classes=6):
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(n, c, h, w, generator=g)
+    # classes 0..3 only: 4 and 5 are absent everywhere
+    labels = torch.randint(0, 4, (n, h, w), generator=g)
+    labels[torch.rand(n, h, w, generator=g) < 0.3] = IGNORE
+    labels[1][labels[1] == 2] = IGNORE  # class 2 absent from image 1 only
+    return feats, labels, num_classes
+
+
+@pytest.mark.parametrize('scope', ['image', 'batch', 'global'])
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_prototypes_match_naive_loop(scope, seed):
+    feats, labels, k = random_case(seed)
+    protos, counts = class_prototypes(feats, labels, k, IGNORE, scope)
+    ref_p, ref_c = naive_prototypes(feats, labels, k, scope)
+    groups = feats.shape[0] if scope == 'image' else 1
+    assert protos.shape == (groups, k, feats.shape[1])
+    assert protos.dtype == torch.float32
+    torch.testing.assert_close(counts.double(), ref_c)
+    torch.testing.assert_close(protos.double(), ref_p, atol=1e-6, rtol=1e-5)
+    # absent classes: count 0 and a zero prototype (not NaN)
+    assert (counts[:, 4:] == 0).all() and (protos[:, 4:] == 0).all()
+    if scope == 'image':
+        assert counts[1, 2] == 0 and (protos[1, 2] == 0).all()
+        assert counts[0, 2] > 0
+
+
+def test_batch_prototype_is_pixel_weighted_not_image_mean():
+    # image 0: class 0 on 3 pixels of value 1; image 1: 1 pixel of value 5.
+    feats = torch.zeros(2, 1, 1, 3)
+    feats[0, 0, 0] = 1.0
+    feats[1, 0, 0, 0] = 5.0
+    labels = torch.full((2, 1, 3), IGNORE)
+    labels[0] = 0
+    labels[1, 0, 0] = 0
+    protos, counts = class_prototypes(feats, labels, 1, IGNORE, 'batch')
+    assert counts.tolist() == [[4.0]]
+    assert protos.item() == pytest.approx((3 * 1 + 5) / 4)  # not (1+5)/2
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_low_precision_accumulates_in_fp32(dtype):
+    # 4096 pixels of one class: fp16/bf16 sums would lose the small parts.
+    g = torch.Generator().manual_seed(3)
+    feats = (100 + torch.rand(2, 3, 64, 64, generator=g)).to(dtype)
+    labels = torch.randint(0, 2, (2, 64, 64), generator=g)
+    protos, _ = class_prototypes(feats, labels, 2, IGNORE, 'batch')
+    assert protos.dtype == torch.float32
+    # independent fp64 reference: boolean-mask mean per class
+    f64 = feats.double().permute(0, 2, 3, 1)  # N, h, w, C
+    ref = torch.stack([f64[labels == k].mean(0) for k in range(2)])[None]
+    # same (rounded) inputs summed in fp32 vs fp64: agree to fp32 precision
+    torch.testing.assert_close(protos.double(), ref, atol=1e-4, rtol=1e-6)
+    # (summing in fp16 itself would overflow: 2048 * 100 > 65504; bf16
+    # keeps 8 mantissa bits: errors of whole units.)
+    assert float(feats.double().sum(dim=(2, 3)).max()) > 65504
+
+
+def test_float64_stays_float64():
+    feats, labels, k = random_case(4)
+    protos, _ = class_prototypes(feats.double(), labels, k, IGNORE)
+    assert protos.dtype == torch.float64
+
+
+def test_prototypes_gradient_is_mean_weight():
+    # d P_k / d F_p = 1 / count_k for pixels of class k, else 0.
+    feats = torch.randn(1, 2, 2, 3, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([[[0, 0, 1], [IGNORE, 0, 1]]])
+    protos, _ = class_prototypes(feats, labels, 2, IGNORE)
+    protos[0, 0, 1].backward()
+    expected = torch.zeros(1, 2, 2, 3, dtype=torch.float64)
+    expected[0, 1][labels[0] == 0] = 1 / 3
+    torch.testing.assert_close(feats.grad, expected)
+
+
+def test_prototypes_bad_args():
+    feats, labels, k = random_case(0)
+    with pytest.raises(ValueError, match='scope'):
+        class_prototypes(feats, labels, k, IGNORE, 'pixel')
+    with pytest.raises(ValueError, match='N x h x w'):
+        class_prototypes(feats, labels[:, :-1], k, IGNORE)
+    with pytest.raises(ValueError, match='expected feats'):
+        class_prototypes(feats[0], labels, k, IGNORE)
+
+
+@pytest.mark.parametrize('src,dst', [((7, 5), (3, 2)), ((3, 4), (7, 9)),
+                                     ((8, 8), (4, 4))])
+def test_resize_labels_nearest_matches_index_formula(src, dst):
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 5, (2, ) + src, generator=g)
+    labels[0, 0, 0] = IGNORE
+    out = resize_labels(labels, dst, 5, IGNORE, 'nearest')
+    (hh, ww), (h, w) = src, dst
+    ref = torch.empty(2, h, w, dtype=torch.long)
+    for i in range(h):
+        for j in range(w):
+            # PyTorch 'nearest': source index floor(dst_index * in / out)
+            ref[:, i, j] = labels[:, (i * hh) // h, (j * ww) // w]
+    assert out.dtype == torch.int64
+    assert torch.equal(out, ref)
+
+
+def test_resize_labels_nearest_keeps_large_ids_exact():
+    labels = torch.full((1, 4, 4), 2**24 + 1, dtype=torch.long)  # > fp32 exact
+    out = resize_labels(labels, (2, 2), 2**25, IGNORE, 'nearest')
+    assert (out == 2**24 + 1).all()
+
+
+def test_resize_labels_same_size_is_identity():
+    labels = torch.randint(0, 3, (1, 4, 5), dtype=torch.int32)
+    out = resize_labels(labels, (4, 5), 3, IGNORE)
+    assert out.dtype == torch.int64 and torch.equal(out, labels.long())
+
+
+def test_resize_labels_mode_hand_case():
+    # 4x4 -> 2x2: each output pixel covers one 2x2 block.
+    labels = torch.tensor([[[1, 1, 2, 2],
+                            [1, 0, 2, IGNORE],
+                            [IGNORE, IGNORE, 0, 1],
+                            [IGNORE, 3, 1, 0]]])
+    out = resize_labels(labels, (2, 2), 4, IGNORE, 'mode')
+    # block TL {1,1,1,0} -> 1; TR {2,2,2,ign} -> 2 (ignore never votes);
+    # BL {ign,ign,ign,3} -> 3 (one valid vote beats three ignores);
+    # BR {0,1,1,0} tie 0 vs 1 -> smallest id 0.
+    assert out.tolist() == [[[1, 2], [3, 0]]]
+    # nearest picks the top-left pixel of each block instead
+    near = resize_labels(labels, (2, 2), 4, IGNORE, 'nearest')
+    assert near.tolist() == [[[1, 2], [IGNORE, 0]]]
+
+
+def test_resize_labels_mode_all_ignore_block_stays_ignored():
+    labels = torch.tensor([[[IGNORE, IGNORE, 1, 1], [IGNORE, IGNORE, 1, 0]]])
+    out = resize_labels(labels, (1, 2), 2, IGNORE, 'mode')
+    assert out.tolist() == [[[IGNORE, 1]]]
+
+
+def test_resize_labels_rejects_unknown_mode():
+    with pytest.raises(ValueError, match='bilinear'):
+        resize_labels(torch.zeros(1, 4, 4, dtype=torch.long), (2, 2), 2,
+                      IGNORE, 'bilinear')
+
+
+def test_check_labels_accepts_valid_and_ignore():
+    check_labels(torch.tensor([[0, 3, IGNORE]]), 4, IGNORE)
+
+
+@pytest.mark.parametrize('bad', [4, -1, 254])
+def test_check_labels_rejects_out_of_range(bad):
+    labels = torch.tensor([[0, 1, bad, IGNORE]])
+    with pytest.raises(ValueError, match=rf'\[{bad}\].*\[0, 4\).*255'):
+        check_labels(labels, 4, IGNORE)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bool])
+def test_check_labels_rejects_non_integer(dtype):
+    with pytest.raises(TypeError, match='integer'):
+        check_labels(torch.zeros(2, 2, dtype=dtype), 4, IGNORE)

@@ -1,0 +1,85 @@
+"""Shared fixtures of the tools tests: tiny ToyShapes data and a distillation
+run of a few iterations (trained once per test session, in subprocesses)."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOLS = osp.join(ROOT, 'tools')
+TOY = osp.join(ROOT, 'configs', 'toy')
+TEACHER_CFG = osp.join(TOY, 'deeplabv3_r18-d8_1xb8-600it_toyshapes-64x64.py')
+STUDENT_CFG = osp.join(TOY,
+                       'deeplabv3_r18w16-d8_1xb8-600it_toyshapes-64x64.py')
+I2CKD_CFG = osp.join(
+    TOY, 'i2ckd_bottleneck_deeplabv3_r18-d8_deeplabv3_r18w16-d8_'
+    '1xb8-600it_toyshapes-64x64.py')
+
+
+def run_tool(args, timeout=300, env=None):
+    """Run ``python args...`` from the repo root; return the completed
+    process (stdout+stderr in .stdout); fail the test with the output tail
+    if it fails."""
+    full_env = dict(os.environ, OMP_NUM_THREADS='2')
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable] + list(args),
+                          cwd=ROOT,
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT,
+                          text=True,
+                          timeout=timeout,
+                          env=full_env)
+    if proc.returncode != 0:
+        pytest.fail(f'{args[0]} failed ({proc.returncode}):\n'
+                    f'{proc.stdout[-4000:]}')
+    return proc
+
+
+def tiny_options(data_root, iters, ckpt_interval=None, teacher=True):
+    """--cfg-options for a few iterations on tiny data, batch 2."""
+    opts = [
+        f'{s}_dataloader.dataset.data_root={data_root}'
+        for s in ('train', 'val', 'test')
+    ] + [
+        'train_dataloader.batch_size=2', f'train_cfg.max_iters={iters}',
+        f'train_cfg.val_interval={iters}', f'param_scheduler.0.end={iters}',
+        f'default_hooks.checkpoint.interval={ckpt_interval or iters}',
+        'default_hooks.checkpoint.max_keep_ckpts=5',
+        'default_hooks.logger.interval=1'
+    ]
+    if teacher:
+        # a randomly initialised teacher: the tools are under test here,
+        # not the teacher's quality
+        opts.append('model.teacher_ckpt=None')
+    return opts
+
+
+@pytest.fixture(scope='session')
+def toy_root(tmp_path_factory):
+    """8 train + 2 val ToyShapes images (64x64), written by the tool."""
+    from i2ckd_mm.apis.toy_data import make_toy_shapes
+    root = str(tmp_path_factory.mktemp('toyshapes'))
+    make_toy_shapes(root, num_train=8, num_val=2, size=64, seed=3)
+    return root
+
+
+@pytest.fixture(scope='session')
+def distill_run(tmp_path_factory, toy_root):
+    """tools/train.py on the I2CKD toy config: 4 iterations, a checkpoint
+    every 2; then ``--resume`` (auto) with max_iters 6."""
+    work_dir = str(tmp_path_factory.mktemp('distill_run'))
+    first = run_tool([
+        osp.join(TOOLS, 'train.py'), I2CKD_CFG, '--work-dir', work_dir,
+        '--cfg-options'
+    ] + tiny_options(toy_root, 4, ckpt_interval=2))
+    resumed = run_tool([
+        osp.join(TOOLS, 'train.py'), I2CKD_CFG, '--work-dir', work_dir,
+        '--resume', '--cfg-options'
+    ] + tiny_options(toy_root, 6, ckpt_interval=2))
+    return dict(
+        work_dir=work_dir,
+        first_log=first.stdout,
+        resumed_log=resumed.stdout,
+        options=tiny_options(toy_root, 6, ckpt_interval=2))

@@ -1,0 +1,37 @@
+"""Export the student of a distillation run as a plain MMSeg model.
+
+    python tools/export_student.py CONFIG CHECKPOINT OUT_DIR [--name student]
+
+Writes OUT_DIR/NAME.pth (student weights, ``architecture.`` removed, plain
+metadata: loads with ``torch.load(weights_only=True)``) and OUT_DIR/NAME.py
+(student model + test pipeline, MMSeg types only). Use them with
+``mmseg.apis.init_model(NAME.py, NAME.pth)`` or MMSeg's tools/test.py, with
+no i2ckd_mm installed.
+"""
+import argparse
+
+import i2ckd_mm  # noqa: F401,I001  (compat shims + registrations first)
+from i2ckd_mm.apis import export_student
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Export a distilled student as a plain MMSeg model')
+    parser.add_argument('config', help='the distillation config of the run')
+    parser.add_argument('checkpoint', help='the distillation checkpoint')
+    parser.add_argument('out_dir', help='output folder')
+    parser.add_argument('--name', default='student',
+                        help='file stem of the outputs')
+    parser.add_argument(
+        '--weights-only', action='store_true',
+        help='read CHECKPOINT with torch.load(weights_only=True); MMEngine '
+        'run checkpoints need full unpickling (the default), so only '
+        'export checkpoints you trust')
+    args = parser.parse_args(argv)
+    ckpt, cfg = export_student(args.checkpoint, args.config, args.out_dir,
+                               args.name, weights_only=args.weights_only)
+    print(f'exported student: {ckpt} + {cfg}')
+
+
+if __name__ == '__main__':
+    main()
