@@ -46,9 +46,9 @@ def student_config(config: Union[str, Config]) -> Config:
     cfg = _load_config(config)
     algo = cfg.get('model', None)
     if not isinstance(algo, dict) or 'architecture' not in algo:
-        raise KeyError(
-            'the config is not a distillation config: model has no '
-            f"'architecture' (model type: {getattr(algo, 'get', dict().get)('type')!r})")
+        kind = algo.get('type') if isinstance(algo, dict) else None
+        raise KeyError('the config is not a distillation config: model '
+                       f"(type {kind!r}) has no 'architecture'")
     student = copy.deepcopy(algo['architecture'])
     if 'cfg_path' in student:
         # MMRazor also accepts architecture=dict(cfg_path=..., ...)

@@ -73,7 +73,8 @@ class DistillLossWeightScheduleHook(Hook):
     def __init__(self, losses: Dict[str, dict]) -> None:
         if not isinstance(losses, dict) or not losses:
             raise TypeError('DistillLossWeightScheduleHook: losses must be a '
-                            f'non-empty dict of per-loss options, got {losses!r}')
+                            'non-empty dict of per-loss options, got '
+                            f'{losses!r}')
         self.schedules = {}
         self._explicit: Dict[str, float] = {}
         for name, opts in losses.items():

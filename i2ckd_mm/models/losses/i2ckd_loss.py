@@ -56,6 +56,15 @@ class I2CKDLoss(nn.Module):
         prototype_scope (str): ``'image'`` (default: prototypes per image),
             ``'batch'`` (one set per batch) or ``'global'`` (per batch across
             all DDP ranks; one all_reduce of sums and counts a step).
+            Trade-off: ``'image'`` communicates nothing, but each rank
+            averages over its own triplets, so DDP's averaged gradient
+            weights ranks, not triplets, equally; ``'global'`` equals one
+            process on the whole global batch (loss and DDP-averaged
+            gradients, so results do not change with the GPU count at a
+            fixed global batch) and averages more pixels per prototype, at
+            the cost of two small all_reduces (K x C sums, counts) plus a
+            finite-flag all_reduce per step, all ranks waiting for the
+            slowest.
         label_resize (str): ``'nearest'`` (default) or ``'mode'``.
         normalize (bool): L2-normalise prototypes before distances.
             Defaults to False.

@@ -94,7 +94,8 @@ def test_labels_outside_classes_and_not_ignore_raise(bad, ignore, num):
     s, t = _feats()
     y = torch.zeros(2, 4, 4, dtype=torch.long)
     y[1, 2, 3] = bad
-    with pytest.raises(ValueError, match=rf'class ids \[{bad}\].*\[0, {num}\)'):
+    with pytest.raises(ValueError,
+                       match=rf'class ids \[{bad}\].*\[0, {num}\)'):
         I2CKDLoss(num_classes=num, ignore_index=ignore)(s, t, y)
 
 
@@ -158,7 +159,8 @@ def test_nonfinite_features_raise_naming_the_tensor(value, which):
 @pytest.mark.parametrize('which', ['preds_S', 'preds_T'])
 def test_nonfinite_skip_returns_zero_with_zero_grad(which):
     s, t = _feats()
-    y = torch.randint(0, 3, (2, 4, 4), generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 3, (2, 4, 4),
+                      generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         (s if which == 'preds_S' else t)[0, 0, 0, 0] = float('nan')
     loss_fn = I2CKDLoss(num_classes=3, nonfinite='skip', pull_weight=1.0)
