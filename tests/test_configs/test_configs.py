@@ -1,13 +1,13 @@
 """Every config in configs/ loads, builds and runs one tiny step on CPU.
 
-No download happens: student ``pretrained`` is set to None, and each
-distillation config's ``teacher_ckpt`` is replaced by a temporary random
-state dict of *its own* teacher (built separately from the same teacher
-config), which also proves the checkpoint reaches the teacher. One 32x32
+No download happens: student ``pretrained`` is set to None and the
+distillation configs are built with ``teacher_ckpt=None`` (the teacher keeps
+its random init); that the documented local-checkpoint override reaches the
+teacher is tested once, on the CamVid config where it is mandatory (an R101
+state dict is ~350 MB, too slow to write for every config). One 32x32
 forward per distillation config then checks that the features recorded on
 the real models have exactly the connector's in/out channels.
 """
-import copy
 import re
 from pathlib import Path
 
@@ -96,26 +96,6 @@ def _tiny_batch(num_classes: int, n: int = 2, size: int = 32):
     return x, samples
 
 
-@pytest.fixture(scope='module')
-def teacher_ckpts(tmp_path_factory):
-    """One random state-dict file per distinct teacher config (cached)."""
-    cache = {}
-    root = tmp_path_factory.mktemp('teachers')
-
-    def get(teacher_cfg):
-        key = repr(teacher_cfg.to_dict() if hasattr(teacher_cfg, 'to_dict')
-                   else teacher_cfg)
-        if key not in cache:
-            teacher = RAZOR_MODELS.build(copy.deepcopy(teacher_cfg))
-            state = {k: v.clone() for k, v in teacher.state_dict().items()}
-            path = root / f'teacher{len(cache)}.pth'
-            torch.save(dict(state_dict=state), path)
-            cache[key] = (str(path), state)
-        return cache[key]
-
-    return get
-
-
 def test_configs_found():
     names = {p.name for p in I2CKD_CONFIGS}
     # the configs issue 3 asks for
@@ -126,7 +106,7 @@ def test_configs_found():
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=_ids(CONFIGS))
-def test_config_builds_and_runs(path, teacher_ckpts):
+def test_config_builds_and_runs(path):
     cfg = _load(path)
     num_classes = _dataset_classes(cfg)
     crop = _crop_size(cfg)
@@ -158,13 +138,8 @@ def test_config_builds_and_runs(path, teacher_ckpts):
         if loss_cfg.type == 'I2CKDLoss':
             assert loss_cfg.num_classes == num_classes
 
-    ckpt, state = teacher_ckpts(mcfg.teacher)
-    mcfg.teacher_ckpt = ckpt
+    mcfg.teacher_ckpt = None  # no download; see the module docstring
     algo = RAZOR_MODELS.build(mcfg)
-    # The checkpoint reached the teacher (its own init differs).
-    for key in ('decode_head.conv_seg.weight', 'backbone.stem.0.weight'):
-        if key in state:
-            assert torch.equal(algo.teacher.state_dict()[key], state[key])
     assert algo.teacher.decode_head.num_classes == num_classes
 
     algo.train()
@@ -231,6 +206,40 @@ def test_camvid_without_teacher_ckpt_fails_clearly():
     cfg.model.architecture.pretrained = None
     with pytest.raises(FileNotFoundError, match='teacher checkpoint not found'):
         RAZOR_MODELS.build(cfg.model)
+
+
+def test_local_teacher_checkpoint_override(tmp_path):
+    """``--cfg-options model.teacher_ckpt=PATH`` loads a local teacher file
+    (the CamVid case, where no model-zoo teacher exists)."""
+    path = next(p for p in I2CKD_CONFIGS if 'camvid' in p.name)
+    cfg = _load(path)
+    cfg.merge_from_dict({'model.teacher_ckpt': None,
+                         'model.architecture.pretrained': None})
+    first = RAZOR_MODELS.build(cfg.model)
+    # a teacher state dict that differs from any fresh random init
+    g = torch.Generator().manual_seed(1)
+    state = {
+        k: (torch.randn(v.shape, generator=g) if v.is_floating_point() else v)
+        for k, v in first.teacher.state_dict().items()
+    }
+    ckpt = tmp_path / 'camvid_teacher.pth'
+    torch.save(dict(state_dict=state, meta=dict(iter=40000)), ckpt)
+    del first
+
+    cfg = _load(path)
+    # exactly what tools/train.py does with --cfg-options
+    cfg.merge_from_dict({'model.teacher_ckpt': str(ckpt),
+                         'model.architecture.pretrained': None})
+    algo = RAZOR_MODELS.build(cfg.model)
+    loaded = algo.teacher.state_dict()
+    assert loaded.keys() == state.keys()
+    for key in ('backbone.stem.0.weight', 'decode_head.conv_seg.weight',
+                'decode_head.bottleneck.bn.running_var'):
+        assert torch.equal(loaded[key], state[key]), key
+    # init_weights() (which the Runner calls) must not undo the loading
+    algo.teacher.init_weights()
+    assert torch.equal(algo.teacher.state_dict()['decode_head.conv_seg.weight'],
+                       state['decode_head.conv_seg.weight'])
 
 
 NAME = re.compile(r'^i2ckd(?:-[a-z]+)?_[a-z-]+_(?P<teacher>[\w.-]+?)_'

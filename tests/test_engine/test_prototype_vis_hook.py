@@ -251,9 +251,9 @@ def test_in_a_real_runner(tmp_path):
         default_scope='mmrazor', experiment_name='vis_hook_test')
     runner.train()
     files = sorted(os.listdir(tmp_path / 'vis'))
-    assert files == [f'proto_{kind}_iter{i:06d}.{ext}' for i in (1, 2)
-                     for kind, ext in (('pca', 'png'), ('sim', 'npy'),
-                                       ('sim', 'png'))]
+    assert files == sorted(
+        f'proto_{kind}_iter{i:06d}.{ext}' for i in (1, 2)
+        for kind, ext in (('pca', 'png'), ('sim', 'npy'), ('sim', 'png')))
     # iteration 2 saw the second half of the data: check it against it
     saved = np.load(tmp_path / 'vis' / 'proto_sim_iter000002.npy')
     ref, _, _ = direct_similarity(

@@ -1,4 +1,5 @@
 """Single-teacher distillation with a truly frozen teacher and labels."""
+import warnings
 from typing import Dict, List, Optional
 
 import torch
@@ -53,7 +54,13 @@ class I2CKDDistill(SingleTeacherDistill):
             raise TypeError('I2CKDDistill needs a GTAwareDistiller, got '
                             f'{type(self.distiller).__name__}')
         self.teacher_ckpt = teacher_ckpt
-        if teacher_ckpt:
+        if not teacher_ckpt:
+            warnings.warn(
+                'I2CKDDistill: no teacher_ckpt given; the teacher keeps the '
+                'weights it was built with (random unless its config loads '
+                'pretrained weights). Set model.teacher_ckpt to distill from '
+                'a trained teacher.')
+        else:
             load_teacher_checkpoint(self.teacher, teacher_ckpt,
                                     teacher_ckpt_trusted)
             # keep init_weights() from overwriting the loaded weights
@@ -103,10 +110,12 @@ class I2CKDDistill(SingleTeacherDistill):
         (``distill.*``), each under its own key."""
         gt = self.stack_labels(batch_inputs, data_samples)
         losses = dict()
-        self.distiller.set_deliveries_override(False)
-        with self.distiller.teacher_recorders, self.distiller.deliveries:
-            with torch.no_grad():
-                self.teacher(batch_inputs, data_samples, mode='tensor')
+        distill = not self.distillation_stopped
+        if distill:  # after a stop, the teacher's forward is not needed
+            self.distiller.set_deliveries_override(False)
+            with self.distiller.teacher_recorders, self.distiller.deliveries:
+                with torch.no_grad():
+                    self.teacher(batch_inputs, data_samples, mode='tensor')
 
         self.distiller.set_deliveries_override(True)
         with self.distiller.student_recorders, self.distiller.deliveries:
@@ -114,10 +123,13 @@ class I2CKDDistill(SingleTeacherDistill):
                 student_losses = self.student(
                     batch_inputs, data_samples, mode='loss')
                 losses.update(add_prefix(student_losses, 'student'))
-            else:
+            elif self.student_trainable:
                 self.student(batch_inputs, data_samples, mode='tensor')
+            else:
+                with torch.no_grad():
+                    self.student(batch_inputs, data_samples, mode='tensor')
 
-        if not self.distillation_stopped:
+        if distill:
             distill_losses = self.distiller.compute_distill_losses(
                 dict(gt_sem_seg=gt))
             losses.update(add_prefix(distill_losses, 'distill'))

@@ -304,3 +304,22 @@ def test_untrusted_pickle_needs_explicit_trust(tiny_state, tmp_path):
 def test_teacher_trainable_is_refused():
     with pytest.raises(ValueError, match='frozen'):
         tiny_algorithm(teacher_trainable=True)
+
+
+def test_stopped_distillation_skips_the_teacher_forward(monkeypatch):
+    alg = tiny_algorithm()
+    alg.distillation_stopped = True
+
+    def teacher_forward(*args, **kwargs):
+        raise AssertionError('teacher ran after distillation stopped')
+
+    monkeypatch.setattr(alg.teacher, 'forward', teacher_forward)
+    data = alg.data_preprocessor(make_batch(size=32, num_labels=3), True)
+    losses = alg(**data, mode='loss')
+    assert not any(k.startswith('distill.') for k in losses)
+    assert 'student.decode.loss_ce' in losses
+
+
+def test_missing_teacher_ckpt_warns():
+    with pytest.warns(UserWarning, match='no teacher_ckpt'):
+        tiny_algorithm()
