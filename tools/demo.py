@@ -59,11 +59,15 @@ def schedule_options(iters):
     ]
 
 
+THREADS = {'n': 1}
+
+
 def run(cmd):
     """Run a tool, streaming its output; fail loudly if it fails."""
     print('\n$ ' + ' '.join(cmd), flush=True)
     t0 = time.time()
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS['n']))
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
     return time.time() - t0
 
 
@@ -134,7 +138,14 @@ def main(argv=None):
     parser.add_argument('--skip-student-alone', action='store_true')
     parser.add_argument('--with-cwd', action='store_true',
                         help='also distill with I2CKD + CWD logit KD')
+    parser.add_argument(
+        '--threads', type=int, default=1,
+        help='intra-op threads per run (OMP_NUM_THREADS). 1 by default: on '
+        'a 2-core machine shared with other jobs, 2 OpenMP threads spin-'
+        'waiting for each other made a step 10-30x slower; use 2+ on an '
+        'idle machine')
     args = parser.parse_args(argv)
+    THREADS['n'] = args.threads
     t_start = time.time()
     wd = osp.abspath(args.work_dir)
     data_root = osp.join(wd, 'data')

@@ -4,7 +4,8 @@
 # protocol's batch and length; the CamVid recipes are ours, MMSeg has none).
 #
 # TEACHER CHECKPOINT REQUIRED: MMSeg publishes no CamVid model. Train the
-# teacher with configs/i2ckd/baselines/deeplabv3_r101-d8_4xb4-40k_camvid-360x360.py
+# teacher with
+#   configs/i2ckd/baselines/deeplabv3_r101-d8_4xb4-40k_camvid-360x360.py
 # (or convert your own DeepLabV3-R101 CamVid weights to MMSeg keys) and pass
 #   --cfg-options model.teacher_ckpt=/path/to/camvid_teacher.pth
 # Without it, building the model fails with "teacher checkpoint not found".

@@ -86,7 +86,8 @@ def test_reads_layout_and_maps_void(camvid_root):
     for i, name in enumerate(sorted(splits['train'])):
         info = ds.get_data_info(i)
         assert Path(info['img_path']).name == f'{name}.png'
-        assert Path(info['seg_map_path']) == root / 'trainannot' / f'{name}.png'
+        assert Path(info['seg_map_path']) == (root / 'trainannot' /
+                                              f'{name}.png')
         item = ds[i]
         gt = item['data_samples'].gt_sem_seg.data.numpy()[0]
         np.testing.assert_array_equal(gt, _expected(labels[('train', name)]))

@@ -22,7 +22,9 @@ def run_tool(args, timeout=300, env=None):
     """Run ``python args...`` from the repo root; return the completed
     process (stdout+stderr in .stdout); fail the test with the output tail
     if it fails."""
-    full_env = dict(os.environ, OMP_NUM_THREADS='2')
+    # one intra-op thread: on a small machine shared with other jobs, OpenMP
+    # threads spin-waiting for each other made a step 10-30x slower
+    full_env = dict(os.environ, OMP_NUM_THREADS='1')
     full_env.update(env or {})
     proc = subprocess.run([sys.executable] + list(args),
                           cwd=ROOT,

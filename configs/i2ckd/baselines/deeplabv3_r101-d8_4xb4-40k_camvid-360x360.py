@@ -1,6 +1,7 @@
 # Plain MMSeg recipe of the CamVid TEACHER (DeepLabV3 R101-D8, 11 classes).
 # MMSeg publishes no CamVid model, so train this first, e.g.
-#   python tools/train.py configs/i2ckd/baselines/deeplabv3_r101-d8_4xb4-40k_camvid-360x360.py
+#   python tools/train.py \
+#       configs/i2ckd/baselines/deeplabv3_r101-d8_4xb4-40k_camvid-360x360.py
 # and pass the resulting checkpoint to the CamVid I2CKD config (its README).
 # Built like MMSeg's deeplabv3_r50-d8_4xb4-40k_voc12aug-512x512.py (+ the
 # R101 override of MMSeg's R101 recipes), with our CamVid dataset base.

@@ -6,7 +6,10 @@
 # `model`. CPU changes: BN instead of SyncBN, no ImageNet init, inputs padded
 # to 64x64 (the crop) instead of 512x1024.
 norm_cfg = dict(type='BN', requires_grad=True)
+# (MMEngine's Runner also hands this top-level `data_preprocessor` to a
+# distillation algorithm, built in MMRazor's registry: hence the scope)
 data_preprocessor = dict(
+    _scope_='mmseg',
     type='SegDataPreProcessor',
     mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375],
