@@ -130,8 +130,8 @@ def main(argv=None):
     parser.add_argument('--work-dir', default='work_dirs/toy_demo')
     parser.add_argument('--iters', type=int, default=300,
                         help='training iterations of every run')
-    parser.add_argument('--teacher-iters', type=int, default=None,
-                        help='teacher iterations (default: --iters)')
+    parser.add_argument('--teacher-iters', type=int, default=400,
+                        help='teacher iterations')
     parser.add_argument('--num-train', type=int, default=300)
     parser.add_argument('--num-val', type=int, default=60)
     parser.add_argument('--seed', type=int, default=0)
@@ -149,7 +149,7 @@ def main(argv=None):
     t_start = time.time()
     wd = osp.abspath(args.work_dir)
     data_root = osp.join(wd, 'data')
-    teacher_iters = args.teacher_iters or args.iters
+    teacher_iters = args.teacher_iters
 
     run([
         sys.executable,

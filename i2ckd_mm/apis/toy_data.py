@@ -28,7 +28,7 @@ IGNORE_INDEX = 255
 def _shape_mask(cls: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """A binary mask (size x size, uint8) of one shape of class ``cls``."""
     mask = np.zeros((size, size), np.uint8)
-    r = rng.uniform(0.11, 0.22) * size
+    r = rng.uniform(0.14, 0.25) * size
     cx, cy = rng.uniform(r, size - r, 2)
     theta = rng.uniform(0, 2 * np.pi)
     centre = (int(round(cx)), int(round(cy)))
@@ -81,7 +81,7 @@ def render_sample(size: int, rng: np.random.Generator):
     label = np.zeros((size, size), np.uint8)
     boundary = np.zeros((size, size), bool)
     kernel = np.ones((3, 3), np.uint8)
-    for _ in range(rng.integers(2, 5)):
+    for _ in range(rng.integers(2, 4)):
         cls = int(rng.integers(1, len(TOY_CLASSES)))
         mask = _shape_mask(cls, size, rng).astype(bool)
         colour = _OBJECT_COLOURS[rng.integers(len(_OBJECT_COLOURS))]
@@ -95,7 +95,7 @@ def render_sample(size: int, rng: np.random.Generator):
     # distractors: strokes and dots in object colours, labelled background;
     # where one crosses a shape the pixel is ambiguous, so it is ignored
     strokes = np.zeros((size, size), np.uint8)
-    for _ in range(rng.integers(1, 4)):
+    for _ in range(rng.integers(1, 3)):
         colour = _OBJECT_COLOURS[rng.integers(len(_OBJECT_COLOURS))]
         p = rng.integers(0, size, 4)
         stroke = np.zeros((size, size), np.uint8)
@@ -107,7 +107,7 @@ def render_sample(size: int, rng: np.random.Generator):
                        int(rng.integers(1, max(2, size // 20))), 1, -1)
         img[stroke.astype(bool)] = colour
         strokes |= stroke
-    img += rng.normal(0, 12, img.shape)
+    img += rng.normal(0, 8, img.shape)
     label[boundary | (strokes.astype(bool) & (label > 0))] = IGNORE_INDEX
     return np.clip(img, 0, 255).astype(np.uint8), label
 

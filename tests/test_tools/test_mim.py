@@ -2,6 +2,7 @@
 optional openmim: pip install -e ".[mim]")."""
 import glob
 import importlib.util
+import os
 import os.path as osp
 import shutil
 import sys
@@ -20,31 +21,63 @@ def _mim():
     return exe if osp.isfile(exe) else shutil.which('mim')
 
 
+def _regular_install(tmp_path):
+    """A non-editable install of a copy of the repo into a --target folder.
+
+    mim finds a package's tools/configs at <dist location>/<package>/.mim;
+    a PEP 660 editable install (pip install -e .) puts the dist-info in
+    site-packages with no package folder beside it, so mim (and
+    ``i2ckd_mm::`` config paths) need a regular install - which is what a
+    mim user has. Copying first keeps setup.py's copy mode out of the
+    working tree (it rewrites i2ckd_mm/.mim).
+    """
+    import subprocess
+    src = tmp_path / 'src'
+    for name in ('i2ckd_mm', 'configs', 'tools'):
+        shutil.copytree(osp.join(ROOT, name), src / name, symlinks=False,
+                        ignore=shutil.ignore_patterns('.mim', '__pycache__',
+                                                      '*.egg-info'))
+    for name in ('setup.py', 'README.md', 'model-index.yml'):
+        if osp.exists(osp.join(ROOT, name)):
+            shutil.copy(osp.join(ROOT, name), src / name)
+    target = tmp_path / 'site'
+    proc = subprocess.run(
+        [sys.executable, '-m', 'pip', 'install', '-q', '--no-deps',
+         '--no-build-isolation', '--no-index', '--target', str(target),
+         str(src)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert osp.isfile(target / 'i2ckd_mm' / '.mim' / 'tools' / 'train.py')
+    return str(target)
+
+
 def test_mim_train_and_test(toy_root, tmp_path):
     import subprocess
-    if not osp.isdir(osp.join(ROOT, 'i2ckd_mm', '.mim', 'tools')):
-        pytest.fail('i2ckd_mm/.mim/tools is missing: re-run '
-                    '`pip install -e .` (setup.py links tools/ there)')
-    rel_cfg = osp.relpath(STUDENT_CFG, osp.join(ROOT, 'configs'))
+    site = _regular_install(tmp_path)
+    env = dict(os.environ, PYTHONPATH=site, OMP_NUM_THREADS='1')
+    # named by basename only: mim must find the config and tools/train.py
+    # in the installed package
+    cfg = osp.basename(STUDENT_CFG)
     work_dir = str(tmp_path / 'mim')
-    # the config is named relative to i2ckd_mm/.mim/configs, run from
-    # another folder: mim must find both the config and tools/train.py
-    # through the installed package
+    run = tmp_path / 'run'
+    run.mkdir()
     train = subprocess.run(
-        [_mim(), 'train', 'i2ckd_mm', rel_cfg, '--work-dir', work_dir,
+        [_mim(), 'train', 'i2ckd_mm', cfg, '--work-dir', work_dir,
          '--cfg-options'] + tiny_options(toy_root, 2, teacher=False),
-        cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, timeout=300)
+        cwd=str(run), env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=300)
     assert train.returncode == 0, train.stdout[-4000:]
+    assert osp.join(site, 'i2ckd_mm') in train.stdout  # its config was used
     assert 'Iter(train) [2/2]' in train.stdout
     ckpt = osp.join(work_dir, 'iter_2.pth')
     assert osp.isfile(ckpt)
     test = subprocess.run(
-        [_mim(), 'test', 'i2ckd_mm', rel_cfg, '--checkpoint', ckpt,
+        [_mim(), 'test', 'i2ckd_mm', cfg, '--checkpoint', ckpt,
          '--work-dir', str(tmp_path / 'mim_test'), '--cfg-options'] +
         tiny_options(toy_root, 2, teacher=False),
-        cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, timeout=300)
+        cwd=str(run), env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=300)
     assert test.returncode == 0, test.stdout[-4000:]
     assert 'mIoU' in test.stdout
     assert glob.glob(str(tmp_path / 'mim_test' / '*' / '*.json'))

@@ -5,7 +5,7 @@ _base_ = ['mmseg::_base_/default_runtime.py']
 max_iters = 600
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.999),
+    optimizer=dict(type='AdamW', lr=3e-3, betas=(0.9, 0.999),
                    weight_decay=1e-4),
     clip_grad=None)
 param_scheduler = [

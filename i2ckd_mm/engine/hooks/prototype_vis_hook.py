@@ -64,6 +64,10 @@ class PrototypeVisHook(Hook):
         log_to_hub (bool): Log the diagonal/off-diagonal means. Defaults to
             True.
         save_npy (bool): Also save the matrix as ``.npy``. Defaults to True.
+
+    Example (in an MMSeg-scoped config the registry prefix is needed)::
+
+        custom_hooks = [dict(type='mmrazor.PrototypeVisHook', interval=500)]
     """
 
     priority = 'NORMAL'  # before LoggerHook, which logs the hub's scalars
