@@ -1,7 +1,7 @@
 """CPU demo: toy data -> teacher -> I2CKD student -> mIoU table -> export.
 
-    python tools/demo.py [--work-dir work_dirs/toy_demo] [--iters 300]
-        [--skip-student-alone] [--with-cwd]
+    python tools/demo.py [--work-dir work_dirs/toy_demo] [--iters 1000]
+        [--teacher-iters 1500] [--skip-student-alone] [--skip-cwd]
 
 Steps (each training/test run is tools/train.py / tools/test.py in a
 subprocess, so MMEngine's log with every loss term is shown live):
@@ -10,8 +10,8 @@ subprocess, so MMEngine's log with every loss term is shown live):
 2. train the teacher (configs/toy/deeplabv3_r18-d8_...);
 3. train the student alone (configs/toy/deeplabv3_r18w16-d8_...), for
    comparison (skip with --skip-student-alone);
-4. distill the student with I2CKD (configs/toy/i2ckd_bottleneck_...) and,
-   with --with-cwd, with I2CKD + ChannelWiseDivergence logit KD;
+4. distill the student with I2CKD (configs/toy/i2ckd_bottleneck_...) and
+   with I2CKD + ChannelWiseDivergence logit KD (skip with --skip-cwd);
 5. evaluate every model on the val split and print an mIoU table;
 6. export the I2CKD student as a plain MMSeg model (tools/export_student.py)
    and run mmseg.apis.inference_model on one val image, saving
@@ -29,15 +29,16 @@ import time
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(HERE)
 CFG_DIR = osp.join(ROOT, 'configs', 'toy')
-TEACHER_CFG = osp.join(CFG_DIR, 'deeplabv3_r18-d8_1xb8-600it_toyshapes-64x64.py')
+TEACHER_CFG = osp.join(CFG_DIR,
+                       'deeplabv3_r18-d8_1xb8-1500it_toyshapes-64x64.py')
 STUDENT_CFG = osp.join(CFG_DIR,
-                       'deeplabv3_r18w16-d8_1xb8-600it_toyshapes-64x64.py')
+                       'deeplabv3_r18w16-d8_1xb8-1000it_toyshapes-64x64.py')
 I2CKD_CFG = osp.join(
     CFG_DIR, 'i2ckd_bottleneck_deeplabv3_r18-d8_deeplabv3_r18w16-d8_'
-    '1xb8-600it_toyshapes-64x64.py')
+    '1xb8-1000it_toyshapes-64x64.py')
 I2CKD_CWD_CFG = osp.join(
     CFG_DIR, 'i2ckd-cwd_bottleneck-logits_deeplabv3_r18-d8_deeplabv3_r18w16-'
-    'd8_1xb8-600it_toyshapes-64x64.py')
+    'd8_1xb8-1000it_toyshapes-64x64.py')
 
 
 def data_options(data_root):
@@ -128,16 +129,16 @@ def predict_one(export_cfg, export_ckpt, data_root, out_png):
 def main(argv=None):
     parser = argparse.ArgumentParser(description='I2CKD CPU demo')
     parser.add_argument('--work-dir', default='work_dirs/toy_demo')
-    parser.add_argument('--iters', type=int, default=300,
-                        help='training iterations of every run')
-    parser.add_argument('--teacher-iters', type=int, default=400,
+    parser.add_argument('--iters', type=int, default=1000,
+                        help='training iterations of every student run')
+    parser.add_argument('--teacher-iters', type=int, default=1500,
                         help='teacher iterations')
     parser.add_argument('--num-train', type=int, default=300)
     parser.add_argument('--num-val', type=int, default=60)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--skip-student-alone', action='store_true')
-    parser.add_argument('--with-cwd', action='store_true',
-                        help='also distill with I2CKD + CWD logit KD')
+    parser.add_argument('--skip-cwd', action='store_true',
+                        help='skip the I2CKD + CWD logit KD run')
     parser.add_argument(
         '--threads', type=int, default=1,
         help='intra-op threads per run (OMP_NUM_THREADS). 1 by default: on '
@@ -170,7 +171,7 @@ def main(argv=None):
                      sec))
     distill = data + [f'model.teacher_ckpt={t_ckpt}']
     runs = [('student + I2CKD', I2CKD_CFG, 'i2ckd')]
-    if args.with_cwd:
+    if not args.skip_cwd:
         runs.append(('student + I2CKD + CWD', I2CKD_CWD_CFG, 'i2ckd_cwd'))
     i2ckd_ckpt = None
     for name, cfg, sub in runs:

@@ -28,7 +28,7 @@ IGNORE_INDEX = 255
 def _shape_mask(cls: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """A binary mask (size x size, uint8) of one shape of class ``cls``."""
     mask = np.zeros((size, size), np.uint8)
-    r = rng.uniform(0.14, 0.25) * size
+    r = rng.uniform(0.2, 0.3) * size
     cx, cy = rng.uniform(r, size - r, 2)
     theta = rng.uniform(0, 2 * np.pi)
     centre = (int(round(cx)), int(round(cy)))
@@ -81,7 +81,7 @@ def render_sample(size: int, rng: np.random.Generator):
     label = np.zeros((size, size), np.uint8)
     boundary = np.zeros((size, size), bool)
     kernel = np.ones((3, 3), np.uint8)
-    for _ in range(rng.integers(2, 4)):
+    for _ in range(rng.integers(1, 4)):
         cls = int(rng.integers(1, len(TOY_CLASSES)))
         mask = _shape_mask(cls, size, rng).astype(bool)
         colour = _OBJECT_COLOURS[rng.integers(len(_OBJECT_COLOURS))]

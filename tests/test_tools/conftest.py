@@ -10,12 +10,12 @@ import pytest
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(ROOT, 'tools')
 TOY = osp.join(ROOT, 'configs', 'toy')
-TEACHER_CFG = osp.join(TOY, 'deeplabv3_r18-d8_1xb8-600it_toyshapes-64x64.py')
+TEACHER_CFG = osp.join(TOY, 'deeplabv3_r18-d8_1xb8-1500it_toyshapes-64x64.py')
 STUDENT_CFG = osp.join(TOY,
-                       'deeplabv3_r18w16-d8_1xb8-600it_toyshapes-64x64.py')
+                       'deeplabv3_r18w16-d8_1xb8-1000it_toyshapes-64x64.py')
 I2CKD_CFG = osp.join(
     TOY, 'i2ckd_bottleneck_deeplabv3_r18-d8_deeplabv3_r18w16-d8_'
-    '1xb8-600it_toyshapes-64x64.py')
+    '1xb8-1000it_toyshapes-64x64.py')
 
 
 def run_tool(args, timeout=300, env=None):

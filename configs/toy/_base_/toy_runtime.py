@@ -2,7 +2,7 @@ _base_ = ['mmseg::_base_/default_runtime.py']
 
 # MMSeg's default runtime + a short CPU schedule: AdamW (from-scratch toy models converge in a few hundred
 # iterations with it; SGD 0.01 of the MMSeg recipes needs thousands) + poly.
-max_iters = 600
+max_iters = 1000
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=3e-3, betas=(0.9, 0.999),

@@ -39,7 +39,9 @@ class PrototypeVisHook(Hook):
 
     With ``log_to_hub`` it also logs ``train/proto_cos_diag`` (mean of the
     diagonal over present classes: intra-class agreement) and
-    ``train/proto_cos_offdiag`` (mean off-diagonal: inter-class similarity).
+    ``train/proto_cos_offdiag`` (mean off-diagonal: inter-class similarity);
+    MMEngine's logger repeats the last value at every log interval until the
+    next picture, so read them at multiples of ``interval``.
 
     It changes nothing in training: all work runs under ``no_grad``, the
     connector is deep-copied (so a BN in it keeps its running statistics),

@@ -1,16 +1,16 @@
 # I2CKD on the ToyShapes CPU demo: teacher DeepLabV3 R18-D8 (1/2 width,
-# trained with deeplabv3_r18-d8_1xb8-600it_toyshapes-64x64.py) -> student
+# trained with deeplabv3_r18-d8_1xb8-1500it_toyshapes-64x64.py) -> student
 # DeepLabV3 R18-D8 at 1/4 width. I2CKD on the ASPP bottleneck output
 # (decode_head.bottleneck: student 32 ch -> connector -> teacher 128 ch).
 # Data, schedule and runtime are the student-alone config's, so the two
 # runs differ only in distillation.
-_base_ = ['./deeplabv3_r18w16-d8_1xb8-600it_toyshapes-64x64.py']
+_base_ = ['./deeplabv3_r18w16-d8_1xb8-1000it_toyshapes-64x64.py']
 
 # The teacher checkpoint written by
-#   python tools/train.py configs/toy/deeplabv3_r18-d8_1xb8-600it_toyshapes-64x64.py \
+#   python tools/train.py configs/toy/deeplabv3_r18-d8_1xb8-1500it_toyshapes-64x64.py \
 #       --work-dir work_dirs/toy/teacher
 # Another path: --cfg-options model.teacher_ckpt=PATH
-teacher_ckpt = 'work_dirs/toy/teacher/iter_600.pth'
+teacher_ckpt = 'work_dirs/toy/teacher/iter_1500.pth'
 
 student = {{_base_.student_model}}
 teacher = {{_base_.teacher_model}}

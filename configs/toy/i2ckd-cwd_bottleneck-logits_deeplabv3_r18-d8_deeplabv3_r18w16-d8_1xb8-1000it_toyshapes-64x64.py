@@ -2,7 +2,7 @@
 # classifier logits, decode_head.conv_seg) on the ToyShapes CPU demo.
 # Everything else as in the I2CKD-only config.
 _base_ = [
-    './i2ckd_bottleneck_deeplabv3_r18-d8_deeplabv3_r18w16-d8_1xb8-600it_toyshapes-64x64.py'  # noqa: E501
+    './i2ckd_bottleneck_deeplabv3_r18-d8_deeplabv3_r18w16-d8_1xb8-1000it_toyshapes-64x64.py'  # noqa: E501
 ]
 
 model = dict(
