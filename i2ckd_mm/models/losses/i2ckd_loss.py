@@ -65,7 +65,9 @@ class I2CKDLoss(nn.Module):
             the cost of two small all_reduces (K x C sums, counts) plus a
             finite-flag all_reduce per step, all ranks waiting for the
             slowest.
-        label_resize (str): ``'nearest'`` (default) or ``'mode'``.
+        label_resize (str): ``'nearest'`` (default) or ``'mode'``. Label
+            ids are validated on the pixels the loss reads: the resized
+            labels for ``'nearest'``, every pixel for ``'mode'``.
         normalize (bool): L2-normalise prototypes before distances.
             Defaults to False.
         distance (str): ``'euclidean'`` (default) or ``'cosine'``
@@ -173,7 +175,11 @@ class I2CKDLoss(nn.Module):
                 f'I2CKDLoss: label size {lh}x{lw} does not match the feature '
                 f'size {h}x{w} (scale {rh:.2f} vs {rw:.2f}): labels and '
                 'features must cover the same image')
-        check_labels(gt, self.num_classes, self.ignore_index)
+        if gt.dtype.is_floating_point or gt.dtype == torch.bool:
+            raise TypeError('I2CKDLoss: gt must be an integer tensor, got '
+                            f'dtype {gt.dtype}')
+        if self.label_resize == 'mode':  # every pixel votes: check all
+            check_labels(gt, self.num_classes, self.ignore_index)
 
     def _finite(self, name: str, x: Tensor) -> bool:
         # Fast path: a finite sum implies every element is finite (NaN/Inf
@@ -253,6 +259,9 @@ class I2CKDLoss(nn.Module):
                                   align_corners=False)
             labels = resize_labels(gt, size, self.num_classes,
                                    self.ignore_index, self.label_resize)
+            if self.label_resize == 'nearest':
+                # the pixels the loss uses: 1/64 of a full-size check
+                check_labels(labels, self.num_classes, self.ignore_index)
             ps, counts = class_prototypes(s, labels, self.num_classes,
                                           self.ignore_index,
                                           self.prototype_scope)

@@ -14,6 +14,10 @@ from torch import Tensor
 
 PROTOTYPE_SCOPES = ('image', 'batch', 'global')
 LABEL_RESIZE_MODES = ('nearest', 'mode')
+REDUCTIONS = ('auto', 'matmul', 'scatter')
+#: Below this many classes 'auto' uses the one-hot matmul on CPU (measured
+#: crossover with scatter_add: ~64 classes at 256 channels, 64x128).
+MATMUL_MAX_CLASSES = 64
 
 
 def accum_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -67,10 +71,13 @@ def resize_labels(labels: Tensor,
     if tuple(labels.shape[-2:]) == tuple(size):
         return labels
     if mode == 'nearest':
-        # float64 holds every int32 id exactly; nearest never mixes ids.
-        return F.interpolate(
-            labels[:, None].double(), size=size,
-            mode='nearest')[:, 0].long()
+        # F.interpolate(mode='nearest') picks source index floor(i * H / h);
+        # gathering those rows/columns reads only h*w pixels (no float copy
+        # of the full-resolution labels) and is exact in integers.
+        (src_h, src_w), (h, w) = labels.shape[-2:], size
+        rows = torch.arange(h, device=labels.device) * src_h // h
+        cols = torch.arange(w, device=labels.device) * src_w // w
+        return labels[:, rows][:, :, cols]
     valid = labels != ignore_index
     bins = torch.where(valid, labels, torch.full_like(labels, num_classes))
     onehot = F.one_hot(bins, num_classes + 1).permute(0, 3, 1, 2).float()
@@ -105,7 +112,8 @@ def class_prototypes(feats: Tensor,
                      labels: Tensor,
                      num_classes: int,
                      ignore_index: int = 255,
-                     scope: str = 'image') -> Tuple[Tensor, Tensor]:
+                     scope: str = 'image',
+                     reduction: str = 'auto') -> Tuple[Tensor, Tensor]:
     """Mean feature of every class, vectorised over classes.
 
     ``P[g, k] = sum_{p: y_p = k} F[g, :, p] / count[g, k]`` where ``g`` runs
@@ -119,6 +127,10 @@ def class_prototypes(feats: Tensor,
         num_classes (int): Number of classes K.
         ignore_index (int): Pixels with this label are left out.
         scope (str): ``'image'`` (default), ``'batch'`` or ``'global'``.
+        reduction (str): How per-class sums are formed: ``'matmul'``
+            (one-hot bmm), ``'scatter'`` (``scatter_add``) or ``'auto'``
+            (default: matmul on GPU or below ``MATMUL_MAX_CLASSES`` classes,
+            where it measured faster on CPU; see benchmarks/). Same values.
 
     Returns:
         tuple[Tensor, Tensor]: ``prototypes`` (G, K, C) in at least float32
@@ -140,10 +152,24 @@ def class_prototypes(feats: Tensor,
     y = labels.reshape(n, 1, h * w).long()
     # Ignored pixels go to an extra bin K that is dropped afterwards.
     bins = torch.where(y == ignore_index, torch.full_like(y, num_classes), y)
-    sums = flat.new_zeros(n, c, num_classes + 1).scatter_add(
-        2, bins.expand(n, c, h * w), flat)[..., :num_classes]
-    counts = flat.new_zeros(n, num_classes + 1).scatter_add_(
-        1, bins[:, 0], flat.new_ones(n, h * w))[:, :num_classes]
+    if reduction == 'auto':
+        reduction = ('matmul' if feats.is_cuda
+                     or num_classes < MATMUL_MAX_CLASSES else 'scatter')
+    if reduction == 'matmul':
+        # One-hot (N, K+1, hw) times features: a BLAS bmm forward and
+        # backward; on CPU faster than scatter_add below ~64 classes.
+        classes = torch.arange(num_classes + 1, device=y.device).view(1, -1, 1)
+        onehot = (bins == classes).to(flat.dtype)
+        sums = torch.bmm(flat, onehot.transpose(1, 2))[..., :num_classes]
+        counts = onehot.sum(2)[:, :num_classes]
+    elif reduction == 'scatter':
+        sums = flat.new_zeros(n, c, num_classes + 1).scatter_add(
+            2, bins.expand(n, c, h * w), flat)[..., :num_classes]
+        counts = flat.new_zeros(n, num_classes + 1).scatter_add_(
+            1, bins[:, 0], flat.new_ones(n, h * w))[:, :num_classes]
+    else:
+        raise ValueError(f'reduction must be one of {REDUCTIONS}, '
+                         f'got {reduction!r}')
     if scope != 'image':
         sums = sums.sum(0, keepdim=True)
         counts = counts.sum(0, keepdim=True)

@@ -42,11 +42,13 @@ def random_case(seed, n=3, c=4, h=5, w=6, num_classes=6):
     return feats, labels, num_classes
 
 
+@pytest.mark.parametrize('reduction', ['auto', 'matmul', 'scatter'])
 @pytest.mark.parametrize('scope', ['image', 'batch', 'global'])
 @pytest.mark.parametrize('seed', [0, 1, 2])
-def test_prototypes_match_naive_loop(scope, seed):
+def test_prototypes_match_naive_loop(scope, seed, reduction):
     feats, labels, k = random_case(seed)
-    protos, counts = class_prototypes(feats, labels, k, IGNORE, scope)
+    protos, counts = class_prototypes(feats, labels, k, IGNORE, scope,
+                                      reduction)
     ref_p, ref_c = naive_prototypes(feats, labels, k, scope)
     groups = feats.shape[0] if scope == 'image' else 1
     assert protos.shape == (groups, k, feats.shape[1])
@@ -97,11 +99,12 @@ def test_float64_stays_float64():
     assert protos.dtype == torch.float64
 
 
-def test_prototypes_gradient_is_mean_weight():
+@pytest.mark.parametrize('reduction', ['matmul', 'scatter'])
+def test_prototypes_gradient_is_mean_weight(reduction):
     # d P_k / d F_p = 1 / count_k for pixels of class k, else 0.
     feats = torch.randn(1, 2, 2, 3, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([[[0, 0, 1], [IGNORE, 0, 1]]])
-    protos, _ = class_prototypes(feats, labels, 2, IGNORE)
+    protos, _ = class_prototypes(feats, labels, 2, IGNORE, 'image', reduction)
     protos[0, 0, 1].backward()
     expected = torch.zeros(1, 2, 2, 3, dtype=torch.float64)
     expected[0, 1][labels[0] == 0] = 1 / 3
@@ -116,6 +119,8 @@ def test_prototypes_bad_args():
         class_prototypes(feats, labels[:, :-1], k, IGNORE)
     with pytest.raises(ValueError, match='expected feats'):
         class_prototypes(feats[0], labels, k, IGNORE)
+    with pytest.raises(ValueError, match='reduction'):
+        class_prototypes(feats, labels, k, IGNORE, 'image', 'loop')
 
 
 @pytest.mark.parametrize('src,dst', [((7, 5), (3, 2)), ((3, 4), (7, 9)),
