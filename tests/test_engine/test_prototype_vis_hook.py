@@ -5,7 +5,6 @@ The saved similarity matrix is checked against an independent computation
 hook is shown to change no state (BN connector statistics, modes, grads),
 to unwrap a model wrapper, and to run inside a real Runner.
 """
-import copy
 import os
 import os.path as osp
 from types import SimpleNamespace
@@ -17,62 +16,32 @@ import torch.nn.functional as F
 from torch import nn
 
 import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
-from mmengine.config import ConfigDict
 from mmengine.dataset import pseudo_collate
 from mmengine.logging import MessageHub
 from mmengine.registry import MODEL_WRAPPERS
 from mmengine.structures import PixelData
-from mmrazor.registry import HOOKS, MODELS
+from mmrazor.registry import HOOKS
 from mmseg.structures import SegDataSample
 
 from i2ckd_mm.engine.hooks import PrototypeVisHook
 from i2ckd_mm.visualization import pca_2d
+from tiny_models import tiny_distill, tiny_segmentor
 
 SIZE, K = 32, 4
-NORM = dict(type='BN', requires_grad=True)
 
 
-def _segmentor(base, head):
+def _segmentor(width):
     """ResNetV1c-18-D8 at 1/8 (teacher) or 1/16 (student) width + ASPP."""
-    return dict(
-        _scope_='mmseg',
-        type='EncoderDecoder',
-        data_preprocessor=dict(
-            type='SegDataPreProcessor', mean=[0., 0., 0.], std=[255.] * 3,
-            pad_val=0, seg_pad_val=255, size=(SIZE, SIZE)),
-        backbone=dict(
-            type='ResNetV1c', depth=18, stem_channels=base,
-            base_channels=base, out_indices=(3, ), dilations=(1, 1, 2, 4),
-            strides=(1, 2, 1, 1), norm_cfg=NORM, contract_dilation=True),
-        decode_head=dict(
-            type='ASPPHead', in_channels=base * 8, in_index=0,
-            channels=head, dilations=(1, 2), num_classes=K, norm_cfg=NORM,
-            loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
-        train_cfg=dict(), test_cfg=dict(mode='whole'))
+    return tiny_segmentor(width, K, size=SIZE, head='aspp', dropout_ratio=0.1,
+                          std=(255., ) * 3)
 
 
 def build_algorithm(connector_norm=False):
-    rec = dict(feat=dict(type='ModuleOutputs',
-                         source='decode_head.bottleneck'))
-    cfg = ConfigDict(
-        type='I2CKDDistill',
-        architecture=_segmentor(8, 8),
-        teacher=_segmentor(16, 16),
-        distiller=dict(
-            type='GTAwareDistiller',
-            student_recorders=rec, teacher_recorders=copy.deepcopy(rec),
-            connectors=dict(sfeat=dict(type='I2CKDConnector', in_channels=8,
-                                       out_channels=16,
-                                       norm=connector_norm)),
-            distill_losses=dict(loss_i2ckd=dict(type='I2CKDLoss',
-                                                num_classes=K)),
-            loss_forward_mappings=dict(loss_i2ckd=dict(
-                preds_S=dict(from_student=True, recorder='feat',
-                             connector='sfeat'),
-                preds_T=dict(from_student=False, recorder='feat'),
-                gt=dict(from_data='gt_sem_seg')))))
     torch.manual_seed(0)
-    return MODELS.build(cfg)
+    return tiny_distill(
+        student=_segmentor(8), teacher=_segmentor(16), num_classes=K,
+        source='decode_head.bottleneck', connector=(8, 16),
+        connector_norm=connector_norm)
 
 
 def make_batch(n=2, seed=0, size=SIZE):

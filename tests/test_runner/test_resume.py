@@ -19,6 +19,8 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from torch.utils.data import Dataset
 
+from tiny_models import tiny_distill_cfg, tiny_segmentor
+
 NUM_CLASSES = 4
 MAX_ITERS = 6
 CRASH_AFTER = 3  # iterations done when the crash happens
@@ -72,51 +74,18 @@ class _Crash(Hook):
 
 
 def _seg_model(width):
-    norm_cfg = dict(type='BN', requires_grad=True)
-    return dict(
-        _scope_='mmseg',
-        type='EncoderDecoder',
-        data_preprocessor=dict(
-            type='SegDataPreProcessor', mean=[123.7, 116.3, 103.5],
-            std=[58.4, 57.1, 57.4], bgr_to_rgb=False, size=(32, 32),
-            pad_val=0, seg_pad_val=255),
-        backbone=dict(
-            type='ResNetV1c', depth=18, base_channels=width,
-            stem_channels=width, num_stages=4, out_indices=(3, ),
-            dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1), norm_cfg=norm_cfg,
-            contract_dilation=True),
+    return tiny_segmentor(
+        width, NUM_CLASSES, mean=(123.7, 116.3, 103.5), std=(58.4, 57.1, 57.4),
         # dropout off: MMEngine does not restore the RNG state on resume
-        decode_head=dict(
-            type='FCNHead', in_channels=8 * width, in_index=0,
-            channels=2 * width, num_convs=1, concat_input=False,
-            dropout_ratio=0.0, num_classes=NUM_CLASSES, norm_cfg=norm_cfg,
-            align_corners=False),
-        train_cfg=dict(), test_cfg=dict(mode='whole'))
+        dropout_ratio=0.0)
 
 
 def _runner(work_dir, name, hooks, resume=False):
     return Runner(
-        model=dict(
-            _scope_='mmrazor',
-            type='I2CKDDistill',
-            architecture=_seg_model(8),
-            teacher=_seg_model(16),
-            distiller=dict(
-                type='GTAwareDistiller',
-                student_recorders=dict(feat=dict(
-                    type='ModuleOutputs', source='decode_head.convs')),
-                teacher_recorders=dict(feat=dict(
-                    type='ModuleOutputs', source='decode_head.convs')),
-                connectors=dict(sfeat=dict(
-                    type='I2CKDConnector', in_channels=16, out_channels=32)),
-                distill_losses=dict(loss_i2ckd=dict(
-                    type='I2CKDLoss', num_classes=NUM_CLASSES,
-                    loss_weight=0.5, pull_weight=0.5)),
-                loss_forward_mappings=dict(loss_i2ckd=dict(
-                    preds_S=dict(from_student=True, recorder='feat',
-                                 connector='sfeat'),
-                    preds_T=dict(from_student=False, recorder='feat'),
-                    gt=dict(from_data='gt_sem_seg'))))),
+        model=tiny_distill_cfg(
+            student=_seg_model(8), teacher=_seg_model(16),
+            num_classes=NUM_CLASSES,
+            loss=dict(loss_weight=0.5, pull_weight=0.5), _scope_='mmrazor'),
         work_dir=str(work_dir),
         experiment_name=name,
         train_dataloader=dict(

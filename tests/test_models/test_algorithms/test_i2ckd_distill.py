@@ -17,12 +17,11 @@ import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import HistoryBuffer
 from mmengine.optim import OptimWrapper
-from mmengine.structures import PixelData
 from mmrazor.registry import MODELS
-from mmseg.structures import SegDataSample
 
 from i2ckd_mm.models.algorithms import I2CKDDistill
 from i2ckd_mm.models.losses import I2CKDLoss
+from tiny_models import make_seg_batch, tiny_distill, tiny_segmentor
 
 CONFIG = osp.join(
     osp.dirname(__file__), '..', '..', '..', 'configs', 'i2ckd',
@@ -31,21 +30,10 @@ CONFIG = osp.join(
 SIZE = 64
 
 
-def make_batch(n=2, size=SIZE, num_labels=4, seed=0):
+def make_batch(size=SIZE, num_labels=4):
     """Raw batch: uint8 images, labels in [0, num_labels) + ignore."""
-    g = torch.Generator().manual_seed(seed)
-    samples = []
-    for _ in range(n):
-        gt = torch.randint(0, num_labels, (1, size, size), generator=g)
-        gt[:, :4] = 255  # some ignore pixels
-        s = SegDataSample(gt_sem_seg=PixelData(data=gt))
-        s.set_metainfo(dict(img_shape=(size, size), ori_shape=(size, size)))
-        samples.append(s)
-    inputs = [
-        torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g)
-        for _ in range(n)
-    ]
-    return dict(inputs=inputs, data_samples=samples)
+    return make_seg_batch(size=size, num_classes=num_labels,
+                          labels_first=True, ignore_rows=4, metainfo=True)
 
 
 @pytest.fixture(scope='module')
@@ -192,56 +180,23 @@ def test_teacher_stays_eval_whatever_mode(real):
 
 
 # ------------------------------------------------ teacher checkpoint loading
-BN = dict(type='BN', requires_grad=True)
-
-
-def tiny_segmentor(num_classes=3):
-    return dict(
-        type='mmseg.EncoderDecoder',
-        data_preprocessor=dict(
-            type='mmseg.SegDataPreProcessor', size=(32, 32),
-            mean=[0., 0., 0.], std=[1., 1., 1.]),
-        backbone=dict(
-            type='mmseg.ResNetV1c', depth=18, stem_channels=8,
-            base_channels=8, out_indices=(3, ), dilations=(1, 1, 2, 4),
-            strides=(1, 2, 1, 1), norm_cfg=BN),
-        decode_head=dict(
-            type='mmseg.ASPPHead', in_channels=64, in_index=0, channels=8,
-            dilations=(1, 2), num_classes=num_classes, norm_cfg=BN,
-            loss_decode=dict(type='mmseg.CrossEntropyLoss')),
-        train_cfg=dict(),
-        test_cfg=dict(mode='whole'))
+# a DeepLabV3-like (ASPP head) student and teacher, 3 classes, no connector
+TINY = dict(num_classes=3, head='aspp', dropout_ratio=0.1,
+            contract_dilation=False)
 
 
 def tiny_algorithm(**kwargs):
-    feat = dict(type='ModuleOutputs', source='decode_head.bottleneck')
-    cfg = ConfigDict(
-        type='I2CKDDistill',
-        architecture=tiny_segmentor(),
-        teacher=tiny_segmentor(),
-        distiller=dict(
-            type='GTAwareDistiller',
-            student_recorders=dict(feat=feat),
-            teacher_recorders=dict(feat=feat),
-            distill_losses=dict(
-                loss_i2ckd=dict(type='I2CKDLoss', num_classes=3)),
-            loss_forward_mappings=dict(
-                loss_i2ckd=dict(
-                    preds_S=dict(from_student=True, recorder='feat'),
-                    preds_T=dict(from_student=False, recorder='feat'),
-                    gt=dict(from_data='gt_sem_seg')))),
+    return tiny_distill(
+        student=tiny_segmentor(**TINY), teacher=tiny_segmentor(**TINY),
+        num_classes=3, source='decode_head.bottleneck', connector=None,
         **kwargs)
-    return MODELS.build(cfg)
 
 
 @pytest.fixture(scope='module')
 def tiny_state():
     torch.manual_seed(1)
-    return {
-        k: v.clone()
-        for k, v in MODELS.build(ConfigDict(tiny_segmentor())).state_dict(
-        ).items()
-    }
+    model = MODELS.build(ConfigDict(tiny_segmentor(**TINY)))
+    return {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def test_tiny_teacher_ckpt_loads_and_survives_init_weights(

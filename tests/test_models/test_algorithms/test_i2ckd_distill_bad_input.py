@@ -7,75 +7,25 @@ import torch
 from mmengine.config import ConfigDict
 from mmengine.structures import PixelData
 from mmrazor.registry import MODELS
-from mmseg.structures import SegDataSample
 
-NUM_CLASSES = 4
-
-
-def _seg_model(width, size=32):
-    norm_cfg = dict(type='BN', requires_grad=True)
-    return dict(
-        _scope_='mmseg',
-        type='EncoderDecoder',
-        data_preprocessor=dict(
-            type='SegDataPreProcessor', mean=[0., 0., 0.], std=[1., 1., 1.],
-            size=(size, size), pad_val=0, seg_pad_val=255),
-        backbone=dict(
-            type='ResNetV1c', depth=18, base_channels=width,
-            stem_channels=width, num_stages=4, out_indices=(3, ),
-            dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1), norm_cfg=norm_cfg,
-            contract_dilation=True),
-        decode_head=dict(
-            type='FCNHead', in_channels=8 * width, in_index=0,
-            channels=2 * width, num_convs=1, concat_input=False,
-            dropout_ratio=0.0, num_classes=NUM_CLASSES, norm_cfg=norm_cfg,
-            align_corners=False),
-        train_cfg=dict(), test_cfg=dict(mode='whole'))
+from tiny_models import make_seg_batch, tiny_distill_cfg, tiny_segmentor
 
 
 def _cfg(**overrides):
     """Student 8 / teacher 16 channels wide; feature = decode_head.convs
     (16 / 32 channels), bridged by a connector."""
-    cfg = ConfigDict(
-        type='I2CKDDistill',
-        architecture=_seg_model(8),
-        teacher=_seg_model(16),
-        distiller=dict(
-            type='GTAwareDistiller',
-            student_recorders=dict(
-                feat=dict(type='ModuleOutputs', source='decode_head.convs')),
-            teacher_recorders=dict(
-                feat=dict(type='ModuleOutputs', source='decode_head.convs')),
-            connectors=dict(sfeat=dict(
-                type='I2CKDConnector', in_channels=16, out_channels=32)),
-            distill_losses=dict(
-                loss_i2ckd=dict(type='I2CKDLoss', num_classes=NUM_CLASSES)),
-            loss_forward_mappings=dict(loss_i2ckd=dict(
-                preds_S=dict(from_student=True, recorder='feat',
-                             connector='sfeat'),
-                preds_T=dict(from_student=False, recorder='feat'),
-                gt=dict(from_data='gt_sem_seg')))))
-    cfg.update(overrides)
-    return cfg
+    return tiny_distill_cfg(**overrides)
 
 
-def _batch(model, n=2, size=32, label_size=None):
-    g = torch.Generator().manual_seed(0)
-    label_size = label_size or size
-    data = dict(
-        inputs=[torch.randint(0, 256, (3, size, size), generator=g,
-                              dtype=torch.uint8) for _ in range(n)],
-        data_samples=[SegDataSample(gt_sem_seg=PixelData(data=torch.randint(
-            0, NUM_CLASSES, (1, label_size, label_size), generator=g)))
-            for _ in range(n)])
-    return model.data_preprocessor(data, True)
+def _batch(model):
+    return model.data_preprocessor(make_seg_batch(), True)
 
 
 @pytest.fixture(scope='module')
 def teacher_state(tmp_path_factory):
     """A real checkpoint of the configured teacher (MMSeg layout)."""
     torch.manual_seed(1)
-    teacher = MODELS.build(ConfigDict(_seg_model(16)))
+    teacher = MODELS.build(ConfigDict(tiny_segmentor(16)))
     path = tmp_path_factory.mktemp('ckpt') / 'teacher.pth'
     torch.save(dict(meta=dict(iter=1), state_dict=teacher.state_dict()),
                path)
@@ -109,7 +59,7 @@ def test_truncated_teacher_checkpoint(teacher_state, tmp_path):
 
 def test_teacher_checkpoint_with_other_keys_or_shapes(tmp_path):
     # the *student's* weights: same key names, other shapes
-    student = MODELS.build(ConfigDict(_seg_model(8)))
+    student = MODELS.build(ConfigDict(tiny_segmentor(8)))
     path = tmp_path / 'student.pth'
     torch.save(dict(state_dict=student.state_dict()), path)
     with pytest.raises(RuntimeError,
@@ -117,7 +67,7 @@ def test_teacher_checkpoint_with_other_keys_or_shapes(tmp_path):
                        r'[1-9]\d* shape mismatches'):
         MODELS.build(_cfg(teacher_ckpt=str(path)))
     # renamed keys (e.g. a checkpoint of a wrapper): missing + unexpected
-    teacher = MODELS.build(ConfigDict(_seg_model(16)))
+    teacher = MODELS.build(ConfigDict(tiny_segmentor(16)))
     renamed = {'model.' + k: v for k, v in teacher.state_dict().items()}
     torch.save(renamed, path)
     n = len(renamed)

@@ -4,13 +4,10 @@ finite. (fp16 autocast is a CUDA feature: tested when a GPU is present.)"""
 import i2ckd_mm  # noqa: F401  (compat shims before mmrazor)
 import pytest
 import torch
-from mmengine.config import ConfigDict
-from mmengine.structures import PixelData
-from mmrazor.registry import MODELS
-from mmseg.structures import SegDataSample
 
 from i2ckd_mm.models.losses.i2ckd_loss import I2CKDLoss
 from i2ckd_mm.models.losses.prototypes import class_prototypes
+from tiny_models import make_seg_batch, tiny_distill
 
 # bf16 keeps 8 significand bits: unit roundoff 2^-9, so one rounding of a
 # feature changes it by at most 2^-8 relative (with headroom for the conv's
@@ -92,62 +89,12 @@ def test_loss_under_bf16_autocast_matches_fp32():
     assert all(torch.isfinite(p.grad).all() for p in conv_s.parameters())
 
 
-def _seg_model(width, num_classes=4, size=32):
-    norm_cfg = dict(type='BN', requires_grad=True)
-    return dict(
-        _scope_='mmseg',
-        type='EncoderDecoder',
-        data_preprocessor=dict(
-            type='SegDataPreProcessor', mean=[0., 0., 0.], std=[1., 1., 1.],
-            size=(size, size), pad_val=0, seg_pad_val=255),
-        backbone=dict(
-            type='ResNetV1c', depth=18, base_channels=width,
-            stem_channels=width, num_stages=4, out_indices=(3, ),
-            dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1), norm_cfg=norm_cfg,
-            contract_dilation=True),
-        decode_head=dict(
-            type='FCNHead', in_channels=8 * width, in_index=0,
-            channels=2 * width, num_convs=1, concat_input=False,
-            dropout_ratio=0.0, num_classes=num_classes, norm_cfg=norm_cfg,
-            align_corners=False),
-        train_cfg=dict(), test_cfg=dict(mode='whole'))
-
-
-def _tiny_algorithm():
-    """ResNetV1c-18 students/teachers 8 and 16 channels wide, 32x32."""
-    return MODELS.build(ConfigDict(
-        type='I2CKDDistill',
-        architecture=_seg_model(8),
-        teacher=_seg_model(16),
-        distiller=dict(
-            type='GTAwareDistiller',
-            student_recorders=dict(
-                feat=dict(type='ModuleOutputs', source='decode_head.convs')),
-            teacher_recorders=dict(
-                feat=dict(type='ModuleOutputs', source='decode_head.convs')),
-            connectors=dict(sfeat=dict(
-                type='I2CKDConnector', in_channels=16, out_channels=32)),
-            distill_losses=dict(
-                loss_i2ckd=dict(type='I2CKDLoss', num_classes=4)),
-            loss_forward_mappings=dict(loss_i2ckd=dict(
-                preds_S=dict(from_student=True, recorder='feat',
-                             connector='sfeat'),
-                preds_T=dict(from_student=False, recorder='feat'),
-                gt=dict(from_data='gt_sem_seg'))))))
-
-
 def test_i2ckd_distill_step_under_bf16_autocast_is_finite():
     torch.manual_seed(0)
-    model = _tiny_algorithm()
+    # ResNetV1c-18 students/teachers 8 and 16 channels wide, 32x32
+    model = tiny_distill()
     model.train()
-    g = torch.Generator().manual_seed(0)
-    data = dict(
-        inputs=[torch.randint(0, 256, (3, 32, 32), generator=g,
-                              dtype=torch.uint8) for _ in range(2)],
-        data_samples=[SegDataSample(gt_sem_seg=PixelData(
-            data=torch.randint(0, 4, (1, 32, 32), generator=g)))
-            for _ in range(2)])
-    batch = model.data_preprocessor(data, True)
+    batch = model.data_preprocessor(make_seg_batch(), True)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         losses = model(**batch, mode='loss')
     assert losses['distill.loss_i2ckd'].dtype == torch.float32
