@@ -69,6 +69,9 @@ BUILD_CFGS = {
         dict(type='DistillLossWeightScheduleHook',
              losses=dict(loss_i2ckd=dict(warmup_iters=10))),
         lambda h: 'loss_i2ckd' in h.schedules),
+    'PrototypeVisHook': (
+        dict(type='PrototypeVisHook', interval=7, loss_name='loss_i2ckd'),
+        lambda h: (h.interval, h.loss_name) == (7, 'loss_i2ckd')),
     'CamVidDataset': (dict(type='CamVidDataset', lazy_init=True),
                       lambda d: len(d.metainfo['classes']) == 11),
     'ToyShapesDataset': (dict(type='ToyShapesDataset', lazy_init=True),
