@@ -50,8 +50,12 @@ def _warmup(iters, loss='loss_i2ckd'):
             f" losses=dict({loss}=dict(warmup_iters={iters})))]\n")
 
 
-# I2CKD with L2-normalised prototypes, a margin that is meaningful on the
-# unit sphere, and an explicit intra-class pull (I2CKD_METHOD.md, pilot).
+# Every arm states all the loss options it studies, so the arms stay the
+# same whatever the shipped configs choose as their default.
+# The literal method (I2CKD_METHOD.md): Euclidean distances, margin 1.
+LITERAL = dict(normalize=False, margin=1.0, pull_weight=0.0)
+# L2-normalised prototypes, a margin that is meaningful on the unit sphere,
+# and an explicit intra-class pull (the pilot's suggested fixes).
 NORM_PULL = dict(normalize=True, margin=0.2, pull_weight=1.0)
 CWD_ONLY = ("model = dict(distiller=dict(distill_losses=dict("
             "loss_i2ckd=dict(loss_weight=0.0))))\n")
@@ -59,11 +63,11 @@ CWD_ONLY = ("model = dict(distiller=dict(distill_losses=dict("
 #: arm -> (base config, extra config text)
 ARMS = {
     'student': (STUDENT_CFG, ''),
-    'i2ckd': (I2CKD_CFG, ''),
-    'i2ckd_warmup': (I2CKD_CFG, _warmup(200)),
+    'i2ckd': (I2CKD_CFG, _i2ckd(**LITERAL)),
+    'i2ckd_warmup': (I2CKD_CFG, _i2ckd(**LITERAL) + _warmup(200)),
     'i2ckd_normpull': (I2CKD_CFG, _i2ckd(**NORM_PULL)),
     'i2ckd_normpull_warmup': (I2CKD_CFG, _i2ckd(**NORM_PULL) + _warmup(200)),
-    'i2ckd_pull': (I2CKD_CFG, _i2ckd(pull_weight=0.1)),
+    'i2ckd_pull': (I2CKD_CFG, _i2ckd(**dict(LITERAL, pull_weight=0.1))),
     'cwd': (I2CKD_CWD_CFG, CWD_ONLY),
 }
 GROUPS = {
@@ -185,11 +189,16 @@ def cmd_report(args):
         arm = osp.basename(arm_dir)
         for run_dir in sorted(glob.glob(osp.join(arm_dir, 'seed*'))):
             seed = int(osp.basename(run_dir)[4:])
+            if args.seeds and seed not in args.seeds:
+                continue
             miou, rows = final_miou(run_dir)
             if miou is None:
                 continue
             results.setdefault(arm, {})[seed] = miou
             diags.setdefault(arm, {})[seed] = rows
+    # weakest arm first: the table and the chart read as a ladder
+    results = dict(
+        sorted(results.items(), key=lambda kv: np.mean(list(kv[1].values()))))
     teacher, _ = final_miou(osp.join(wd, 'teacher'))
     lines = ['# I2CKD accuracy study on ToyShapes (CPU)', '']
     lines.append(f'Teacher (DeepLabV3 ResNetV1c-18 at 1/2 width, 1500 it, '
@@ -236,6 +245,8 @@ def cmd_report(args):
             max(_at(_series(rows, 'loss'), f), 1e-12) for f in (0.1, 0.5, 1.0)
         ] for rows in by_seed.values()]).mean(0)
         cells.append(' / '.join(f'{x:.2f}' for x in share))
+        if not share.any():  # e.g. the cwd arm: I2CKD logged at weight 0
+            arm += ' (I2CKD weight 0: reference only)'
         lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
     text = '\n'.join(lines) + '\n'
     print(text)
@@ -286,6 +297,8 @@ def main(argv=None):
     r.add_argument('--jobs', type=int, default=2)
     q = sub.add_parser('report')
     q.add_argument('--work-dir', default='work_dirs/accuracy_study')
+    q.add_argument('--seeds', nargs='+', type=int,
+                   help='only these seeds (default: all on disk)')
     q.add_argument('--out')
     q.add_argument('--plot')
     args = p.parse_args(argv)
