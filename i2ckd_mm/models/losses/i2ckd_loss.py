@@ -2,14 +2,13 @@
 from typing import Dict, Optional
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor
 
 from .prototypes import (LABEL_RESIZE_MODES, PROTOTYPE_SCOPES, accum_dtype,
-                         check_labels, class_prototypes, resize_labels)
+                         check_labels, class_prototypes_many, resize_labels)
 
 DISTANCES = ('euclidean', 'cosine')
 NEGATIVES = ('all', 'hardest')
@@ -181,21 +180,21 @@ class I2CKDLoss(nn.Module):
         if self.label_resize == 'mode':  # every pixel votes: check all
             check_labels(gt, self.num_classes, self.ignore_index)
 
-    def _finite(self, name: str, x: Tensor) -> bool:
-        # Fast path: a finite sum implies every element is finite (NaN/Inf
-        # propagate), and one reduction is ~15x cheaper than isfinite(x)
-        # (which builds and scans bool tensors of the feature's size). Only
-        # when the sum is not finite (NaN/Inf, or a finite-value overflow)
-        # does the exact element-wise check decide.
-        if bool(torch.isfinite(x.detach().sum(dtype=accum_dtype(x.dtype)))):
-            return True
-        if bool(torch.isfinite(x).all()):
+    def _finite(self, name: str, protos: Tensor, feats: Tensor) -> bool:
+        """Whether ``feats`` reached the prototypes without NaN/Inf.
+
+        Checked on the (G, K, C) prototypes, not the (N, C, h, w) features:
+        a NaN/Inf pixel makes its class's prototype non-finite (with the
+        one-hot matmul, every class's: NaN * 0 is NaN), and with 'global'
+        scope the all-reduce spreads it, so all ranks decide alike.
+        """
+        if bool(torch.isfinite(protos).all()):
             return True
         if self.nonfinite == 'raise':
             raise FloatingPointError(
                 f'I2CKDLoss: {name} contains NaN or Inf (shape '
-                f'{tuple(x.shape)}, dtype {x.dtype}); set nonfinite="skip" '
-                'to skip such steps instead')
+                f'{tuple(feats.shape)}, dtype {feats.dtype}); set '
+                'nonfinite="skip" to skip such steps instead')
         return False
 
     def _triplet_term(self, anchor: Tensor, pos: Tensor, neg: Tensor,
@@ -235,20 +234,6 @@ class I2CKDLoss(nn.Module):
         """
         self._check_inputs(preds_S, preds_T, gt)
         preds_T = preds_T.detach()
-        finite = (self._finite('preds_S (student feature)', preds_S)
-                  and self._finite('preds_T (teacher feature)', preds_T))
-        if (self.prototype_scope == 'global' and dist.is_available()
-                and dist.is_initialized() and dist.get_world_size() > 1):
-            # 'skip' must be decided by all ranks together: a rank that
-            # skipped alone would leave the others waiting forever in the
-            # prototypes' all_reduce.
-            flag = torch.tensor([float(finite)], device=preds_S.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-            finite = bool(flag.item())
-        if not finite:
-            self.last_stats = {'skipped': preds_S.new_ones((), dtype=torch.float32)}
-            # Zero loss whose gradient is zero (not NaN) for every input.
-            return preds_S.nan_to_num(0.0, 0.0, 0.0).float().sum() * 0.0
         # fp16/bf16 features under autocast: everything below in fp32.
         with torch.autocast(device_type=preds_S.device.type, enabled=False):
             dtype = accum_dtype(preds_S.dtype)
@@ -262,11 +247,17 @@ class I2CKDLoss(nn.Module):
             if self.label_resize == 'nearest':
                 # the pixels the loss uses: 1/64 of a full-size check
                 check_labels(labels, self.num_classes, self.ignore_index)
-            ps, counts = class_prototypes(s, labels, self.num_classes,
-                                          self.ignore_index,
-                                          self.prototype_scope)
-            pt, _ = class_prototypes(t, labels, self.num_classes,
-                                     self.ignore_index, self.prototype_scope)
+            (ps, pt), counts = class_prototypes_many(
+                [s, t], labels, self.num_classes, self.ignore_index,
+                self.prototype_scope)
+            if not (self._finite('preds_S (student feature)', ps, preds_S)
+                    and self._finite('preds_T (teacher feature)', pt,
+                                     preds_T)):
+                self.last_stats = {
+                    'skipped': preds_S.new_ones((), dtype=torch.float32)
+                }
+                # Zero loss whose gradient is zero (not NaN) for every input.
+                return preds_S.nan_to_num(0.0, 0.0, 0.0).float().sum() * 0.0
             loss, stats = self._loss_from_prototypes(ps, pt, counts > 0)
         self.last_stats = stats
         return self.loss_weight * loss

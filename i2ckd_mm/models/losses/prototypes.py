@@ -5,7 +5,7 @@ I2CKD (Karine et al., arXiv 2403.18490) compares teacher and student
 the feature map (no Python loop over classes), in float32 whatever the input
 dtype, per image, per batch, or per batch across all distributed ranks.
 """
-from typing import Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -137,45 +137,80 @@ def class_prototypes(feats: Tensor,
         (zeros for absent classes) and ``counts`` (G, K) pixel counts, with
         G = N for ``'image'`` and 1 otherwise.
     """
+    (protos, ), counts = class_prototypes_many([feats], labels, num_classes,
+                                               ignore_index, scope, reduction)
+    return protos, counts
+
+
+def class_prototypes_many(feats_list: Sequence[Tensor],
+                          labels: Tensor,
+                          num_classes: int,
+                          ignore_index: int = 255,
+                          scope: str = 'image',
+                          reduction: str = 'auto'
+                          ) -> Tuple[List[Tensor], Tensor]:
+    """:func:`class_prototypes` of several feature maps on the same labels.
+
+    The label one-hot and the pixel counts (and, for ``'global'``, their
+    all-reduce) are computed once for all maps, e.g. student and teacher.
+
+    Args:
+        feats_list (Sequence[Tensor]): Features (N, C_i, h, w) each.
+        labels, num_classes, ignore_index, scope, reduction: as in
+            :func:`class_prototypes`.
+
+    Returns:
+        tuple[list[Tensor], Tensor]: one (G, K, C_i) prototype tensor per
+        input, and the shared counts (G, K).
+    """
     if scope not in PROTOTYPE_SCOPES:
         raise ValueError(
             f'prototype scope must be one of {PROTOTYPE_SCOPES}, got {scope!r}')
-    if feats.dim() != 4 or labels.dim() != 3:
-        raise ValueError('expected feats N x C x h x w and labels N x h x w, '
-                         f'got {tuple(feats.shape)} and {tuple(labels.shape)}')
-    n, c, h, w = feats.shape
-    if labels.shape != (n, h, w):
-        raise ValueError(f'labels {tuple(labels.shape)} do not match '
-                         f'features {tuple(feats.shape)} (need N x h x w)')
-    # fp16/bf16 features are summed in fp32; fp64 stays fp64.
-    flat = feats.reshape(n, c, h * w).to(accum_dtype(feats.dtype))
+    if reduction not in REDUCTIONS:
+        raise ValueError(f'reduction must be one of {REDUCTIONS}, '
+                         f'got {reduction!r}')
+    for feats in feats_list:
+        if feats.dim() != 4 or labels.dim() != 3:
+            raise ValueError(
+                'expected feats N x C x h x w and labels N x h x w, got '
+                f'{tuple(feats.shape)} and {tuple(labels.shape)}')
+        n, _, h, w = feats.shape
+        if labels.shape != (n, h, w):
+            raise ValueError(f'labels {tuple(labels.shape)} do not match '
+                             f'features {tuple(feats.shape)} (need N x h x w)')
+    n, h, w = labels.shape
     y = labels.reshape(n, 1, h * w).long()
     # Ignored pixels go to an extra bin K that is dropped afterwards.
     bins = torch.where(y == ignore_index, torch.full_like(y, num_classes), y)
     if reduction == 'auto':
-        reduction = ('matmul' if feats.is_cuda
+        reduction = ('matmul' if labels.is_cuda
                      or num_classes < MATMUL_MAX_CLASSES else 'scatter')
+    # fp16/bf16 features are summed in fp32; fp64 stays fp64.
+    dtype = accum_dtype(feats_list[0].dtype)
+    flats = [f.reshape(n, f.shape[1], h * w).to(dtype) for f in feats_list]
     if reduction == 'matmul':
-        # One-hot (N, K+1, hw) times features: a BLAS bmm forward and
+        # One-hot (N, hw, K+1): features @ one-hot is a BLAS bmm forward and
         # backward; on CPU faster than scatter_add below ~64 classes.
         classes = torch.arange(num_classes + 1, device=y.device).view(1, -1, 1)
-        onehot = (bins == classes).to(flat.dtype)
-        sums = torch.bmm(flat, onehot.transpose(1, 2))[..., :num_classes]
-        counts = onehot.sum(2)[:, :num_classes]
-    elif reduction == 'scatter':
-        sums = flat.new_zeros(n, c, num_classes + 1).scatter_add(
-            2, bins.expand(n, c, h * w), flat)[..., :num_classes]
-        counts = flat.new_zeros(n, num_classes + 1).scatter_add_(
-            1, bins[:, 0], flat.new_ones(n, h * w))[:, :num_classes]
+        onehot = (bins == classes).to(dtype).transpose(1, 2)
+        sums = [torch.bmm(flat, onehot)[..., :num_classes] for flat in flats]
+        counts = onehot.sum(1)[:, :num_classes]
     else:
-        raise ValueError(f'reduction must be one of {REDUCTIONS}, '
-                         f'got {reduction!r}')
+        sums = [
+            flat.new_zeros(n, flat.shape[1], num_classes + 1).scatter_add(
+                2, bins.expand(n, flat.shape[1], h * w), flat)[
+                    ..., :num_classes] for flat in flats
+        ]
+        counts = torch.zeros(n, num_classes + 1, dtype=dtype,
+                             device=y.device).scatter_add_(
+            1, bins[:, 0], torch.ones(n, h * w, dtype=dtype,
+                                      device=y.device))[:, :num_classes]
     if scope != 'image':
-        sums = sums.sum(0, keepdim=True)
+        sums = [s.sum(0, keepdim=True) for s in sums]
         counts = counts.sum(0, keepdim=True)
         if (scope == 'global' and dist.is_available()
                 and dist.is_initialized() and dist.get_world_size() > 1):
-            sums = _SumWithGlobalValue.apply(sums)
+            sums = [_SumWithGlobalValue.apply(s) for s in sums]
             counts = _SumWithGlobalValue.apply(counts)
-    protos = sums.transpose(1, 2) / counts.clamp(min=1).unsqueeze(-1)
-    return protos, counts
+    denom = counts.clamp(min=1).unsqueeze(-1)
+    return [s.transpose(1, 2) / denom for s in sums], counts

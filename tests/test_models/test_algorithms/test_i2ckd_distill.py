@@ -58,7 +58,7 @@ def real(tmp_path_factory):
     t0 = time.time()
     alg = MODELS.build(model_cfg)
     build_s = time.time() - t0
-    return dict(alg=alg, state=state, build_s=build_s)
+    return dict(alg=alg, state=state, build_s=build_s, cfg=model_cfg)
 
 
 def test_config_builds_the_algorithm_and_loads_teacher(real):
@@ -141,7 +141,12 @@ def test_one_training_step(real, monkeypatch):
     gt = torch.stack([s.gt_sem_seg.data[0] for s in data['data_samples']])
     conn = alg.distiller.connectors['loss_i2ckd_sfeat']
     assert feats['s'].shape[1] == 128 and feats['t'].shape[1] == 512
-    expected = I2CKDLoss(num_classes=19)(conn(feats['s']), feats['t'], gt)
+    # the config's loss options (the shipped variant), rebuilt independently
+    loss_cfg = dict(real['cfg'].distiller.distill_losses.loss_i2ckd)
+    assert loss_cfg.pop('type') == 'I2CKDLoss'
+    assert (loss_cfg['normalize'], loss_cfg['margin'],
+            loss_cfg['pull_weight']) == (True, 0.2, 1.0)
+    expected = I2CKDLoss(**loss_cfg)(conn(feats['s']), feats['t'], gt)
     torch.testing.assert_close(losses['distill.loss_i2ckd'], expected)
 
     # gradients of the distill term reach student and connector

@@ -4,6 +4,7 @@ import torch
 
 import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
 from i2ckd_mm.models.losses.prototypes import (check_labels, class_prototypes,
+                                               class_prototypes_many,
                                                resize_labels)
 
 IGNORE = 255
@@ -195,3 +196,18 @@ def test_check_labels_rejects_out_of_range(bad):
 def test_check_labels_rejects_non_integer(dtype):
     with pytest.raises(TypeError, match='integer'):
         check_labels(torch.zeros(2, 2, dtype=dtype), 4, IGNORE)
+
+
+@pytest.mark.parametrize('reduction', ['matmul', 'scatter'])
+@pytest.mark.parametrize('scope', ['image', 'batch'])
+def test_many_equals_separate_calls(reduction, scope):
+    # student and teacher maps with different channels share the labels
+    feats, labels, k = random_case(5)
+    other = torch.randn(feats.shape[0], 3, *feats.shape[2:])
+    (p1, p2), counts = class_prototypes_many([feats, other], labels, k,
+                                             IGNORE, scope, reduction)
+    r1, c1 = class_prototypes(feats, labels, k, IGNORE, scope, reduction)
+    r2, _ = naive_prototypes(other, labels, k, scope)
+    torch.testing.assert_close(p1, r1)
+    torch.testing.assert_close(counts, c1)
+    torch.testing.assert_close(p2.double(), r2, atol=1e-6, rtol=1e-5)
