@@ -26,17 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from i2ckd_mm.apis.toy_data import toy_configs
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOY = osp.join(ROOT, 'configs', 'toy')
-TEACHER_CFG = osp.join(TOY, 'deeplabv3_r18-d8_1xb8-1500it_toyshapes-64x64.py')
-STUDENT_CFG = osp.join(TOY,
-                       'deeplabv3_r18w16-d8_1xb8-1000it_toyshapes-64x64.py')
-I2CKD_CFG = osp.join(
-    TOY, 'i2ckd_bottleneck_deeplabv3_r18-d8_deeplabv3_r18w16-d8_'
-    '1xb8-1000it_toyshapes-64x64.py')
-I2CKD_CWD_CFG = osp.join(
-    TOY, 'i2ckd-cwd_bottleneck-logits_deeplabv3_r18-d8_deeplabv3_r18w16-d8_'
-    '1xb8-1000it_toyshapes-64x64.py')
+_TOY = toy_configs()
+TEACHER_CFG, STUDENT_CFG = _TOY['teacher'], _TOY['student']
+I2CKD_CFG, I2CKD_CWD_CFG = _TOY['i2ckd'], _TOY['i2ckd_cwd']
 
 
 def _i2ckd(**opts):

@@ -26,19 +26,13 @@ import subprocess
 import sys
 import time
 
+from i2ckd_mm.apis.toy_data import toy_configs
+
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(HERE)
-CFG_DIR = osp.join(ROOT, 'configs', 'toy')
-TEACHER_CFG = osp.join(CFG_DIR,
-                       'deeplabv3_r18-d8_1xb8-1500it_toyshapes-64x64.py')
-STUDENT_CFG = osp.join(CFG_DIR,
-                       'deeplabv3_r18w16-d8_1xb8-1000it_toyshapes-64x64.py')
-I2CKD_CFG = osp.join(
-    CFG_DIR, 'i2ckd_bottleneck_deeplabv3_r18-d8_deeplabv3_r18w16-d8_'
-    '1xb8-1000it_toyshapes-64x64.py')
-I2CKD_CWD_CFG = osp.join(
-    CFG_DIR, 'i2ckd-cwd_bottleneck-logits_deeplabv3_r18-d8_deeplabv3_r18w16-'
-    'd8_1xb8-1000it_toyshapes-64x64.py')
+_TOY = toy_configs()
+TEACHER_CFG, STUDENT_CFG = _TOY['teacher'], _TOY['student']
+I2CKD_CFG, I2CKD_CWD_CFG = _TOY['i2ckd'], _TOY['i2ckd_cwd']
 
 
 def data_options(data_root):

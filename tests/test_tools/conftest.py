@@ -7,15 +7,13 @@ import sys
 
 import pytest
 
+from i2ckd_mm.apis.toy_data import toy_configs
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(ROOT, 'tools')
-TOY = osp.join(ROOT, 'configs', 'toy')
-TEACHER_CFG = osp.join(TOY, 'deeplabv3_r18-d8_1xb8-1500it_toyshapes-64x64.py')
-STUDENT_CFG = osp.join(TOY,
-                       'deeplabv3_r18w16-d8_1xb8-1000it_toyshapes-64x64.py')
-I2CKD_CFG = osp.join(
-    TOY, 'i2ckd_bottleneck_deeplabv3_r18-d8_deeplabv3_r18w16-d8_'
-    '1xb8-1000it_toyshapes-64x64.py')
+_TOY = toy_configs()
+TEACHER_CFG, STUDENT_CFG, I2CKD_CFG = (_TOY['teacher'], _TOY['student'],
+                                       _TOY['i2ckd'])
 
 
 def run_tool(args, timeout=300, env=None):

@@ -122,3 +122,16 @@ def test_toy_dataset_reads_the_files(toy_root):
         cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(sample['gt_seg_map'], ann)
     assert sample['img'].shape == (64, 64, 3)
+
+
+def test_toy_configs_resolve_to_the_right_roles():
+    from mmengine.config import Config
+
+    from i2ckd_mm.apis import toy_configs
+    paths = toy_configs()
+    assert set(paths) == {'teacher', 'student', 'i2ckd', 'i2ckd_cwd'}
+    types = {k: Config.fromfile(p).model.type for k, p in paths.items()}
+    assert types == {'teacher': 'EncoderDecoder', 'student': 'EncoderDecoder',
+                     'i2ckd': 'I2CKDDistill', 'i2ckd_cwd': 'I2CKDDistill'}
+    assert 'loss_cwd' in Config.fromfile(
+        paths['i2ckd_cwd']).model.distiller.distill_losses
