@@ -55,6 +55,12 @@ NORM_PULL = dict(normalize=True, margin=0.2, pull_weight=1.0)
 CWD_ONLY = ("model = dict(distiller=dict(distill_losses=dict("
             "loss_i2ckd=dict(loss_weight=0.0))))\n")
 
+LAYER4 = ("model = dict(distiller=dict("
+          "student_recorders=dict(feat=dict(source='backbone.layer4')),"
+          "teacher_recorders=dict(feat=dict(source='backbone.layer4')),"
+          "connectors=dict(loss_i2ckd_sfeat=dict("
+          "in_channels=128, out_channels=256))))\n")
+
 #: arm -> (base config, extra config text)
 ARMS = {
     'student': (STUDENT_CFG, ''),
@@ -64,6 +70,8 @@ ARMS = {
     'i2ckd_normpull_warmup': (I2CKD_CFG, _i2ckd(**NORM_PULL) + _warmup(200)),
     'i2ckd_pull': (I2CKD_CFG, _i2ckd(**dict(LITERAL, pull_weight=0.1))),
     'cwd': (I2CKD_CWD_CFG, CWD_ONLY),
+    # feature location: last backbone stage instead of the ASPP bottleneck
+    'i2ckd_normpull_layer4': (I2CKD_CFG, _i2ckd(**NORM_PULL) + LAYER4),
 }
 GROUPS = {
     'pilot': ['i2ckd', 'i2ckd_warmup', 'i2ckd_normpull',
