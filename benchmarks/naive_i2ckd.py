@@ -8,7 +8,6 @@ triplets of the batch), but the way a first implementation usually looks:
 one boolean mask and one masked mean per class, then one hinge per
 (anchor class, negative class) pair. It is not used by the package.
 """
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

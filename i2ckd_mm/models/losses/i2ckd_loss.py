@@ -1,5 +1,5 @@
 """I2CKD: Intra- and Inter-Class Knowledge Distillation loss."""
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 import torch.nn as nn
@@ -294,7 +294,6 @@ class I2CKDLoss(nn.Module):
         """Diagnostics: active-triplet fraction and mean distances."""
         n_trip = mask.sum().clamp(min=1).float()
         anchor_mask = mask if self.negatives == 'hardest' else mask.any(2)
-        n_anchor = anchor_mask.sum().clamp(min=1).float()
         neg_mask = mask if self.negatives == 'all' else anchor_mask
         d_neg = torch.where(neg_mask, d_neg, torch.zeros_like(d_neg))
         return {
