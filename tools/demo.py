@@ -164,9 +164,10 @@ def main(argv=None):
         rows.append(('student R18-D8 (1/4 width) alone', STUDENT_CFG, ckpt,
                      sec))
     distill = data + [f'model.teacher_ckpt={t_ckpt}']
-    runs = [('student + I2CKD', I2CKD_CFG, 'i2ckd')]
+    runs = [('student + I2CKD (normalised + pull)', I2CKD_CFG, 'i2ckd')]
     if not args.skip_cwd:
-        runs.append(('student + I2CKD + CWD', I2CKD_CWD_CFG, 'i2ckd_cwd'))
+        runs.append(('student + I2CKD (normalised + pull) + CWD',
+                     I2CKD_CWD_CFG, 'i2ckd_cwd'))
     i2ckd_ckpt = None
     for name, cfg, sub in runs:
         ckpt, sec = train(cfg, osp.join(wd, sub), args.iters, distill)
@@ -196,10 +197,10 @@ def main(argv=None):
     print('\n' + '=' * 64)
     print(f'ToyShapes val mIoU ({args.iters} iterations per student run, '
           f'teacher {teacher_iters})')
-    print(f'| {"model":<34} | {"mIoU":>6} | {"train s":>7} |')
-    print(f'|{"-" * 36}|{"-" * 8}|{"-" * 9}|')
+    print(f'| {"model":<42} | {"mIoU":>6} | {"train s":>7} |')
+    print(f"|{'-' * 44}|{'-' * 8}|{'-' * 9}|")
     for name, miou, sec in results:
-        print(f'| {name:<34} | {miou:6.2f} | {sec:7.0f} |')
+        print(f'| {name:<42} | {miou:6.2f} | {sec:7.0f} |')
     print(f'exported student: {export_dir}/student_i2ckd.{{py,pth}} '
           '(plain MMSeg)')
     print(f'prediction [image | prediction | ground truth]: {png} '
