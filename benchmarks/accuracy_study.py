@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from i2ckd_mm.apis.toy_data import toy_configs
+from i2ckd_mm.toy import toy_configs
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 _TOY = toy_configs()

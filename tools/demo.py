@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from i2ckd_mm.apis.toy_data import toy_configs
+from i2ckd_mm.toy import toy_configs
 
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(HERE)

@@ -9,7 +9,7 @@ Layout (MMSeg custom dataset, read by ``ToyShapesDataset``)::
 """
 import argparse
 
-from i2ckd_mm.apis.toy_data import make_toy_shapes
+from i2ckd_mm.toy import make_toy_shapes
 
 
 def main(argv=None):

@@ -1,5 +1,4 @@
-"""Library functions behind the command-line tools."""
+"""The user-facing API: export a distilled student as a plain MMSeg model."""
 from .export import export_student, student_config
-from .toy_data import make_toy_shapes, toy_configs
 
-__all__ = ['export_student', 'make_toy_shapes', 'student_config', 'toy_configs']
+__all__ = ['export_student', 'student_config']

@@ -1,6 +1,6 @@
 """ToyShapes: a small synthetic segmentation dataset for CPU demos and tests.
 
-Written to disk by ``tools/make_toy_data.py`` (:func:`i2ckd_mm.apis.make_toy_shapes`)
+Written to disk by ``tools/make_toy_data.py`` (:func:`i2ckd_mm.toy.make_toy_shapes`)
 in MMSeg's custom-dataset layout::
 
     data_root/

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from i2ckd_mm.apis.toy_data import toy_configs
+from i2ckd_mm.toy import toy_configs
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(ROOT, 'tools')
@@ -59,7 +59,7 @@ def tiny_options(data_root, iters, ckpt_interval=None, teacher=True):
 @pytest.fixture(scope='session')
 def toy_root(tmp_path_factory):
     """8 train + 2 val ToyShapes images (64x64), written by the tool."""
-    from i2ckd_mm.apis.toy_data import make_toy_shapes
+    from i2ckd_mm.toy import make_toy_shapes
     root = str(tmp_path_factory.mktemp('toyshapes'))
     make_toy_shapes(root, num_train=8, num_val=2, size=64, seed=3)
     return root
