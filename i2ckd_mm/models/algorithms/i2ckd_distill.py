@@ -1,4 +1,5 @@
 """Single-teacher distillation with a truly frozen teacher and labels."""
+import contextlib
 import warnings
 from typing import Dict, List, Optional
 
@@ -11,6 +12,26 @@ from torch import Tensor
 
 from ..distillers.gt_aware_distiller import GTAwareDistiller
 from ..utils import load_teacher_checkpoint
+
+
+@contextlib.contextmanager
+def preserved_rng_state():
+    """Restore torch's CPU (and, once initialised, CUDA) random state on exit.
+
+    Whatever runs inside draws random numbers without changing those drawn
+    after it: the student of a distillation run then starts from, and trains
+    with, the same random numbers as the student trained alone.
+    """
+    cpu = torch.get_rng_state()
+    cuda = (torch.cuda.get_rng_state_all()
+            if torch.cuda.is_available() and torch.cuda.is_initialized() else
+            None)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 @MODELS.register_module()
@@ -28,7 +49,14 @@ class I2CKDDistill(SingleTeacherDistill):
       ``dict(from_data='gt_sem_seg')``;
     * the teacher checkpoint is loaded with ``weights_only=True`` unless
       ``teacher_ckpt_trusted=True``, strictly, with errors that name a missing
-      file or mismatched keys.
+      file or mismatched keys;
+    * same seed, same start: the student is built first and initialised
+      first, and building/initialising the teacher and the connectors does
+      not consume the random numbers the student run would use next. With
+      the same ``randomness.seed`` the distilled student starts from the
+      same weights as the student trained alone (same config) and draws the
+      same dropout masks, so a comparison of the two measures distillation,
+      not initialisation luck.
 
     Args:
         distiller (dict): A :class:`GTAwareDistiller` config.
@@ -49,7 +77,13 @@ class I2CKDDistill(SingleTeacherDistill):
         if kwargs.pop('teacher_trainable', False):
             raise ValueError('I2CKDDistill keeps the teacher frozen; '
                              'teacher_trainable=True is not supported')
-        super().__init__(distiller, teacher, teacher_ckpt=None, **kwargs)
+        # Same start as the student alone (see the class docstring): build the
+        # student first, then build everything else without touching the
+        # random numbers that follow the student's construction.
+        if isinstance(kwargs.get('architecture'), dict):
+            kwargs['architecture'] = MODELS.build(kwargs['architecture'])
+        with preserved_rng_state():
+            super().__init__(distiller, teacher, teacher_ckpt=None, **kwargs)
         if not isinstance(self.distiller, GTAwareDistiller):
             raise TypeError('I2CKDDistill needs a GTAwareDistiller, got '
                             f'{type(self.distiller).__name__}')
@@ -67,6 +101,15 @@ class I2CKDDistill(SingleTeacherDistill):
             self.teacher._is_init = True
         self.teacher.requires_grad_(False)
         self.teacher.eval()
+
+    def init_weights(self) -> None:
+        """Initialise the student first, as a student-alone run would, then
+        the connectors (and an unloaded teacher) without consuming the
+        random numbers that follow the student's initialisation."""
+        if not getattr(self.student, 'is_init', False):
+            self.student.init_weights()
+        with preserved_rng_state():
+            super().init_weights()
 
     def train(self, mode: bool = True):
         """Set the student's mode; the teacher always stays in eval mode."""
