@@ -13,53 +13,36 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ..models.losses.prototypes import class_prototypes, resize_labels
+from ..models.losses.i2ckd_loss import I2CKDLoss
 
 
 @torch.no_grad()
-def batch_prototypes(feat_s: Tensor,
-                     feat_t: Tensor,
-                     labels: Tensor,
-                     num_classes: int,
-                     ignore_index: int = 255,
-                     label_resize: str = 'nearest'
-                     ) -> Tuple[Tensor, Tensor, Tensor]:
-    """Student and teacher prototypes of one batch, as the I2CKD loss sees it.
+def batch_prototypes(loss: I2CKDLoss, feat_s: Tensor, feat_t: Tensor,
+                     labels: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Student and teacher prototypes of one batch, as ``loss`` sees them.
 
-    The student feature is resized (bilinear) to the teacher's size and the
-    labels (nearest or mode) to that size, exactly as in ``I2CKDLoss``; the
-    prototypes are then the per-class means over the *whole batch*
-    (``scope='batch'``), giving one K x K picture per batch.
+    Calls :meth:`I2CKDLoss.prototypes` (the loss's own label resize,
+    student resize, accumulation dtype, ``num_classes`` and
+    ``ignore_index``) with ``scope='batch'``: per-class means over the
+    *whole batch*, one K x K picture per batch. ('batch', not the loss's
+    scope: the hook runs on the main process only, so a 'global' all_reduce
+    would wait for ranks that never call it.)
 
     Args:
+        loss (I2CKDLoss): The loss whose inputs are pictured.
         feat_s (Tensor): Student feature after the connector (N, C, h, w).
         feat_t (Tensor): Teacher feature (N, C, h', w').
-        labels (Tensor): Labels (N, H, W), int, with ``ignore_index``.
-        num_classes (int): Number of classes K.
-        ignore_index (int): Ignored label id. Defaults to 255.
-        label_resize (str): ``'nearest'`` or ``'mode'``.
+        labels (Tensor): Labels (N, H, W), int, with the loss's
+            ``ignore_index``.
 
     Returns:
         tuple[Tensor, Tensor, Tensor]: student prototypes (K, C), teacher
-        prototypes (K, C) (float32/64, zero rows for absent classes) and the
-        boolean ``present`` mask (K,).
+        prototypes (K, C) (the loss's accumulation dtype, zero rows for
+        absent classes) and the boolean ``present`` mask (K,).
     """
-    if feat_s.shape[:2] != feat_t.shape[:2]:
-        raise ValueError(
-            f'student feature {tuple(feat_s.shape)} and teacher feature '
-            f'{tuple(feat_t.shape)} differ in batch or channels; pass the '
-            'student feature through its connector first')
-    size = tuple(feat_t.shape[-2:])
-    feat_s = feat_s.detach().float()
-    if tuple(feat_s.shape[-2:]) != size:
-        feat_s = F.interpolate(
-            feat_s, size=size, mode='bilinear', align_corners=False)
-    y = resize_labels(labels, size, num_classes, ignore_index, label_resize)
-    ps, counts = class_prototypes(feat_s, y, num_classes, ignore_index,
-                                  'batch')
-    pt, _ = class_prototypes(feat_t.detach().float(), y, num_classes,
-                             ignore_index, 'batch')
-    return ps[0], pt[0], counts[0] > 0
+    ps, pt, present = loss.prototypes(feat_s.detach(), feat_t.detach(),
+                                      labels, scope='batch')
+    return ps[0], pt[0], present[0]
 
 
 def prototype_similarity(ps: Tensor, pt: Tensor,

@@ -26,9 +26,10 @@ class PrototypeVisHook(Hook):
     student one through a *copy* of its connector, as the loss sees it),
     re-derives the batch's labels by running the model's data preprocessor
     on ``data_batch`` (so they are padded exactly as in training), computes
-    per-batch class prototypes with the loss's own ``num_classes``,
-    ``ignore_index`` and ``label_resize``, and saves to
-    ``work_dir/<out_dir>/``:
+    per-batch class prototypes with the loss's own
+    :meth:`I2CKDLoss.prototypes` (its ``num_classes``, ``ignore_index``,
+    ``label_resize`` and accumulation dtype; ``scope='batch'``), and saves
+    to ``work_dir/<out_dir>/``:
 
     * ``proto_sim_iter{N:06d}.png`` / ``.npy``: the (K, K) cosine similarity
       ``S[k, j] = cos(student_k, teacher_j)`` (NaN rows/columns for classes
@@ -56,8 +57,6 @@ class PrototypeVisHook(Hook):
             to ``'preds_S'``.
         teacher_key (str): Its teacher-feature argument. Defaults to
             ``'preds_T'``.
-        num_classes (int, optional): Defaults to the loss's ``num_classes``.
-        ignore_index (int, optional): Defaults to the loss's, else 255.
         class_names (Sequence[str], optional): Defaults to the training
             dataset's ``metainfo['classes']`` when it has them.
         pca_normalize (bool, optional): L2-normalise prototypes before the
@@ -79,8 +78,6 @@ class PrototypeVisHook(Hook):
                  loss_name: str = 'loss_i2ckd',
                  student_key: str = 'preds_S',
                  teacher_key: str = 'preds_T',
-                 num_classes: Optional[int] = None,
-                 ignore_index: Optional[int] = None,
                  class_names: Optional[Sequence[str]] = None,
                  pca_normalize: Optional[bool] = None,
                  out_dir: str = 'vis',
@@ -92,8 +89,6 @@ class PrototypeVisHook(Hook):
         self.loss_name = loss_name
         self.student_key = student_key
         self.teacher_key = teacher_key
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
         self.class_names = list(class_names) if class_names else None
         self.pca_normalize = pca_normalize
         self.out_dir = out_dir
@@ -124,25 +119,23 @@ class PrototypeVisHook(Hook):
                     f'"{key}" (it has {list(mappings[self.loss_name])})')
         return model, distiller
 
-    def _settings(self, distiller):
+    def _loss(self, distiller):
         loss = distiller.distill_losses[self.loss_name]
-        num_classes = self.num_classes or getattr(loss, 'num_classes', None)
-        if not num_classes:
-            raise ValueError(
-                f'PrototypeVisHook: {type(loss).__name__} has no num_classes;'
-                ' pass num_classes= to the hook')
-        ignore = self.ignore_index
-        if ignore is None:
-            ignore = getattr(loss, 'ignore_index', 255)
-        normalize = self.pca_normalize
-        if normalize is None:
-            normalize = bool(getattr(loss, 'normalize', False))
-        return (int(num_classes), int(ignore),
-                getattr(loss, 'label_resize', 'nearest'), normalize)
+        if not callable(getattr(loss, 'prototypes', None)):
+            raise TypeError(
+                f'PrototypeVisHook: {self.loss_name} is a '
+                f'{type(loss).__name__}, which has no prototypes() method; '
+                'the hook pictures the prototypes of an I2CKDLoss')
+        return loss
+
+    def _pca_normalize(self, loss) -> bool:
+        if self.pca_normalize is None:
+            return bool(loss.normalize)  # plot what the loss compares
+        return bool(self.pca_normalize)
 
     def before_train(self, runner) -> None:
         model, distiller = self._algorithm(runner)
-        self._settings(distiller)
+        self._loss(distiller)
         if getattr(model.data_preprocessor, 'batch_augments', None):
             raise ValueError(
                 'PrototypeVisHook re-runs the data preprocessor to get the '
@@ -155,17 +148,20 @@ class PrototypeVisHook(Hook):
                 self.class_names = list(meta['classes'])
 
     def _record(self, distiller, record: dict) -> torch.Tensor:
+        """A loss input as ``ConfigurableDistiller.get_record`` gives it.
+
+        The record itself comes from MMRazor's public ``get_record``; the
+        connector is applied here to a *deep copy*, because ``get_record``
+        would call the distiller's own connector and a BN inside it would
+        update its running statistics (the picture must not change
+        training).
+        """
         record = dict(record)
-        from_student = record.pop('from_student', False)
-        recorders = (distiller.student_recorders
-                     if from_student else distiller.teacher_recorders)
-        data = recorders.get_recorder(record.pop('recorder')).get_record_data(
-            record.pop('record_idx', 0), record.pop('data_idx', None))
         connector = record.pop('connector', None)
-        if connector:
-            # A copy: a BN inside must not update its running statistics.
-            data = copy.deepcopy(distiller.connectors[connector])(data)
         connector_idx = record.pop('connector_idx', None)
+        data = distiller.get_record(**record)  # recorder, from_student, ...
+        if connector:
+            data = copy.deepcopy(distiller.connectors[connector])(data)
         if connector_idx is not None:
             data = data[connector_idx]
         return data
@@ -179,7 +175,7 @@ class PrototypeVisHook(Hook):
             ``present`` (K,) bool tensor, ``normalize`` flag.
         """
         model, distiller = self._algorithm(runner)
-        num_classes, ignore, resize, normalize = self._settings(distiller)
+        loss = self._loss(distiller)
         mapping = distiller.loss_forward_mappings[self.loss_name]
         feat_s = self._record(distiller, mapping[self.student_key])
         feat_t = self._record(distiller, mapping[self.teacher_key])
@@ -187,9 +183,9 @@ class PrototypeVisHook(Hook):
         labels = model.stack_labels(data['inputs'], data['data_samples']) \
             if hasattr(model, 'stack_labels') else torch.stack(
                 [s.gt_sem_seg.data[0] for s in data['data_samples']]).long()
-        ps, pt, present = batch_prototypes(feat_s, feat_t,
-                                           labels.to(feat_t.device),
-                                           num_classes, ignore, resize)
+        ps, pt, present = batch_prototypes(loss, feat_s, feat_t,
+                                           labels.to(feat_t.device))
+        normalize = self._pca_normalize(loss)
         return dict(sim=prototype_similarity(ps, pt, present), ps=ps, pt=pt,
                     present=present, normalize=normalize)
 

@@ -1,5 +1,10 @@
-"""I2CKD: Intra- and Inter-Class Knowledge Distillation loss."""
-from typing import Dict
+"""I2CKD: Intra- and Inter-Class Knowledge Distillation loss.
+
+The loss as implemented, which parts are the paper's and which are our
+reading of it: ``docs/method.md``.
+"""
+import operator
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -8,7 +13,8 @@ from mmrazor.registry import MODELS
 from torch import Tensor
 
 from .prototypes import (LABEL_RESIZE_MODES, PROTOTYPE_SCOPES, accum_dtype,
-                         check_labels, class_prototypes_many, resize_labels)
+                         check_labels, class_prototypes_many, raise_together,
+                         resize_labels, world_size)
 
 DISTANCES = ('euclidean', 'cosine')
 NEGATIVES = ('all', 'hardest')
@@ -41,32 +47,44 @@ class I2CKDLoss(nn.Module):
         L = loss_weight / T * sum max(0, d(Ps_nk, Pt_nk) - d(Ps_nk, Pt_nj) + m)
 
     where ``T`` is the number of such triplets in the batch and ``d`` the
-    Euclidean distance of :class:`torch.nn.TripletMarginLoss` - the defaults
-    compute exactly this. The options below are the parts the paper leaves
-    open (see ``I2CKD_METHOD.md``); ``pull_weight > 0`` adds an explicit
-    intra-class pull ``pull_weight * mean_k d(Ps_k, Pt_k)^2``. The shipped
-    configs use ``normalize=True, margin=0.2, pull_weight=1.0``, which beat
-    the literal defaults in our paired-seed study
-    (``benchmarks/accuracy_study.md``).
+    Euclidean distance of :class:`torch.nn.TripletMarginLoss`; the defaults
+    compute this, our reading of the paper (its full text was not available
+    to us: ``docs/method.md`` says which parts are the paper's and which are
+    ours). The options below are the parts the paper leaves open;
+    ``pull_weight > 0`` adds an explicit intra-class pull
+    ``pull_weight * mean_k d(Ps_k, Pt_k)^2``. The shipped configs use
+    ``normalize=True, margin=0.2, pull_weight=1.0``, which beat the literal
+    defaults in our paired-seed study (``benchmarks/accuracy_study.md``).
+
+    Ignored pixels (``ignore_index`` after the label resize) never matter:
+    their features, even NaN/Inf, reach no prototype. A NaN/Inf feature at a
+    labelled pixel raises or skips the step (``nonfinite``).
 
     Args:
-        num_classes (int): Number of classes K; labels outside
-            ``[0, K)`` other than ``ignore_index`` raise an error.
+        num_classes (int, optional): Number of classes K; labels outside
+            ``[0, K)`` other than ``ignore_index`` raise an error. May be
+            left None and set later with :meth:`set_num_classes` (e.g. by
+            the distillation algorithm, from the student's decode head);
+            calling the loss while it is None raises.
         loss_weight (float): Weight of the whole term. Defaults to 1.0.
         margin (float): Triplet margin m. Defaults to 1.0.
         ignore_index (int): Label id of ignored pixels. Defaults to 255.
         prototype_scope (str): ``'image'`` (default: prototypes per image),
             ``'batch'`` (one set per batch) or ``'global'`` (per batch across
-            all DDP ranks; one all_reduce of sums and counts a step).
+            all DDP ranks).
             Trade-off: ``'image'`` communicates nothing, but each rank
             averages over its own triplets, so DDP's averaged gradient
             weights ranks, not triplets, equally; ``'global'`` equals one
             process on the whole global batch (loss and DDP-averaged
             gradients, so results do not change with the GPU count at a
             fixed global batch) and averages more pixels per prototype, at
-            the cost of two small all_reduces (K x C sums, counts) plus a
-            finite-flag all_reduce per step, all ranks waiting for the
-            slowest.
+            the cost of two all_reduces per step, all ranks waiting for the
+            slowest: a ``world_size`` int32 error flag (input checks run
+            before any collective; if one rank's input is bad, every rank
+            raises, naming the rank and the reason), then the student and
+            teacher K x C sums with the K counts in one tensor. A NaN/Inf at
+            a labelled pixel of one rank reaches every rank's prototypes
+            through that sum, so all ranks raise or skip alike.
         label_resize (str): ``'nearest'`` (default) or ``'mode'``. Label
             ids are validated on the pixels the loss reads: the resized
             labels for ``'nearest'``, every pixel for ``'mode'``.
@@ -97,7 +115,7 @@ class I2CKDLoss(nn.Module):
     """
 
     def __init__(self,
-                 num_classes: int,
+                 num_classes: Optional[int] = None,
                  loss_weight: float = 1.0,
                  margin: float = 1.0,
                  ignore_index: int = 255,
@@ -123,11 +141,11 @@ class I2CKDLoss(nn.Module):
                 raise ValueError(
                     f'I2CKDLoss: {name} must be one of {allowed}, '
                     f'got {value!r}')
-        if int(num_classes) < 1:
-            raise ValueError(f'num_classes must be >= 1, got {num_classes}')
         if margin < 0 or pull_weight < 0:
             raise ValueError('margin and pull_weight must be >= 0')
-        self.num_classes = int(num_classes)
+        self._num_classes: Optional[int] = None
+        if num_classes is not None:
+            self.set_num_classes(num_classes)
         self.loss_weight = loss_weight
         self.margin = margin
         self.ignore_index = ignore_index
@@ -144,6 +162,46 @@ class I2CKDLoss(nn.Module):
         self.last_stats: Dict[str, Tensor] = {}
 
     # ------------------------------------------------------------------
+    @property
+    def num_classes(self) -> Optional[int]:
+        """Number of classes K, or None until :meth:`set_num_classes`."""
+        return self._num_classes
+
+    @num_classes.setter
+    def num_classes(self, value: int) -> None:
+        self.set_num_classes(value)
+
+    def set_num_classes(self, num_classes: int) -> None:
+        """Set the number of classes K (validated: an integer >= 1).
+
+        For an algorithm that knows K from the student's decode head when
+        the config leaves ``num_classes`` out. Assigning
+        ``loss.num_classes = K`` does the same.
+
+        Raises:
+            TypeError: ``num_classes`` is not an integer (bools included).
+            ValueError: ``num_classes < 1``.
+        """
+        if isinstance(num_classes, bool):
+            raise TypeError('I2CKDLoss: num_classes must be an integer, got '
+                            f'{num_classes!r}')
+        try:
+            k = operator.index(num_classes)
+        except TypeError:
+            raise TypeError('I2CKDLoss: num_classes must be an integer, got '
+                            f'{num_classes!r}') from None
+        if k < 1:
+            raise ValueError(f'num_classes must be >= 1, got {num_classes}')
+        self._num_classes = k
+
+    def _require_num_classes(self) -> int:
+        if self._num_classes is None:
+            raise ValueError(
+                'I2CKDLoss: num_classes is not set. Pass num_classes=K in the '
+                "loss config, or call loss.set_num_classes(K) (the student's "
+                'decode_head.num_classes) before the first forward')
+        return self._num_classes
+
     def _check_inputs(self, preds_S: Tensor, preds_T: Tensor,
                       gt: Tensor) -> None:
         if preds_S.dim() != 4 or preds_T.dim() != 4:
@@ -181,21 +239,23 @@ class I2CKDLoss(nn.Module):
             raise TypeError('I2CKDLoss: gt must be an integer tensor, got '
                             f'dtype {gt.dtype}')
         if self.label_resize == 'mode':  # every pixel votes: check all
-            check_labels(gt, self.num_classes, self.ignore_index)
+            check_labels(gt, self._num_classes, self.ignore_index)
 
     def _finite(self, name: str, protos: Tensor, feats: Tensor) -> bool:
         """Whether ``feats`` reached the prototypes without NaN/Inf.
 
         Checked on the (G, K, C) prototypes, not the (N, C, h, w) features:
-        a NaN/Inf pixel makes its class's prototype non-finite (with the
-        one-hot matmul, every class's: NaN * 0 is NaN), and with 'global'
-        scope the all-reduce spreads it, so all ranks decide alike.
+        a NaN/Inf at a labelled pixel makes its class's prototype
+        non-finite (with the one-hot matmul, every class's: NaN * 0 is NaN),
+        one at an ignored pixel reaches none, and with 'global' scope the
+        all-reduce spreads it, so all ranks decide alike.
         """
         if bool(torch.isfinite(protos).all()):
             return True
         if self.nonfinite == 'raise':
             raise FloatingPointError(
-                f'I2CKDLoss: {name} contains NaN or Inf (shape '
+                f'I2CKDLoss: {name} contains NaN or Inf at a labelled pixel '
+                f'(shape '
                 f'{tuple(feats.shape)}, dtype {feats.dtype}); set '
                 'nonfinite="skip" to skip such steps instead')
         return False
@@ -222,6 +282,78 @@ class I2CKDLoss(nn.Module):
         n_trip = mask.sum()
         return hinge.sum() / n_trip.clamp(min=1), hinge, mask, d_pos, d_neg
 
+    def _prepare(self, preds_S: Tensor, preds_T: Tensor,
+                 gt: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Validated student/teacher features at the teacher's size in the
+        accumulation dtype, and labels (N, h', w') at that size."""
+        num_classes = self._require_num_classes()
+        self._check_inputs(preds_S, preds_T, gt)
+        dtype = accum_dtype(preds_S.dtype)
+        s, t = preds_S.to(dtype), preds_T.detach().to(dtype)
+        size = tuple(t.shape[-2:])
+        if tuple(s.shape[-2:]) != size:
+            s = F.interpolate(s, size=size, mode='bilinear',
+                              align_corners=False)
+        labels = resize_labels(gt, size, num_classes, self.ignore_index,
+                               self.label_resize)
+        if self.label_resize == 'nearest':
+            # the pixels the loss uses: 1/64 of a full-size check
+            check_labels(labels, num_classes, self.ignore_index)
+        return s, t, labels
+
+    def prototypes(self,
+                   preds_S: Tensor,
+                   preds_T: Tensor,
+                   gt: Tensor,
+                   scope: Optional[str] = None
+                   ) -> Tuple[Tensor, Tensor, Tensor]:
+        """Student and teacher class prototypes, as the loss computes them.
+
+        The one prototype path of the package: :meth:`forward` and the
+        visualisation (``PrototypeVisHook``) both call it. Inputs are
+        checked, the student feature is bilinearly resized to the teacher's
+        size, the labels are resized to it (``label_resize``), and the
+        per-class means are taken in the accumulation dtype (at least
+        float32) with autocast off. The teacher feature is detached.
+
+        With ``scope='global'`` and several ranks, the input checks run on
+        every rank before any collective and all ranks raise together if
+        one rank's input is bad (see ``prototype_scope``).
+
+        Args:
+            preds_S (Tensor): Student feature (N, C, h, w).
+            preds_T (Tensor): Teacher feature (N, C, h', w').
+            gt (Tensor): Labels (N, H, W), integer, with ``ignore_index``.
+            scope (str, optional): Overrides ``prototype_scope`` (e.g.
+                ``'batch'`` for one picture per batch). Defaults to None.
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: student prototypes (G, K, C),
+            teacher prototypes (G, K, C) (zero rows for absent classes;
+            float32, or float64 for float64 input) and ``present`` (G, K)
+            bool, with G = N for ``'image'`` and 1 otherwise. Student
+            prototypes carry the gradient to ``preds_S``.
+        """
+        scope = self.prototype_scope if scope is None else scope
+        if scope not in PROTOTYPE_SCOPES:
+            raise ValueError(f'I2CKDLoss: scope must be one of '
+                             f'{PROTOTYPE_SCOPES}, got {scope!r}')
+        together = scope == 'global' and world_size() > 1
+        with torch.autocast(device_type=preds_S.device.type, enabled=False):
+            error = None
+            try:
+                s, t, labels = self._prepare(preds_S, preds_T, gt)
+            except Exception as e:  # noqa: B902 (re-raised on every rank)
+                if not together:
+                    raise
+                error = e
+            if together:
+                raise_together(error,
+                               "I2CKDLoss(prototype_scope='global')")
+            (ps, pt), counts = class_prototypes_many(
+                [s, t], labels, self._num_classes, self.ignore_index, scope)
+        return ps, pt, counts > 0
+
     def forward(self, preds_S: Tensor, preds_T: Tensor,
                 gt: Tensor) -> Tensor:
         """Compute the I2CKD loss.
@@ -235,33 +367,17 @@ class I2CKDLoss(nn.Module):
             Tensor: Scalar loss (float32, or float64 for float64 input),
             ``loss_weight`` applied.
         """
-        self._check_inputs(preds_S, preds_T, gt)
-        preds_T = preds_T.detach()
-        # fp16/bf16 features under autocast: everything below in fp32.
+        ps, pt, present = self.prototypes(preds_S, preds_T, gt)
+        if not (self._finite('preds_S (student feature)', ps, preds_S)
+                and self._finite('preds_T (teacher feature)', pt, preds_T)):
+            self.last_stats = {
+                'skipped': preds_S.new_ones((), dtype=torch.float32)
+            }
+            # Zero loss whose gradient is zero (not NaN) for every input.
+            return preds_S.nan_to_num(0.0, 0.0, 0.0).float().sum() * 0.0
+        # fp16/bf16 features under autocast: the triplets in fp32 too.
         with torch.autocast(device_type=preds_S.device.type, enabled=False):
-            dtype = accum_dtype(preds_S.dtype)
-            s, t = preds_S.to(dtype), preds_T.to(dtype)
-            size = tuple(t.shape[-2:])
-            if tuple(s.shape[-2:]) != size:
-                s = F.interpolate(s, size=size, mode='bilinear',
-                                  align_corners=False)
-            labels = resize_labels(gt, size, self.num_classes,
-                                   self.ignore_index, self.label_resize)
-            if self.label_resize == 'nearest':
-                # the pixels the loss uses: 1/64 of a full-size check
-                check_labels(labels, self.num_classes, self.ignore_index)
-            (ps, pt), counts = class_prototypes_many(
-                [s, t], labels, self.num_classes, self.ignore_index,
-                self.prototype_scope)
-            if not (self._finite('preds_S (student feature)', ps, preds_S)
-                    and self._finite('preds_T (teacher feature)', pt,
-                                     preds_T)):
-                self.last_stats = {
-                    'skipped': preds_S.new_ones((), dtype=torch.float32)
-                }
-                # Zero loss whose gradient is zero (not NaN) for every input.
-                return preds_S.nan_to_num(0.0, 0.0, 0.0).float().sum() * 0.0
-            loss, stats = self._loss_from_prototypes(ps, pt, counts > 0)
+            loss, stats = self._loss_from_prototypes(ps, pt, present)
         self.last_stats = stats
         return self.loss_weight * loss
 

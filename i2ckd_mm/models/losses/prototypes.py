@@ -1,11 +1,12 @@
 """Class prototypes: the mean feature of every class, all classes at once.
 
 I2CKD (Karine et al., arXiv 2403.18490) compares teacher and student
-*class prototypes*. This module computes them with one ``scatter_add`` over
-the feature map (no Python loop over classes), in float32 whatever the input
-dtype, per image, per batch, or per batch across all distributed ranks.
+*class prototypes*. This module computes them without a Python loop over
+classes (a one-hot matmul or one ``scatter_add``), in at least float32
+whatever the input dtype, per image, per batch, or per batch across all
+distributed ranks. See ``docs/method.md`` for the method as implemented.
 """
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -87,6 +88,59 @@ def resize_labels(labels: Tensor,
                                                              ignore_index))
 
 
+def world_size() -> int:
+    """Number of distributed ranks (1 without an initialised group)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def _collective_device() -> torch.device:
+    # NCCL only reduces CUDA tensors; gloo/mpi take CPU tensors.
+    if dist.get_backend() == 'nccl':
+        return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+
+def raise_together(error: Optional[BaseException], what: str) -> None:
+    """Make every rank raise if any rank's ``error`` is not None.
+
+    Call it on every rank before the first collective of a step that a
+    rank may fail to reach: a rank that raised alone would leave the others
+    waiting in their all_reduce until the process-group timeout. One
+    all_reduce of a per-rank error flag (``world_size`` int32) tells every
+    rank which ranks failed; only then (all ranks agree on it) the error
+    texts are gathered with ``all_gather_object`` so that each rank's
+    message says which rank(s) had bad input and why.
+
+    Args:
+        error (BaseException, optional): This rank's error, or None.
+        what (str): Who is failing, for the message (e.g.
+            ``"I2CKDLoss(prototype_scope='global')"``).
+
+    Raises:
+        ValueError: On every rank, when at least one rank had an error
+            (chained to this rank's own error, if any).
+    """
+    n_ranks, rank = dist.get_world_size(), dist.get_rank()
+    flags = torch.zeros(n_ranks, dtype=torch.int32,
+                        device=_collective_device())
+    if error is not None:
+        flags[rank] = 1
+    dist.all_reduce(flags, op=dist.ReduceOp.SUM)
+    bad = flags.nonzero().flatten().tolist()
+    if not bad:
+        return
+    texts: List[Optional[str]] = [None] * n_ranks
+    dist.all_gather_object(
+        texts, None if error is None else f'{type(error).__name__}: {error}')
+    details = '; '.join(f'rank {r}: {texts[r]}' for r in bad)
+    raise ValueError(
+        f'{what}: bad input on rank(s) {bad} (this is rank {rank}); every '
+        'rank stops here rather than wait in the prototype all_reduce. '
+        f'{details}') from error
+
+
 class _SumWithGlobalValue(torch.autograd.Function):
     """all_reduce(SUM) whose backward is the DDP-consistent local gradient.
 
@@ -125,7 +179,8 @@ def class_prototypes(feats: Tensor,
         feats (Tensor): Features, shape (N, C, h, w), any float dtype.
         labels (Tensor): Labels at the feature size, shape (N, h, w), int.
         num_classes (int): Number of classes K.
-        ignore_index (int): Pixels with this label are left out.
+        ignore_index (int): Pixels with this label are left out; their
+            features, even NaN/Inf, never reach a prototype.
         scope (str): ``'image'`` (default), ``'batch'`` or ``'global'``.
         reduction (str): How per-class sums are formed: ``'matmul'``
             (one-hot bmm), ``'scatter'`` (``scatter_add``) or ``'auto'``
@@ -151,8 +206,9 @@ def class_prototypes_many(feats_list: Sequence[Tensor],
                           ) -> Tuple[List[Tensor], Tensor]:
     """:func:`class_prototypes` of several feature maps on the same labels.
 
-    The label one-hot and the pixel counts (and, for ``'global'``, their
-    all-reduce) are computed once for all maps, e.g. student and teacher.
+    The label one-hot and the pixel counts are computed once for all maps
+    (e.g. student and teacher), and for ``'global'`` the sums of all maps
+    and the counts travel in one all_reduce.
 
     Args:
         feats_list (Sequence[Tensor]): Features (N, C_i, h, w) each.
@@ -178,39 +234,80 @@ def class_prototypes_many(feats_list: Sequence[Tensor],
         if labels.shape != (n, h, w):
             raise ValueError(f'labels {tuple(labels.shape)} do not match '
                              f'features {tuple(feats.shape)} (need N x h x w)')
-    n, h, w = labels.shape
-    y = labels.reshape(n, 1, h * w).long()
-    # Ignored pixels go to an extra bin K that is dropped afterwards.
-    bins = torch.where(y == ignore_index, torch.full_like(y, num_classes), y)
     if reduction == 'auto':
         reduction = ('matmul' if labels.is_cuda
                      or num_classes < MATMUL_MAX_CLASSES else 'scatter')
     # fp16/bf16 features are summed in fp32; fp64 stays fp64.
     dtype = accum_dtype(feats_list[0].dtype)
+    n, h, w = labels.shape
     flats = [f.reshape(n, f.shape[1], h * w).to(dtype) for f in feats_list]
+    y = labels.reshape(n, 1, h * w).long()
     if reduction == 'matmul':
-        # One-hot (N, hw, K+1): features @ one-hot is a BLAS bmm forward and
-        # backward; on CPU faster than scatter_add below ~64 classes.
-        classes = torch.arange(num_classes + 1, device=y.device).view(1, -1, 1)
-        onehot = (bins == classes).to(dtype).transpose(1, 2)
-        sums = [torch.bmm(flat, onehot)[..., :num_classes] for flat in flats]
-        counts = onehot.sum(1)[:, :num_classes]
+        sums, counts = _matmul_sums(flats, y, num_classes, ignore_index)
     else:
-        sums = [
-            flat.new_zeros(n, flat.shape[1], num_classes + 1).scatter_add(
-                2, bins.expand(n, flat.shape[1], h * w), flat)[
-                    ..., :num_classes] for flat in flats
-        ]
-        counts = torch.zeros(n, num_classes + 1, dtype=dtype,
-                             device=y.device).scatter_add_(
-            1, bins[:, 0], torch.ones(n, h * w, dtype=dtype,
-                                      device=y.device))[:, :num_classes]
+        sums, counts = _scatter_sums(flats, y, num_classes, ignore_index)
     if scope != 'image':
         sums = [s.sum(0, keepdim=True) for s in sums]
         counts = counts.sum(0, keepdim=True)
-        if (scope == 'global' and dist.is_available()
-                and dist.is_initialized() and dist.get_world_size() > 1):
-            sums = [_SumWithGlobalValue.apply(s) for s in sums]
-            counts = _SumWithGlobalValue.apply(counts)
+        if scope == 'global' and world_size() > 1:
+            # One all_reduce for every map's sums and the counts.
+            parts = sums + [counts]
+            packed = _SumWithGlobalValue.apply(
+                torch.cat([p.reshape(-1) for p in parts]))
+            parts = [
+                chunk.view_as(p) for chunk, p in zip(
+                    packed.split([p.numel() for p in parts]), parts)
+            ]
+            sums, counts = parts[:-1], parts[-1]
     denom = counts.clamp(min=1).unsqueeze(-1)
     return [s.transpose(1, 2) / denom for s in sums], counts
+
+
+def _matmul_sums(flats: List[Tensor], y: Tensor, num_classes: int,
+                 ignore_index: int) -> Tuple[List[Tensor], Tensor]:
+    """Per-class sums (N, C_i, K) and counts (N, K) by a one-hot bmm.
+
+    ``flats`` are (N, C_i, hw), ``y`` (N, 1, hw). features @ one-hot is a
+    BLAS bmm forward and backward; on CPU faster than scatter_add below ~64
+    classes.
+    """
+    dtype = flats[0].dtype
+    if 0 <= ignore_index < num_classes:  # an ignore id that is a class id
+        y = torch.where(y == ignore_index, torch.full_like(y, -1), y)
+    classes = torch.arange(num_classes, device=y.device).view(1, -1, 1)
+    onehot = (y == classes).to(dtype)  # (N, K, hw); ignored pixels: 0 row
+    sums = [torch.bmm(flat, onehot.transpose(1, 2)) for flat in flats]
+    counts = onehot.sum(2)
+    for i, s in enumerate(sums):
+        # An ignored pixel has an all-zero one-hot row, but NaN * 0 is NaN:
+        # a NaN/Inf feature there would reach every class's sum. Checking
+        # the small (N, C, K) sums costs nothing; only then zero the
+        # ignored pixels and sum again, so that ignored pixels never matter
+        # (as with scatter_add) and a labelled NaN still shows.
+        if not bool(torch.isfinite(s).all()):
+            valid = (y >= 0) & (y < num_classes)
+            masked = torch.where(valid, flats[i], flats[i].new_zeros(()))
+            sums[i] = torch.bmm(masked, onehot.transpose(1, 2))
+    return sums, counts
+
+
+def _scatter_sums(flats: List[Tensor], y: Tensor, num_classes: int,
+                  ignore_index: int) -> Tuple[List[Tensor], Tensor]:
+    """Per-class sums (N, C_i, K) and counts (N, K) by ``scatter_add``.
+
+    Ignored pixels go to an extra bin K that is dropped afterwards (so
+    their features, finite or not, reach no class).
+    """
+    n, _, hw = y.shape
+    dtype = flats[0].dtype
+    bins = torch.where(y == ignore_index, torch.full_like(y, num_classes), y)
+    sums = [
+        flat.new_zeros(n, flat.shape[1], num_classes + 1).scatter_add(
+            2, bins.expand(n, flat.shape[1], hw), flat)[..., :num_classes]
+        for flat in flats
+    ]
+    counts = torch.zeros(n, num_classes + 1, dtype=dtype,
+                         device=y.device).scatter_add_(
+        1, bins[:, 0], torch.ones(n, hw, dtype=dtype,
+                                  device=y.device))[:, :num_classes]
+    return sums, counts
