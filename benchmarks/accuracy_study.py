@@ -1,37 +1,50 @@
-"""Paired-seed accuracy study of I2CKD on the ToyShapes CPU task (issue 5).
+"""Paired-seed accuracy study of I2CKD on two toy CPU proxies (issue 10).
 
-    # 1. pilot: choose the I2CKD variant on a held-out seed (not a study seed)
-    python benchmarks/accuracy_study.py run --arms pilot --seeds 100
-    # 2. study: every arm on the same seeds
-    python benchmarks/accuracy_study.py run --arms study --seeds 0 1 2
-    # 3. table, paired differences, diagnostics and a bar chart
-    python benchmarks/accuracy_study.py report --out benchmarks/accuracy_study.md \
-        --plot docs/images/accuracy_study.png
+    # 1. choose on val: I2CKD variants on top of CWD, ToyShapes, seeds 0-2
+    python benchmarks/accuracy_study.py run --dataset toyshapes \
+        --arms explore --seeds 0 1 2
+    # 2. report on test: the final arms, 5 paired seeds, both datasets
+    python benchmarks/accuracy_study.py run --dataset toyshapes \
+        --arms final --best np_w3 --seeds 0 1 2 3 4
+    python benchmarks/accuracy_study.py run --dataset toystreets \
+        --arms final --best np_w3 --seeds 0 1 2 3 4
+    # 3. tables (paired differences, 95 % t intervals, wins) and the chart,
+    #    generated from the committed CSV
+    python benchmarks/accuracy_study.py report
 
-Every arm trains the same student (configs/toy, DeepLabV3 ResNetV1c-18 at 1/4
-width) for the same iterations from the same seed, so arms differ only in
-their distillation losses; one teacher (trained once, seed 0) serves all arms.
-Runs are resumable: a run whose final mIoU is on disk is not repeated. Each
-run uses one thread; ``--jobs`` runs several at once.
+Protocol:
+
+* Every arm trains the same student config for the same iterations from the
+  same seed; I2CKDDistill builds and initialises the student first and keeps
+  the teacher and connectors off its random numbers, so with the same seed
+  the distilled student starts from the same weights, sees the same batches
+  and draws the same dropout masks as the student alone. Arms differ only in
+  their distillation losses. One teacher per dataset (seed 0) serves all arms.
+* Choices (which I2CKD variant, its weight) are made on the **val** split;
+  the reported numbers are on the **test** split, which no choice looked at.
+* Every finished run appends its val and test mIoU, iterations and wall time
+  to ``benchmarks/accuracy_study.csv``; the report and chart are generated
+  from that file only. A run already in the CSV is not repeated (resume after
+  an interruption: run the same command again).
+* Each run uses one thread; ``--jobs`` runs several at once.
 """
 import argparse
-import glob
-import json
+import csv
 import os
 import os.path as osp
-import subprocess
-import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from i2ckd_mm.toy import toy_configs
+from i2ckd_mm.toy import (data_options, last_metrics, run_tool,
+                          split_options, toy_configs)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-_TOY = toy_configs()
-TEACHER_CFG, STUDENT_CFG = _TOY['teacher'], _TOY['student']
-I2CKD_CFG, I2CKD_CWD_CFG = _TOY['i2ckd'], _TOY['i2ckd_cwd']
+CSV = osp.join(ROOT, 'benchmarks', 'accuracy_study.csv')
+FIELDS = ['dataset', 'split', 'arm', 'seed', 'mIoU', 'iterations', 'wall_s']
+STUDENT_ITERS, TEACHER_ITERS = 1000, 1500
 
 
 def _i2ckd(**opts):
@@ -45,242 +58,313 @@ def _warmup(iters, loss='loss_i2ckd'):
             f" losses=dict({loss}=dict(warmup_iters={iters})))]\n")
 
 
+# A second I2CKD term on the last backbone stage (student 128 ch at 1/4
+# width -> teacher 256 ch), next to the one on the ASPP bottleneck.
+SECOND_LOCATION = (
+    "model = dict(distiller=dict("
+    "student_recorders=dict(feat4=dict(type='ModuleOutputs', "
+    "source='backbone.layer4')),"
+    "teacher_recorders=dict(feat4=dict(type='ModuleOutputs', "
+    "source='backbone.layer4')),"
+    "connectors=dict(loss_i2ckd4_sfeat=dict(type='I2CKDConnector', "
+    "in_channels=128, out_channels=256)),"
+    "distill_losses=dict(loss_i2ckd4=dict(type='I2CKDLoss', num_classes="
+    "{{_base_.num_classes}}, normalize=True, margin=0.2, pull_weight=1.0)),"
+    "loss_forward_mappings=dict(loss_i2ckd4=dict("
+    "preds_S=dict(from_student=True, recorder='feat4', "
+    "connector='loss_i2ckd4_sfeat'),"
+    "preds_T=dict(from_student=False, recorder='feat4'),"
+    "gt=dict(from_data='gt_sem_seg')))))\n")
+
 # Every arm states all the loss options it studies, so the arms stay the
-# same whatever the shipped configs choose as their default.
-# The literal method (I2CKD_METHOD.md): Euclidean distances, margin 1.
+# same whatever the shipped configs choose as their defaults.
+# Our reading of the paper (docs/method.md): Euclidean distances, margin 1.
 LITERAL = dict(normalize=False, margin=1.0, pull_weight=0.0)
-# L2-normalised prototypes, a margin that is meaningful on the unit sphere,
-# and an explicit intra-class pull (the pilot's suggested fixes).
-NORM_PULL = dict(normalize=True, margin=0.2, pull_weight=1.0)
-CWD_ONLY = ("model = dict(distiller=dict(distill_losses=dict("
-            "loss_i2ckd=dict(loss_weight=0.0))))\n")
+# L2-normalised prototypes, a margin meaningful on the unit sphere, and an
+# explicit intra-class pull (the variant shipped before this study).
+NP = dict(normalize=True, margin=0.2, pull_weight=1.0)
 
-LAYER4 = ("model = dict(distiller=dict("
-          "student_recorders=dict(feat=dict(source='backbone.layer4')),"
-          "teacher_recorders=dict(feat=dict(source='backbone.layer4')),"
-          "connectors=dict(loss_i2ckd_sfeat=dict("
-          "in_channels=128, out_channels=256))))\n")
-
-#: arm -> (base config, extra config text)
-ARMS = {
-    'student': (STUDENT_CFG, ''),
-    'i2ckd': (I2CKD_CFG, _i2ckd(**LITERAL)),
-    'i2ckd_warmup': (I2CKD_CFG, _i2ckd(**LITERAL) + _warmup(200)),
-    'i2ckd_normpull': (I2CKD_CFG, _i2ckd(**NORM_PULL)),
-    'i2ckd_normpull_warmup': (I2CKD_CFG, _i2ckd(**NORM_PULL) + _warmup(200)),
-    'i2ckd_pull': (I2CKD_CFG, _i2ckd(**dict(LITERAL, pull_weight=0.1))),
-    'cwd': (I2CKD_CWD_CFG, CWD_ONLY),
-    # feature location: last backbone stage instead of the ASPP bottleneck
-    'i2ckd_normpull_layer4': (I2CKD_CFG, _i2ckd(**NORM_PULL) + LAYER4),
+#: I2CKD variant -> extra config text (on the I2CKD / I2CKD+CWD configs).
+VARIANTS = {
+    'literal': _i2ckd(**LITERAL),
+    'np': _i2ckd(**NP),
+    'np_w3': _i2ckd(**NP, loss_weight=3.0),
+    'np_batch': _i2ckd(**NP, prototype_scope='batch'),
+    'np_w3_batch': _i2ckd(**NP, loss_weight=3.0, prototype_scope='batch'),
+    'np_hardest': _i2ckd(**NP, negatives='hardest'),
+    'np_sym': _i2ckd(**NP, symmetric=True),
+    'np_warmup': _i2ckd(**NP) + _warmup(200),
+    'np_2loc': _i2ckd(**NP) + SECOND_LOCATION,
 }
+# CWD alone: the I2CKD+CWD config with the I2CKD term at weight 0 (its
+# diagnostics are still logged, as a reference).
+CWD_ONLY = _i2ckd(loss_weight=0.0)
+
 GROUPS = {
-    'pilot': ['i2ckd', 'i2ckd_warmup', 'i2ckd_normpull',
-              'i2ckd_normpull_warmup', 'i2ckd_pull'],
-    'study': ['student', 'i2ckd', 'BEST', 'cwd', 'BEST+cwd'],
+    # choose on ToyShapes val: what adds most on top of CWD
+    # (hardest negatives, the symmetric term and warm-up are defined above
+    # but were not run in the study for lack of CPU time)
+    'explore': ['cwd', 'np+cwd', 'np_w3+cwd', 'np_batch+cwd',
+                'np_w3_batch+cwd', 'np_2loc+cwd'],
+    # report on test
+    'final': ['student', 'literal', 'np', 'BEST', 'cwd', 'BEST+cwd'],
 }
 
 
-def arm_spec(name, best):
-    """(base config, extra text) of an arm; BEST resolves to ``best``."""
-    name = name.replace('BEST', best)
-    if name.endswith('+cwd'):
-        base, extra = ARMS[name[:-len('+cwd')]]
-        if base != I2CKD_CFG:
-            raise ValueError(f'{name}: +cwd needs an I2CKD arm')
-        return name, I2CKD_CWD_CFG, extra
-    if name not in ARMS:
-        raise KeyError(f'unknown arm {name!r}; known: {sorted(ARMS)}')
-    return (name, ) + ARMS[name]
+def arm_spec(name, configs):
+    """(config role path, extra config text) of an arm."""
+    if name == 'student':
+        return configs['student'], ''
+    if name == 'cwd':
+        return configs['i2ckd_cwd'], CWD_ONLY
+    variant, cwd = (name[:-4], True) if name.endswith('+cwd') else (name,
+                                                                      False)
+    if variant not in VARIANTS:
+        raise KeyError(f'unknown arm {name!r}; variants: {sorted(VARIANTS)} '
+                       "(+cwd adds CWD), 'student', 'cwd'")
+    return configs['i2ckd_cwd' if cwd else 'i2ckd'], VARIANTS[variant]
 
 
-def data_options(data_root):
-    return [
-        f'{split}_dataloader.dataset.data_root={data_root}'
-        for split in ('train', 'val', 'test')
-    ]
+# ---------------------------------------------------------------- results
+_LOCK = threading.Lock()
 
 
-def final_miou(run_dir):
-    """Last mIoU in the run's MMEngine scalars log, or None."""
-    logs = sorted(glob.glob(osp.join(run_dir, '*', 'vis_data',
-                                     'scalars.json')))
-    for log in reversed(logs):
-        with open(log) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        miou = [r['mIoU'] for r in rows if 'mIoU' in r]
-        if miou:
-            return float(miou[-1]), rows
-    return None, []
+def read_rows(path=CSV):
+    if not osp.isfile(path):
+        return []
+    with open(path, newline='') as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r['seed'] = int(r['seed'])
+        r['mIoU'] = float(r['mIoU'])
+    return rows
 
 
-def train(cfg, work_dir, options, log_file):
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), cfg,
-           '--work-dir', work_dir, '--cfg-options'] + options
-    with open(log_file, 'w') as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT,
-                              env=env, cwd=ROOT)
-    if proc.returncode:
-        raise RuntimeError(f'training failed ({proc.returncode}): {log_file}')
+def append_rows(rows, path=CSV):
+    with _LOCK:
+        new = not osp.isfile(path)
+        with open(path, 'a', newline='') as f:
+            w = csv.DictWriter(f, FIELDS)
+            if new:
+                w.writeheader()
+            w.writerows(rows)
 
 
-def ensure_data_and_teacher(wd):
-    data_root = osp.join(wd, 'data')
-    if not osp.isdir(osp.join(data_root, 'img_dir')):
-        subprocess.run([sys.executable, osp.join(ROOT, 'tools',
-                                                 'make_toy_data.py'),
-                        '--out', data_root, '--seed', '0'], check=True,
-                       cwd=ROOT)
-    teacher_dir = osp.join(wd, 'teacher')
-    ckpt = osp.join(teacher_dir, 'iter_1500.pth')
+def done(dataset, arm, seed):
+    splits = {r['split'] for r in read_rows() if r['dataset'] == dataset
+              and r['arm'] == arm and r['seed'] == seed}
+    return {'val', 'test'} <= splits
+
+
+# ------------------------------------------------------------------- runs
+def evaluate_test(cfg, ckpt, run_dir, opts):
+    test_dir = osp.join(run_dir, 'test')
+    run_tool('test.py', [cfg, ckpt, '--work-dir', test_dir, '--cfg-options'] +
+             opts + split_options('test'),
+             log_file=osp.join(run_dir, 'test.log'))
+    return float(last_metrics(test_dir)['mIoU'])
+
+
+def train_and_evaluate(dataset, arm, seed, cfg, run_dir, opts, iters):
+    """Train (val mIoU at the end), test the final checkpoint, record."""
+    ckpt = osp.join(run_dir, f'iter_{iters}.pth')
+    t0 = time.time()
     if not osp.isfile(ckpt):
+        run_tool('train.py', [cfg, '--work-dir', run_dir, '--cfg-options'] +
+                 opts, log_file=osp.join(run_dir, 'train.log'))
+    wall = time.time() - t0
+    val = last_metrics(run_dir)
+    if val is None:
+        raise RuntimeError(f'no val mIoU under {run_dir}')
+    test = evaluate_test(cfg, ckpt, run_dir, opts)
+    base = dict(dataset=dataset, arm=arm, seed=seed, iterations=iters,
+                wall_s=f'{wall:.0f}')
+    append_rows([dict(base, split='val', mIoU=f"{val['mIoU']:.2f}"),
+                 dict(base, split='test', mIoU=f'{test:.2f}')])
+    return val['mIoU'], test
+
+
+def ensure_data_and_teacher(wd, dataset, configs):
+    data_root = osp.join(wd, 'data')
+    if not osp.isdir(osp.join(data_root, 'img_dir', 'test')):
+        run_tool('make_toy_data.py', ['--dataset', dataset, '--out',
+                                      data_root, '--seed', '0'])
+    teacher_dir = osp.join(wd, 'teacher')
+    ckpt = osp.join(teacher_dir, f'iter_{TEACHER_ITERS}.pth')
+    if not done(dataset, 'teacher', 0):
         os.makedirs(teacher_dir, exist_ok=True)
-        train(TEACHER_CFG, teacher_dir, data_options(data_root) +
-              ['randomness.seed=0'], osp.join(teacher_dir, 'train.log'))
+        train_and_evaluate(dataset, 'teacher', 0, configs['teacher'],
+                           teacher_dir, data_options(data_root) +
+                           ['randomness.seed=0'], TEACHER_ITERS)
     return data_root, ckpt
 
 
-def run_one(wd, data_root, teacher_ckpt, arm, base, extra, seed):
+def run_one(wd, dataset, data_root, teacher_ckpt, arm, cfg, extra, seed):
+    if done(dataset, arm, seed):
+        return arm, seed, 'in the CSV already'
     run_dir = osp.join(wd, 'runs', arm, f'seed{seed}')
-    if final_miou(run_dir)[0] is not None:
-        return arm, seed, 'cached'
     os.makedirs(run_dir, exist_ok=True)
-    cfg = osp.join(run_dir, 'config.py')
-    with open(cfg, 'w') as f:
-        f.write(f'_base_ = [{base!r}]\n{extra}')
+    cfg_path = osp.join(run_dir, 'config.py')
+    with open(cfg_path, 'w') as f:
+        f.write(f'_base_ = [{cfg!r}]\n{extra}')
     opts = data_options(data_root) + [f'randomness.seed={seed}']
-    if base != STUDENT_CFG:
+    if arm != 'student':
         opts.append(f'model.teacher_ckpt={teacher_ckpt}')
-    t0 = time.time()
-    train(cfg, run_dir, opts, osp.join(run_dir, 'train.log'))
-    return arm, seed, f'{time.time() - t0:.0f} s'
+    val, test = train_and_evaluate(dataset, arm, seed, cfg_path, run_dir,
+                                   opts, STUDENT_ITERS)
+    return arm, seed, f'val {val:.2f}, test {test:.2f}'
 
 
 def cmd_run(args):
-    wd = osp.abspath(args.work_dir)
-    data_root, teacher_ckpt = ensure_data_and_teacher(wd)
+    configs = toy_configs(args.dataset)
+    wd = osp.abspath(osp.join(args.work_dir, args.dataset))
+    data_root, teacher_ckpt = ensure_data_and_teacher(wd, args.dataset,
+                                                      configs)
     names = []
     for a in args.arms:
-        names += GROUPS.get(a, [a])
-    specs = [arm_spec(n, args.best) for n in names]
-    jobs = [(s, seed) for s in specs for seed in args.seeds]
+        names += [n.replace('BEST', args.best) for n in GROUPS.get(a, [a])]
+    names = list(dict.fromkeys(names))
+    # seed-major: paired comparisons become available early
+    jobs = [(n, s) for s in args.seeds for n in names]
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [
-            pool.submit(run_one, wd, data_root, teacher_ckpt, *spec, seed)
-            for spec, seed in jobs
+            pool.submit(run_one, wd, args.dataset, data_root, teacher_ckpt,
+                        n, *arm_spec(n, configs), s) for n, s in jobs
         ]
         for fut in futures:
             arm, seed, status = fut.result()
-            print(f'{arm:28s} seed {seed}: {status}', flush=True)
+            print(f'{args.dataset} {arm:24s} seed {seed}: {status}',
+                  flush=True)
 
 
-def _series(rows, key):
-    return [(r['iter'], r[key]) for r in rows if key in r and 'iter' in r]
+# ----------------------------------------------------------------- report
+def paired(results, a, b):
+    """Paired differences a - b over the seeds both have: (seeds, diffs)."""
+    common = sorted(set(results.get(a, {})) & set(results.get(b, {})))
+    return common, np.array([results[a][s] - results[b][s] for s in common])
 
 
-def _at(series, frac):
-    if not series:
-        return float('nan')
-    last = series[-1][0]
-    return min(series, key=lambda p: abs(p[0] - frac * last))[1]
+def t_interval(d):
+    """Mean and 95 % two-sided t confidence interval of the mean of d."""
+    from scipy import stats
+    n = len(d)
+    if n < 2:
+        return d.mean() if n else float('nan'), (float('nan'),) * 2
+    half = stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n)
+    return d.mean(), (d.mean() - half, d.mean() + half)
+
+
+def verdict(lo, hi):
+    if lo > 0:
+        return 'improves'
+    if hi < 0:
+        return 'worse'
+    return 'tied'
+
+
+def comparison_table(results, pairs):
+    lines = ['| arm | vs | seeds | mean Δ mIoU | 95 % CI | wins | verdict |',
+             '|---|---|---|---|---|---|---|']
+    for a, b in pairs:
+        seeds, d = paired(results, a, b)
+        if len(d) == 0:
+            continue
+        m, (lo, hi) = t_interval(d)
+        lines.append(f'| {a} | {b} | {len(d)} | {m:+.2f} | '
+                     f'[{lo:+.2f}, {hi:+.2f}] | {(d > 0).sum()}/{len(d)} | '
+                     f'{verdict(lo, hi)} |')
+    return lines
+
+
+def arm_table(results, split):
+    lines = [f'| arm | seeds | {split} mIoU mean ± std | per seed |',
+             '|---|---|---|---|']
+    for arm, by_seed in sorted(results.items(),
+                               key=lambda kv: np.mean(list(kv[1].values()))):
+        v = np.array(list(by_seed.values()))
+        std = v.std(ddof=1) if len(v) > 1 else float('nan')
+        per = ', '.join(f'{s}: {m:.2f}' for s, m in sorted(by_seed.items()))
+        lines.append(f'| {arm} | {len(v)} | {v.mean():.2f} ± {std:.2f} | '
+                     f'{per} |')
+    return lines
+
+
+def collect(rows, dataset, split):
+    out = {}
+    for r in rows:
+        if r['dataset'] == dataset and r['split'] == split \
+                and r['arm'] != 'teacher':
+            out.setdefault(r['arm'], {})[r['seed']] = r['mIoU']
+    return out
 
 
 def cmd_report(args):
-    wd = osp.abspath(args.work_dir)
-    results, diags = {}, {}
-    for arm_dir in sorted(glob.glob(osp.join(wd, 'runs', '*'))):
-        arm = osp.basename(arm_dir)
-        for run_dir in sorted(glob.glob(osp.join(arm_dir, 'seed*'))):
-            seed = int(osp.basename(run_dir)[4:])
-            if args.seeds and seed not in args.seeds:
-                continue
-            miou, rows = final_miou(run_dir)
-            if miou is None:
-                continue
-            results.setdefault(arm, {})[seed] = miou
-            diags.setdefault(arm, {})[seed] = rows
-    # weakest arm first: the table and the chart read as a ladder
-    results = dict(
-        sorted(results.items(), key=lambda kv: np.mean(list(kv[1].values()))))
-    teacher, _ = final_miou(osp.join(wd, 'teacher'))
-    lines = ['# I2CKD accuracy study on ToyShapes (CPU)', '']
-    lines.append(f'Teacher (DeepLabV3 ResNetV1c-18 at 1/2 width, 1500 it, '
-                 f'seed 0): **{teacher:.2f} mIoU**.' if teacher else
-                 'Teacher: no result.')
-    lines += ['', '| arm | seeds | val mIoU (mean ± std) | per seed |',
-              '|---|---|---|---|']
-    for arm, by_seed in results.items():
-        v = np.array(list(by_seed.values()))
-        per = ', '.join(f'{s}: {m:.2f}' for s, m in sorted(by_seed.items()))
-        std = v.std(ddof=1) if len(v) > 1 else float('nan')
-        lines.append(f'| {arm} | {len(v)} | {v.mean():.2f} ± {std:.2f} | '
-                     f'{per} |')
-    pairs = [(a, 'student') for a in results if a != 'student']
-    pairs += [(a, 'cwd') for a in results if a.endswith('+cwd')]
-    lines += ['', 'Paired differences (same seed), mean ± std over seeds:',
-              '', '| arm | vs | Δ mIoU | per seed | wins |', '|---|---|---|---|---|']
-    for a, b in pairs:
-        if b not in results:
-            continue
-        common = sorted(set(results[a]) & set(results[b]))
-        if not common:
-            continue
-        d = np.array([results[a][s] - results[b][s] for s in common])
-        std = d.std(ddof=1) if len(d) > 1 else float('nan')
-        lines.append(f'| {a} | {b} | {d.mean():+.2f} ± {std:.2f} | ' +
-                     ', '.join(f'{x:+.2f}' for x in d) +
-                     f' | {(d > 0).sum()}/{len(d)} |')
-    lines += ['', 'I2CKD diagnostics logged by the loss during training '
-              '(mean over seeds; at 10 % / 50 % / 100 % of training):', '',
-              '| arm | active triplets | d(Ps_k, Pt_k) | d(Ps_k, Pt_j) | '
-              'i2ckd share of total loss |', '|---|---|---|---|---|']
-    for arm, by_seed in diags.items():
-        if not _series(next(iter(by_seed.values())), 'distill.i2ckd_active'):
-            continue  # no I2CKD term in this arm
-        cells = []
-        for key in ('distill.i2ckd_active', 'distill.i2ckd_d_pos',
-                    'distill.i2ckd_d_neg'):
-            vals = np.array([[_at(_series(rows, key), f) for f in
-                              (0.1, 0.5, 1.0)] for rows in by_seed.values()])
-            cells.append(' / '.join(f'{x:.2f}' for x in vals.mean(0)))
-        share = np.array([[
-            _at(_series(rows, 'distill.loss_i2ckd'), f) /
-            max(_at(_series(rows, 'loss'), f), 1e-12) for f in (0.1, 0.5, 1.0)
-        ] for rows in by_seed.values()]).mean(0)
-        cells.append(' / '.join(f'{x:.2f}' for x in share))
-        if not share.any():  # e.g. the cwd arm: I2CKD logged at weight 0
-            arm += ' (I2CKD weight 0: reference only)'
-        lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
+    rows = read_rows(args.csv)
+    datasets = list(dict.fromkeys(r['dataset'] for r in rows))
+    lines = ['# I2CKD accuracy study on two toy CPU proxies', '',
+             f'Generated by `python benchmarks/accuracy_study.py report` from '
+             f'`benchmarks/{osp.basename(args.csv)}` ({len(rows)} rows). '
+             'Δ = paired difference (same seed, same start); 95 % CI = t '
+             'interval of the mean Δ; "improves" / "worse" only where the '
+             'interval excludes zero, "tied" otherwise.', '']
+    chart = {}
+    for ds in datasets:
+        teacher = {r['split']: r['mIoU'] for r in rows
+                   if r['dataset'] == ds and r['arm'] == 'teacher'}
+        lines += [f'## {ds}', '',
+                  'Teacher (1/2 width, 1500 it, seed 0): ' + ', '.join(
+                      f'{k} {v:.2f}' for k, v in sorted(teacher.items())) +
+                  ' mIoU.', '']
+        val, test = collect(rows, ds, 'val'), collect(rows, ds, 'test')
+        explored = [a for a in val if a.endswith('+cwd')]
+        if explored and 'cwd' in val:
+            lines += ['### Choice on val: I2CKD variants on top of CWD', '']
+            lines += comparison_table(val, [(a, 'cwd') for a in explored])
+            lines += ['']
+        lines += ['### Reported on test', '']
+        lines += arm_table(test, 'test') + ['']
+        pairs = [(a, 'student') for a in test if a != 'student']
+        pairs += [(a, 'cwd') for a in test if a.endswith('+cwd')]
+        pairs += [(a, 'cwd') for a in test
+                  if a not in ('cwd', 'student') and not a.endswith('+cwd')]
+        if 'literal' in test:
+            pairs += [(a, 'literal') for a in test if a.startswith('np')
+                      and not a.endswith('+cwd')]
+        lines += comparison_table(test, pairs) + ['']
+        chart[ds] = (test, teacher.get('test'))
     text = '\n'.join(lines) + '\n'
     print(text)
     if args.out:
         with open(args.out, 'w') as f:
             f.write(text)
-    if args.plot:
-        plot(results, teacher, args.plot)
+    if args.plot and chart:
+        plot(chart, args.plot)
 
 
-def plot(results, teacher, path):
+def plot(chart, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    arms = list(results)
-    means = [np.mean(list(results[a].values())) for a in arms]
-    stds = [np.std(list(results[a].values()), ddof=1)
-            if len(results[a]) > 1 else 0 for a in arms]
-    fig, ax = plt.subplots(figsize=(1.6 * len(arms) + 2, 3.6), dpi=110)
-    ax.bar(arms, means, yerr=stds, capsize=4, color='#4c72b0')
-    for i, a in enumerate(arms):
-        ax.scatter([i] * len(results[a]), list(results[a].values()),
-                   color='k', s=10, zorder=3)
-    if teacher:
-        ax.axhline(teacher, color='#c44e52', ls='--', label='teacher')
-        ax.legend(loc='lower right')
-    ax.set_ylabel('val mIoU (%)')
-    ax.set_title('ToyShapes: student arms, mean ± std over paired seeds')
-    lo = min(min(v.values()) for v in results.values())
-    ax.set_ylim(max(0, lo - 10), max(means + [teacher or 0]) + 5)
-    plt.setp(ax.get_xticklabels(), rotation=20, ha='right')
+    fig, axes = plt.subplots(1, len(chart), figsize=(6.5 * len(chart), 3.8),
+                             dpi=110, squeeze=False)
+    for ax, (ds, (results, teacher)) in zip(axes[0], chart.items()):
+        arms = sorted(results, key=lambda a: np.mean(list(
+            results[a].values())))
+        means = [np.mean(list(results[a].values())) for a in arms]
+        stds = [np.std(list(results[a].values()), ddof=1)
+                if len(results[a]) > 1 else 0 for a in arms]
+        ax.bar(arms, means, yerr=stds, capsize=4, color='#4c72b0')
+        for i, a in enumerate(arms):
+            ax.scatter([i] * len(results[a]), list(results[a].values()),
+                       color='k', s=10, zorder=3)
+        if teacher:
+            ax.axhline(teacher, color='#c44e52', ls='--', label='teacher')
+            ax.legend(loc='lower right')
+        ax.set_ylabel('test mIoU (%)')
+        ax.set_title(f'{ds}: mean ± std over paired seeds (dots: seeds)')
+        lo = min(min(v.values()) for v in results.values())
+        ax.set_ylim(max(0, lo - 8), max(means + [teacher or 0]) + 4)
+        plt.setp(ax.get_xticklabels(), rotation=25, ha='right')
     fig.tight_layout()
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     fig.savefig(path)
@@ -290,20 +374,22 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = p.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run')
+    r.add_argument('--dataset', choices=('toyshapes', 'toystreets'),
+                   default='toyshapes')
     r.add_argument('--work-dir', default='work_dirs/accuracy_study')
-    r.add_argument('--arms', nargs='+', default=['study'],
-                   help=f'arm names or groups {sorted(GROUPS)}; arms: '
-                   f'{sorted(ARMS)} (+cwd suffix adds CWD)')
-    r.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    r.add_argument('--best', default='i2ckd_normpull',
-                   help='the I2CKD arm the study group calls BEST')
+    r.add_argument('--arms', nargs='+', default=['final'],
+                   help=f'arm names or groups {sorted(GROUPS)}; variants: '
+                   f'{sorted(VARIANTS)} (+cwd suffix adds CWD), student, cwd')
+    r.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2, 3, 4])
+    r.add_argument('--best', default='np',
+                   help='the I2CKD variant the final group calls BEST')
     r.add_argument('--jobs', type=int, default=2)
     q = sub.add_parser('report')
-    q.add_argument('--work-dir', default='work_dirs/accuracy_study')
-    q.add_argument('--seeds', nargs='+', type=int,
-                   help='only these seeds (default: all on disk)')
-    q.add_argument('--out')
-    q.add_argument('--plot')
+    q.add_argument('--csv', default=CSV)
+    q.add_argument('--out', default=osp.join(ROOT, 'benchmarks',
+                                             'accuracy_study.md'))
+    q.add_argument('--plot', default=osp.join(ROOT, 'docs', 'images',
+                                              'accuracy_study.png'))
     args = p.parse_args(argv)
     cmd_run(args) if args.cmd == 'run' else cmd_report(args)
 

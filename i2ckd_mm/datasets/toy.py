@@ -19,6 +19,18 @@ TOY_CLASSES = ('background', 'disk', 'ring', 'square', 'triangle', 'cross')
 TOY_PALETTE = [[0, 0, 0], [230, 25, 75], [60, 180, 75], [0, 130, 200],
                [245, 130, 48], [145, 30, 180]]
 
+#: ToyStreets classes (``i2ckd_mm.toy.streets``), in label order.
+TOY_STREETS_CLASSES = ('road', 'sidewalk', 'building', 'fence', 'pole',
+                       'traffic light', 'traffic sign', 'vegetation',
+                       'terrain', 'sky', 'person', 'car', 'truck',
+                       'bicycle')
+#: Cityscapes' colours for the same classes (fence: Cityscapes' wall).
+TOY_STREETS_PALETTE = [[128, 64, 128], [244, 35, 232], [70, 70, 70],
+                       [102, 102, 156], [153, 153, 153], [250, 170, 30],
+                       [220, 220, 0], [107, 142, 35], [152, 251, 152],
+                       [70, 130, 180], [220, 20, 60], [0, 0, 142],
+                       [0, 0, 70], [119, 11, 32]]
+
 
 @DATASETS.register_module()
 class ToyShapesDataset(BaseSegDataset):
@@ -40,3 +52,13 @@ class ToyShapesDataset(BaseSegDataset):
             seg_map_suffix=seg_map_suffix,
             reduce_zero_label=reduce_zero_label,
             **kwargs)
+
+
+@DATASETS.register_module()
+class ToyStreetsDataset(ToyShapesDataset):
+    """The ToyStreets dataset (14 street classes, ``.png`` files).
+
+    Written by ``tools/make_toy_data.py --dataset toystreets``
+    (:func:`i2ckd_mm.toy.make_toy_streets`); same layout as ToyShapes.
+    """
+    METAINFO = dict(classes=TOY_STREETS_CLASSES, palette=TOY_STREETS_PALETTE)

@@ -2,28 +2,45 @@
 import os.path as osp
 from typing import Dict
 
-#: The ToyShapes CPU configs (configs/toy/) by role.
+#: Toy datasets -> (batch size, data part) of their config names.
+TOY_DATASETS = {'toyshapes': ('1xb8', 'toyshapes-64x64'),
+                'toystreets': ('1xb4', 'toystreets-128x256')}
+
+#: Config file name of each role; ``{gpus}`` and ``{data}`` stand for the
+#: dataset's parts in TOY_DATASETS.
 TOY_CONFIG_NAMES = {
-    'teacher': 'deeplabv3_r18-d8_1xb8-1500it_toyshapes-64x64.py',
-    'student': 'deeplabv3_r18w16-d8_1xb8-1000it_toyshapes-64x64.py',
+    'teacher': 'deeplabv3_r18-d8_{gpus}-1500it_{data}.py',
+    'student': 'deeplabv3_r18w16-d8_{gpus}-1000it_{data}.py',
     'i2ckd': 'i2ckd_bottleneck_deeplabv3_r18-d8_deeplabv3_r18w16-d8_'
-    '1xb8-1000it_toyshapes-64x64.py',
+    '{gpus}-1000it_{data}.py',
     'i2ckd_cwd': 'i2ckd-cwd_bottleneck-logits_deeplabv3_r18-d8_'
-    'deeplabv3_r18w16-d8_1xb8-1000it_toyshapes-64x64.py',
+    'deeplabv3_r18w16-d8_{gpus}-1000it_{data}.py',
 }
 
 
-def toy_configs() -> Dict[str, str]:
-    """Absolute paths of the ToyShapes configs, keyed as TOY_CONFIG_NAMES.
+def toy_configs(dataset: str = 'toyshapes') -> Dict[str, str]:
+    """Absolute paths of a toy dataset's configs, keyed as TOY_CONFIG_NAMES.
 
     Found in the repository checkout (``configs/toy``) or, for a regular
     install, in the package's ``.mim/configs/toy``.
+
+    Args:
+        dataset (str): ``'toyshapes'`` or ``'toystreets'``.
     """
+    if dataset not in TOY_DATASETS:
+        raise ValueError(f'unknown toy dataset {dataset!r}; known: '
+                         f'{sorted(TOY_DATASETS)}')
     pkg = osp.dirname(osp.dirname(osp.abspath(__file__)))
     for root in (osp.join(osp.dirname(pkg), 'configs'),
                  osp.join(pkg, '.mim', 'configs')):
         toy = osp.join(root, 'toy')
         if osp.isdir(toy):
-            return {k: osp.join(toy, v) for k, v in TOY_CONFIG_NAMES.items()}
+            return {
+                k: osp.join(
+                    toy,
+                    v.format(gpus=TOY_DATASETS[dataset][0],
+                             data=TOY_DATASETS[dataset][1]))
+                for k, v in TOY_CONFIG_NAMES.items()
+            }
     raise FileNotFoundError(
         f'configs/toy not found next to {pkg} nor in its .mim folder')

@@ -5,8 +5,10 @@ import glob
 import json
 import os
 import os.path as osp
+import signal
 import subprocess
 import sys
+import threading
 from typing import Dict, List, Optional, Sequence
 
 #: The repository (or, for a regular install, the package's .mim folder)
@@ -56,55 +58,133 @@ def schedule_options(iters: int,
     ]
 
 
+def run_command(cmd: Sequence[str],
+                threads: int = 1,
+                log_file: Optional[str] = None,
+                timeout: Optional[float] = None,
+                env: Optional[Dict[str, str]] = None,
+                check: bool = True,
+                stream: bool = False,
+                cwd: Optional[str] = None) -> subprocess.CompletedProcess:
+    """Run ``cmd`` with stdout+stderr captured (and optionally shown live).
+
+    The command runs in its own process group, so a timeout or an interrupt
+    (Ctrl-C in the demo) ends everything it started, e.g. the workers of
+    ``torchrun`` under ``tools/dist_train.sh``, instead of leaving them
+    holding the port and the CPU.
+
+    Args:
+        cmd (Sequence[str]): The command and its arguments.
+        threads (int): OMP_NUM_THREADS / MKL_NUM_THREADS of the run.
+        log_file (str, optional): Also write the output there.
+        timeout (float, optional): Seconds before the whole process group is
+            killed and ``subprocess.TimeoutExpired`` (with the output so far)
+            is raised.
+        env (dict, optional): Extra environment variables.
+        check (bool): Raise ``RuntimeError`` with the output tail if the
+            command fails.
+        stream (bool): Also copy the output to ``sys.stdout`` line by line
+            as it comes (the demo's live MMEngine log).
+        cwd (str, optional): Working directory; default the folder above
+            ``tools/`` (the repository root of a checkout).
+
+    Returns:
+        subprocess.CompletedProcess: ``stdout`` holds the whole output.
+    """
+    full_env = dict(os.environ, OMP_NUM_THREADS=str(threads),
+                    MKL_NUM_THREADS=str(threads))
+    full_env.update(env or {})
+    cmd = [str(c) for c in cmd]
+    lines: List[str] = []
+    log = open(log_file, 'w') if log_file else None
+    try:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=full_env, cwd=cwd or osp.dirname(tools_dir()), text=True,
+            errors='replace', start_new_session=True)
+
+        def pump():
+            # a thread, so that the timeout holds while no line comes
+            for line in proc.stdout:
+                lines.append(line)
+                if log is not None:
+                    log.write(line)
+                    log.flush()
+                if stream:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except BaseException:  # timeout, KeyboardInterrupt, ...
+            _kill_group(proc)
+            reader.join(5)
+            raise
+        reader.join()
+    except subprocess.TimeoutExpired as e:
+        raise subprocess.TimeoutExpired(
+            cmd, timeout, output=''.join(lines)) from e
+    finally:
+        if log is not None:
+            log.close()
+    out = ''.join(lines)
+    if check and returncode != 0:
+        where = f' (log: {log_file})' if log_file else ''
+        raise RuntimeError(f'{" ".join(cmd[:2])} failed with exit code '
+                           f'{returncode}{where}:\n{out[-4000:]}')
+    return subprocess.CompletedProcess(cmd, returncode, stdout=out)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group that ``run_command`` started."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # already gone
+    proc.wait()
+
+
 def run_tool(tool: str,
              args: Sequence[str],
              threads: int = 1,
              log_file: Optional[str] = None,
              timeout: Optional[float] = None,
              env: Optional[Dict[str, str]] = None,
-             check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python tools/<tool> args...``.
+             check: bool = True,
+             stream: bool = False) -> subprocess.CompletedProcess:
+    """Run a tool of ``tools/``: ``python tools/<tool> args...`` for a
+    ``.py`` file, ``bash tools/<tool> args...`` for a ``.sh`` launcher.
 
     One intra-op thread by default: on a small machine shared with other
     jobs, OpenMP threads spin-waiting for each other made a step 10-30x
     slower.
 
     Args:
-        tool (str): File name under ``tools/`` (e.g. ``'train.py'``).
+        tool (str): File name under ``tools/`` (e.g. ``'train.py'``,
+            ``'dist_train.sh'``).
         args (Sequence[str]): Its arguments.
         threads (int): OMP_NUM_THREADS / MKL_NUM_THREADS of the run.
-        log_file (str, optional): Write stdout+stderr there; otherwise they
-            are captured in the returned process's ``stdout``.
-        timeout (float, optional): Seconds before the run is killed.
+        log_file (str, optional): Also write stdout+stderr there.
+        timeout (float, optional): Seconds before the run (with every
+            process it started) is killed; raises
+            ``subprocess.TimeoutExpired``.
         env (dict, optional): Extra environment variables.
         check (bool): Raise ``RuntimeError`` with the output tail if the tool
             fails.
+        stream (bool): Also print the output live.
 
     Returns:
-        subprocess.CompletedProcess: ``stdout`` holds the output (text) when
-        no ``log_file`` was given.
+        subprocess.CompletedProcess: ``stdout`` holds the output (text).
     """
-    full_env = dict(os.environ, OMP_NUM_THREADS=str(threads),
-                    MKL_NUM_THREADS=str(threads))
-    full_env.update(env or {})
-    cmd = [sys.executable, osp.join(tools_dir(), tool)] + list(args)
-    root = osp.dirname(tools_dir())
-    if log_file:
-        with open(log_file, 'w') as f:
-            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT,
-                                  env=full_env, cwd=root, timeout=timeout,
-                                  text=True)
-        with open(log_file) as f:
-            proc.stdout = f.read()
-    else:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, env=full_env,
-                              cwd=root, timeout=timeout, text=True)
-    if check and proc.returncode != 0:
-        where = f' (log: {log_file})' if log_file else ''
-        raise RuntimeError(f'{tool} failed with exit code {proc.returncode}'
-                           f'{where}:\n{proc.stdout[-4000:]}')
-    return proc
+    path = osp.join(tools_dir(), tool)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'no tool {tool!r} in {tools_dir()}')
+    runner = ['bash'] if tool.endswith('.sh') else [sys.executable]
+    return run_command(runner + [path] + list(args), threads=threads,
+                       log_file=log_file, timeout=timeout, env=env,
+                       check=check, stream=stream)
 
 
 def last_metrics(work_dir: str, key: str = 'mIoU') -> Optional[dict]:

@@ -112,17 +112,60 @@ def render_sample(size: int, rng: np.random.Generator):
     return np.clip(img, 0, 255).astype(np.uint8), label
 
 
+#: Split name -> index of its independent random stream. Each split has its
+#: own stream, so changing one split's size changes no other split.
+SPLIT_STREAMS = {'train': 0, 'val': 1, 'test': 2}
+
+
+def write_splits(out_dir: str, counts: Dict[str, int], seed: int,
+                 render) -> Dict[str, int]:
+    """Write ``counts[split]`` samples of ``render(rng)`` per split in MMSeg's
+    custom-dataset layout (``img_dir/<split>``, ``ann_dir/<split>``, PNG).
+
+    Args:
+        out_dir (str): Dataset root; created if missing.
+        counts (dict): Images per split name (keys of SPLIT_STREAMS); a
+            split with 0 images is not written.
+        seed (int): Random seed of the dataset.
+        render (callable): ``rng -> (BGR uint8 image, uint8 label map)``.
+
+    Returns:
+        dict: Number of images written per split.
+    """
+    written = {}
+    for split, n in counts.items():
+        if n == 0:
+            continue
+        rng = np.random.default_rng([seed, SPLIT_STREAMS[split]])
+        img_dir = osp.join(out_dir, 'img_dir', split)
+        ann_dir = osp.join(out_dir, 'ann_dir', split)
+        os.makedirs(img_dir, exist_ok=True)
+        os.makedirs(ann_dir, exist_ok=True)
+        for i in range(n):
+            img, label = render(rng)
+            name = f'{i:05d}.png'
+            if not (cv2.imwrite(osp.join(img_dir, name), img)
+                    and cv2.imwrite(osp.join(ann_dir, name), label)):
+                raise OSError(f'could not write {name} under {out_dir}')
+        written[split] = n
+    return written
+
+
 def make_toy_shapes(out_dir: str,
                     num_train: int = 300,
                     num_val: int = 60,
                     size: int = 64,
-                    seed: int = 0) -> Dict[str, int]:
+                    seed: int = 0,
+                    num_test: int = 200) -> Dict[str, int]:
     """Write ToyShapes to ``out_dir`` in MMSeg's custom-dataset layout.
 
-    ``out_dir/img_dir/{train,val}/NNNNN.png`` (RGB images, size x size) and
-    ``out_dir/ann_dir/{train,val}/NNNNN.png`` (uint8 labels 0..5, 255 =
-    ignore). The output depends only on the arguments (same seed, same
-    bytes).
+    ``out_dir/img_dir/{train,val,test}/NNNNN.png`` (RGB images, size x size)
+    and ``out_dir/ann_dir/{train,val,test}/NNNNN.png`` (uint8 labels 0..5,
+    255 = ignore). The output depends only on the arguments (same seed, same
+    bytes); each split has its own random stream, so adding the test split
+    left the train and val images unchanged.
+
+    Val is for choices (variants, tuning), test for the reported numbers.
 
     Args:
         out_dir (str): Dataset root; created if missing.
@@ -130,30 +173,16 @@ def make_toy_shapes(out_dir: str,
         num_val (int): Validation images.
         size (int): Image side in pixels (>= 32).
         seed (int): Random seed.
+        num_test (int): Test images (0: no test split).
 
     Returns:
         dict: Number of images written per split.
     """
     if size < 32:
         raise ValueError(f'size must be >= 32 pixels, got {size}')
-    if num_train < 1 or num_val < 1:
-        raise ValueError('num_train and num_val must be >= 1, got '
-                         f'{num_train} and {num_val}')
-    counts = {}
-    for split, n, split_seed in (('train', num_train, 0), ('val', num_val,
-                                                           1)):
-        # one independent stream per split: changing num_train does not
-        # change the validation set
-        rng = np.random.default_rng([seed, split_seed])
-        img_dir = osp.join(out_dir, 'img_dir', split)
-        ann_dir = osp.join(out_dir, 'ann_dir', split)
-        os.makedirs(img_dir, exist_ok=True)
-        os.makedirs(ann_dir, exist_ok=True)
-        for i in range(n):
-            img, label = render_sample(size, rng)
-            name = f'{i:05d}.png'
-            if not (cv2.imwrite(osp.join(img_dir, name), img)
-                    and cv2.imwrite(osp.join(ann_dir, name), label)):
-                raise OSError(f'could not write {name} under {out_dir}')
-        counts[split] = n
-    return counts
+    if num_train < 1 or num_val < 1 or num_test < 0:
+        raise ValueError('num_train and num_val must be >= 1 and num_test '
+                         f'>= 0, got {num_train}, {num_val}, {num_test}')
+    return write_splits(out_dir,
+                        dict(train=num_train, val=num_val, test=num_test),
+                        seed, lambda rng: render_sample(size, rng))

@@ -18,10 +18,11 @@ def test_tool_writes_mmseg_layout(tmp_path):
     out = str(tmp_path / 'toy')
     proc = run_tool([
         osp.join(TOOLS, 'make_toy_data.py'), '--out', out, '--num-train',
-        '6', '--num-val', '3', '--size', '48', '--seed', '1'
+        '6', '--num-val', '3', '--num-test', '2', '--size', '48', '--seed',
+        '1'
     ])
-    assert "{'train': 6, 'val': 3}" in proc.stdout
-    for split, n in (('train', 6), ('val', 3)):
+    assert "{'train': 6, 'val': 3, 'test': 2}" in proc.stdout
+    for split, n in (('train', 6), ('val', 3), ('test', 2)):
         names = [f'{i:05d}.png' for i in range(n)]
         assert _files(out, 'img_dir', split) == names
         assert _files(out, 'ann_dir', split) == names
@@ -45,7 +46,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     make_toy_shapes(c, 4, 2, 64, seed=6)
     make_toy_shapes(d, 7, 2, 64, seed=5)  # more train images
     for kind in ('img_dir', 'ann_dir'):
-        for split in ('train', 'val'):
+        for split in ('train', 'val', 'test'):
             names = _files(a, kind, split)
             _, mismatch, errors = filecmp.cmpfiles(
                 osp.join(a, kind, split), osp.join(b, kind, split), names,

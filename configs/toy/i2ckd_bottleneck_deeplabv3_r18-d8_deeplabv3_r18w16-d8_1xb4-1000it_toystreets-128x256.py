@@ -1,0 +1,19 @@
+# I2CKD on the ToyStreets CPU proxy: teacher DeepLabV3 R18-D8 at 1/2 width (trained with
+# deeplabv3_r18-d8_1xb4-1500it_toystreets-128x256.py) -> student DeepLabV3 R18-D8 at 1/4 width,
+# on the ASPP bottleneck output (configs/toy/_base_/toy_i2ckd_bottleneck.py).
+_base_ = [
+    './_base_/models/toy_deeplabv3_toystreets.py', './_base_/toystreets_128x256.py',
+    './_base_/toy_runtime.py', './_base_/toy_i2ckd_bottleneck.py'
+]
+# The teacher checkpoint written by
+#   python tools/train.py configs/toy/deeplabv3_r18-d8_1xb4-1500it_toystreets-128x256.py \
+#       --work-dir work_dirs/toy/toystreets_teacher
+# Another path: --cfg-options model.teacher_ckpt=PATH
+teacher_ckpt = 'work_dirs/toy/toystreets_teacher/iter_1500.pth'
+model = dict(
+    architecture={{_base_.student_model}},
+    teacher={{_base_.teacher_model}},
+    teacher_ckpt=teacher_ckpt,
+    distiller=dict(
+        distill_losses=dict(
+            loss_i2ckd=dict(num_classes={{_base_.num_classes}}))))
