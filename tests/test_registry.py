@@ -36,8 +36,8 @@ def distiller_cfg():
         type='GTAwareDistiller',
         student_recorders=dict(feat=feat),
         teacher_recorders=dict(feat=feat),
-        connectors=dict(c=dict(type='I2CKDConnector', in_channels=8,
-                               out_channels=8)),
+        connectors=dict(c=dict(type='ConvModuleConnector', in_channel=8,
+                               out_channel=8, kernel_size=1, act_cfg=None)),
         distill_losses=dict(loss_i2ckd=dict(type='I2CKDLoss', num_classes=3)),
         loss_forward_mappings=dict(
             loss_i2ckd=dict(
@@ -55,8 +55,9 @@ BUILD_CFGS = {
                   (7, 0.3, 'hardest')),
     'I2CKDConnector': (dict(type='I2CKDConnector', in_channels=4,
                             out_channels=6, norm=True),
-                       lambda m: tuple(m.conv.weight.shape) == (6, 4, 1, 1)
-                       and isinstance(m.bn, torch.nn.BatchNorm2d)),
+                       lambda m: tuple(m.conv_module.conv.weight.shape) ==
+                       (6, 4, 1, 1)
+                       and isinstance(m.conv_module.bn, torch.nn.BatchNorm2d)),
     'GTAwareDistiller': (distiller_cfg(),
                          lambda m: set(m.distill_losses) == {'loss_i2ckd'}
                          and 'c' in m.connectors),
@@ -76,6 +77,8 @@ BUILD_CFGS = {
                       lambda d: len(d.metainfo['classes']) == 11),
     'ToyShapesDataset': (dict(type='ToyShapesDataset', lazy_init=True),
                          lambda d: len(d.metainfo['classes']) > 1),
+    'ToyStreetsDataset': (dict(type='ToyStreetsDataset', lazy_init=True),
+                          lambda d: len(d.metainfo['classes']) > 1),
 }
 
 

@@ -67,8 +67,10 @@ def tiny_distill_cfg(student=None, teacher=None, num_classes=NUM_CLASSES,
     feature), teacher feature, gt_sem_seg).
 
     Defaults: student ``tiny_segmentor(8)``, teacher ``tiny_segmentor(16)``
-    (FCN features of 16 / 32 channels) and an I2CKDConnector
-    ``connector=(in_channels, out_channels)`` between them; with
+    (FCN features of 16 / 32 channels) and the shipped configs' connector
+    (MMRazor's ConvModuleConnector: 1x1 conv, no activation, BN with
+    ``connector_norm``) ``connector=(in_channels, out_channels)`` between
+    them; with
     ``connector=None`` the student feature goes to the loss as it is.
     ``overrides`` are further keys of the algorithm (teacher_ckpt, ...).
     """
@@ -91,8 +93,9 @@ def tiny_distill_cfg(student=None, teacher=None, num_classes=NUM_CLASSES,
     if connector is not None:
         in_channels, out_channels = connector
         distiller['connectors'] = dict(sfeat=dict(
-            type='I2CKDConnector', in_channels=in_channels,
-            out_channels=out_channels, norm=connector_norm))
+            type='ConvModuleConnector', in_channel=in_channels,
+            out_channel=out_channels, kernel_size=1, act_cfg=None,
+            norm_cfg=dict(type='BN') if connector_norm else None))
         preds_s['connector'] = 'sfeat'
     return ConfigDict(
         type='I2CKDDistill', architecture=student, teacher=teacher,

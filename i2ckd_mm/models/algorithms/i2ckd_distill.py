@@ -11,6 +11,7 @@ from mmrazor.registry import MODELS
 from torch import Tensor
 
 from ..distillers.gt_aware_distiller import GTAwareDistiller
+from ..losses import I2CKDLoss
 from ..utils import load_teacher_checkpoint
 
 
@@ -56,7 +57,13 @@ class I2CKDDistill(SingleTeacherDistill):
       the same ``randomness.seed`` the distilled student starts from the
       same weights as the student trained alone (same config) and draws the
       same dropout masks, so a comparison of the two measures distillation,
-      not initialisation luck.
+      not initialisation luck;
+    * the number of classes is written once, in the student: every
+      :class:`I2CKDLoss` without ``num_classes`` gets the student's
+      ``decode_head.num_classes``, and building stops with one message
+      naming all three numbers if the student, the teacher
+      (``decode_head.num_classes``) and a ``num_classes`` given to a loss
+      disagree.
 
     Args:
         distiller (dict): A :class:`GTAwareDistiller` config.
@@ -87,6 +94,7 @@ class I2CKDDistill(SingleTeacherDistill):
         if not isinstance(self.distiller, GTAwareDistiller):
             raise TypeError('I2CKDDistill needs a GTAwareDistiller, got '
                             f'{type(self.distiller).__name__}')
+        self._set_loss_num_classes()
         self.teacher_ckpt = teacher_ckpt
         if not teacher_ckpt:
             warnings.warn(
@@ -101,6 +109,49 @@ class I2CKDDistill(SingleTeacherDistill):
             self.teacher._is_init = True
         self.teacher.requires_grad_(False)
         self.teacher.eval()
+
+    def _set_loss_num_classes(self) -> None:
+        """Give every I2CKDLoss the student's class count; check that the
+        student, the teacher and any count given to a loss agree."""
+
+        def head_classes(model):
+            head = getattr(model, 'decode_head', None)
+            return getattr(head, 'num_classes', None)
+
+        student, teacher = head_classes(self.student), head_classes(
+            self.teacher)
+        losses = {
+            name: loss
+            for name, loss in self.distiller.distill_losses.items()
+            if isinstance(loss, I2CKDLoss)
+        }
+        counts = {
+            'student decode_head.num_classes': student,
+            'teacher decode_head.num_classes': teacher,
+        }
+        counts.update({
+            f'{name}.num_classes (loss config)': loss.num_classes
+            for name, loss in losses.items()
+        })
+        known = {k for k in counts.values() if k is not None}
+        if len(known) > 1:
+            listed = ', '.join(f'{where} = {k}'
+                               for where, k in counts.items())
+            raise ValueError(
+                f'I2CKDDistill: the class counts disagree: {listed}. Student '
+                'and teacher must be trained on the same classes (set '
+                'num_classes of both heads to the dataset\'s class count); '
+                'leave num_classes out of the loss config and it is taken '
+                'from the student.')
+        for name, loss in losses.items():
+            if loss.num_classes is None:
+                if student is None:
+                    raise ValueError(
+                        f'I2CKDDistill: cannot take num_classes for {name!r} '
+                        'from the student: it has no decode_head.num_classes '
+                        f'({type(self.student).__name__}). Set num_classes '
+                        'in the loss config.')
+                loss.set_num_classes(student)
 
     def init_weights(self) -> None:
         """Initialise the student first, as a student-alone run would, then

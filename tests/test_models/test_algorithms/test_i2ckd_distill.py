@@ -152,7 +152,7 @@ def test_one_training_step(real, monkeypatch):
     # gradients of the distill term reach student and connector
     bneck = alg.student.decode_head.bottleneck.conv.weight
     g_student, g_conn = torch.autograd.grad(
-        losses['distill.loss_i2ckd'], [bneck, conn.conv.weight],
+        losses['distill.loss_i2ckd'], [bneck, conn.conv_module.conv.weight],
         retain_graph=True)
     assert g_student.abs().sum() > 0 and g_conn.abs().sum() > 0
 

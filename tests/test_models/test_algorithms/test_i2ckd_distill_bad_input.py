@@ -154,7 +154,7 @@ def test_all_ignore_batch_trains_without_nan():
     total = sum(v for k, v in losses.items() if 'loss' in k)
     assert torch.isfinite(total)
     total.backward()
-    conn = model.distiller.connectors['sfeat'].conv.weight
+    conn = model.distiller.connectors['sfeat'].conv_module.conv.weight
     assert conn.grad is not None and (conn.grad == 0).all()
 
 

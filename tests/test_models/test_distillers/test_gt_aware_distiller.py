@@ -29,7 +29,8 @@ def distiller_cfg(**overrides):
         student_recorders=dict(feat=dict(type='ModuleOutputs', source='feat')),
         teacher_recorders=dict(feat=dict(type='ModuleOutputs', source='feat')),
         connectors=dict(
-            conn=dict(type='I2CKDConnector', in_channels=2, out_channels=4)),
+            conn=dict(type='ConvModuleConnector', in_channel=2, out_channel=4,
+                      kernel_size=1, act_cfg=None)),
         distill_losses=dict(
             loss_i2ckd=dict(type='I2CKDLoss', num_classes=3, margin=2.0)),
         loss_forward_mappings=dict(loss_i2ckd=mapping))
@@ -75,7 +76,7 @@ def test_from_data_delivers_the_labels():
     # the loss reaches student and connector
     losses['loss_i2ckd'].backward()
     assert student.feat.weight.grad.abs().sum() > 0
-    assert conn.conv.weight.grad.abs().sum() > 0
+    assert conn.conv_module.conv.weight.grad.abs().sum() > 0
 
 
 def test_stats_are_logged_but_not_backpropagated():
