@@ -10,14 +10,21 @@ Shims:
   imports, but ``import mmseg.models`` needs one.
 * :func:`patch_mmrazor_quantization` - mmrazor 1.0.0 fails to import on
   torch >= 2 (removed ``torch.ao`` fuser helpers).
+* :func:`require_mmcv` - mmcv is not a requirement by name (full mmcv or
+  mmcv-lite both do); without either, one clear error.
+* :func:`quiet_mmcv_lite_start` - one line instead of mmcv-lite's and
+  setuptools' import-time warnings.
 * :func:`patch_checkpoint_loading` - torch >= 2.6 defaults ``torch.load`` to
-  ``weights_only=True`` which breaks MMEngine ``resume``/``load_from``.
+  ``weights_only=True`` which breaks MMEngine ``resume``/``load_from``; the
+  loading policy itself lives in :mod:`i2ckd_mm.checkpoint`.
 """
 import importlib
 import importlib.util
+import logging
 import os.path as osp
 import sys
 import types
+import warnings
 
 import torch
 
@@ -135,32 +142,164 @@ def patch_mmrazor_quantization() -> None:
     sys.modules[name] = mod
 
 
-def load_trusted_checkpoint(filename: str, map_location=None):
-    """``torch.load`` with full unpickling for a run's own checkpoints."""
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+MMCV_MISSING = (
+    'i2ckd_mm needs mmcv 2.x (mmseg 1.2 asks for >=2.0.0rc4,<2.2.0, mmrazor '
+    '1.0 for <=2.1.0) and found none. Install one of: mmcv-lite, no compiled '
+    'ops, enough for DeepLabV3/PSPNet/FCN heads (`pip install '
+    '"mmcv-lite==2.1.0"`, or this package\'s `cpu` extra); or full mmcv '
+    'with compiled ops (`MMCV_WITH_OPS=1 pip install --no-build-isolation '
+    'mmcv==2.1.0`, see README, "Full mmcv").')
+
+
+def require_mmcv() -> None:
+    """Fail with one message naming both ways to get mmcv when none is found.
+
+    Why: setup.py names no mmcv distribution, so that an installed full mmcv
+    is never replaced by mmcv-lite (both install the ``mmcv`` package).
+
+    Raises:
+        ImportError: No ``mmcv`` package is importable.
+    """
+    try:
+        import mmcv  # noqa: F401
+    except ModuleNotFoundError as e:
+        if e.name != 'mmcv':
+            raise  # mmcv is there but one of its own imports is missing
+        raise ImportError(MMCV_MISSING) from None
+
+
+#: The line :func:`quiet_mmcv_lite_start` logs, once per process.
+MMCV_LITE_NOTICE = (
+    'i2ckd_mm: using mmcv-lite (no compiled mmcv ops). Models built from '
+    'mmcv.cnn blocks (DeepLabV3, PSPNet, FCN heads) run as usual; an op that '
+    'needs compiled code (e.g. deformable conv, MultiScaleDeformableAttention, '
+    'PSAMask) raises an error naming it when used. Full mmcv: README, '
+    '"Full mmcv".')
+
+
+def quiet_mmcv_lite_start() -> None:
+    """Replace two upstream import-time warnings with one line.
+
+    Upstream: under mmcv-lite, ``mmcv/cnn/bricks/transformer.py`` (2.1.0)
+    warns "Fail to import MultiScaleDeformableAttention ... install mmcv
+    rather than mmcv-lite" on every import of mmseg's models, and setuptools
+    >= 67.5 warns "pkg_resources is deprecated as an API" each time mmengine
+    0.10.x imports/reloads ``pkg_resources`` (``mmengine.utils.
+    package_utils``, e.g. to resolve ``mmseg::`` configs). Only those two
+    messages are filtered, by message and module; every other warning is
+    untouched. Under mmcv-lite, :data:`MMCV_LITE_NOTICE` is logged instead
+    (logger ``i2ckd_mm``, WARNING; silence it with
+    ``logging.getLogger('i2ckd_mm').setLevel(logging.ERROR)``). Remove when
+    mmcv stops warning under mmcv-lite and mmengine stops using
+    ``pkg_resources`` (neither as of mmcv 2.1.0 / mmengine 0.10.7).
+    """
+    warnings.filterwarnings(
+        'ignore',
+        message=r'pkg_resources is deprecated as an API',
+        category=UserWarning,
+        module=r'(mmengine\.utils\.package_utils|importlib)$')
+    if _has_compiled_mmcv_ops():
+        return
+    warnings.filterwarnings(
+        'ignore',
+        message=r'Fail to import ``MultiScaleDeformableAttention``',
+        category=UserWarning,
+        module=r'mmcv\.cnn\.bricks\.transformer$')
+    logging.getLogger('i2ckd_mm').warning(MMCV_LITE_NOTICE)
 
 
 def patch_checkpoint_loading() -> None:
-    """Let MMEngine load the run's own checkpoints on torch >= 2.6.
+    """Let MMEngine load its own checkpoints on torch >= 2.6, safely.
 
     Upstream: torch 2.6 made ``weights_only=True`` the default of
-    ``torch.load``; mmengine 0.10.7's local-file loader does not pass it, so
+    ``torch.load``; mmengine 0.10.x's local-file loader does not pass it, so
     ``resume`` and ``load_from`` fail on ``HistoryBuffer`` and numpy objects
-    in the checkpoint's message hub. Remove when mmengine passes
-    ``weights_only`` itself.
+    in the checkpoint's message hub. Remove when mmengine loads its own
+    checkpoints with ``weights_only=True`` (not as of 0.10.7).
 
-    Policy: files MMEngine loads from local paths (``--resume``,
-    ``load_from``) are the user's own runs and are trusted like their code,
-    so they are fully unpickled. Teacher checkpoints do NOT go through this
-    loader: :func:`i2ckd_mm.models.utils.load_teacher_checkpoint` loads them
-    with ``weights_only=True`` unless the config explicitly trusts them.
+    :func:`i2ckd_mm.checkpoint.install_mmengine_loaders` registers loaders
+    that keep ``weights_only=True`` and allow exactly the MMEngine types, only
+    while they run; a file that needs more is refused with an error naming
+    it and the opt-in.
     """
-    from mmengine.runner.checkpoint import CheckpointLoader
-    CheckpointLoader.register_scheme(
-        prefixes='', loader=load_trusted_checkpoint, force=True)
+    from .checkpoint import install_mmengine_loaders
+    install_mmengine_loaders()
+
+
+def patch_cpu_distributed() -> None:
+    """Let ``--launcher pytorch/slurm/mpi`` run CPU processes (gloo).
+
+    Upstream: mmengine 0.10.7's ``mmengine.dist.utils._init_dist_pytorch``
+    (and ``_init_dist_slurm``, ``_init_dist_mpi``) call
+    ``torch.cuda.set_device(local_rank)`` unconditionally, which raises on a
+    CPU build of torch (``AttributeError: module 'torch._C' has no attribute
+    '_cuda_setDevice'``) and on a CUDA build without a visible GPU; then
+    ``Runner.wrap_model`` passes ``device_ids=[LOCAL_RANK]`` to
+    ``MMDistributedDataParallel``, which torch's DDP rejects for a CPU module.
+    Remove when mmengine skips ``set_device`` and ``device_ids`` without an
+    accelerator (not the case up to 0.10.7).
+
+    Acts only when no accelerator is available (CUDA, MLU, NPU, MUSA): GPU
+    runs take the upstream code unchanged. On CPU, the ``nccl`` backend
+    (MMEngine's default) fails with an error naming the gloo option instead
+    of torch's "NCCL not built in".
+    """
+    import functools
+
+    from mmengine.dist import utils as dist_utils
+    from mmengine.model.wrappers import distributed as ddp_module
+
+    if getattr(dist_utils, '__i2ckd_cpu_patched__', False):
+        return
+
+    def cpu_only() -> bool:
+        from mmengine.device import (is_mlu_available, is_musa_available,
+                                     is_npu_available)
+        return not (torch.cuda.is_available() or is_mlu_available()
+                    or is_npu_available() or is_musa_available())
+
+    def without_set_device(init_fn):
+
+        @functools.wraps(init_fn)
+        def init(backend, *args, **kwargs):
+            if not cpu_only():
+                return init_fn(backend, *args, **kwargs)
+            if backend == 'nccl':
+                raise RuntimeError(
+                    "torch.distributed backend 'nccl' needs CUDA GPUs, but "
+                    'torch.cuda.is_available() is False. For CPU processes '
+                    'use gloo: --cfg-options env_cfg.dist_cfg.backend=gloo '
+                    "(or env_cfg = dict(dist_cfg=dict(backend='gloo')) in "
+                    'the config).')
+            # No device to select on CPU; restored right after, so nothing
+            # else in the process sees the stand-in.
+            set_device = torch.cuda.set_device
+            torch.cuda.set_device = lambda device: None
+            try:
+                return init_fn(backend, *args, **kwargs)
+            finally:
+                torch.cuda.set_device = set_device
+
+        return init
+
+    for name in ('_init_dist_pytorch', '_init_dist_slurm', '_init_dist_mpi'):
+        setattr(dist_utils, name, without_set_device(getattr(dist_utils,
+                                                             name)))
+
+    ddp_init = ddp_module.MMDistributedDataParallel.__init__
+
+    @functools.wraps(ddp_init)
+    def init_ddp(self, module, *args, **kwargs):
+        if cpu_only() and all(p.device.type == 'cpu'
+                              for p in module.parameters()):
+            # torch's DDP requires device_ids/output_device None for a CPU
+            # module (it raises otherwise); Runner.wrap_model always sets them
+            kwargs.pop('device_ids', None)
+            kwargs.pop('output_device', None)
+        ddp_init(self, module, *args, **kwargs)
+
+    ddp_module.MMDistributedDataParallel.__init__ = init_ddp
+    dist_utils.__i2ckd_cpu_patched__ = True
 
 
 def apply() -> None:
@@ -168,7 +307,10 @@ def apply() -> None:
     global _APPLIED
     if _APPLIED:
         return
+    require_mmcv()
+    quiet_mmcv_lite_start()  # before patch_mmcv_ops imports mmcv.cnn
     patch_mmcv_ops()
     patch_mmrazor_quantization()
     patch_checkpoint_loading()
+    patch_cpu_distributed()
     _APPLIED = True

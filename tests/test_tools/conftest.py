@@ -1,13 +1,12 @@
 """Shared fixtures of the tools tests: tiny ToyShapes data and a distillation
 run of a few iterations (trained once per test session, in subprocesses)."""
-import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 
 from i2ckd_mm.toy import toy_configs
+from i2ckd_mm.toy.runs import (data_options, run_tool as _run_tool,
+                               schedule_options, tools_dir)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(ROOT, 'tools')
@@ -17,20 +16,17 @@ TEACHER_CFG, STUDENT_CFG, I2CKD_CFG = (_TOY['teacher'], _TOY['student'],
 
 
 def run_tool(args, timeout=300, env=None):
-    """Run ``python args...`` from the repo root; return the completed
-    process (stdout+stderr in .stdout); fail the test with the output tail
-    if it fails."""
-    # one intra-op thread: on a small machine shared with other jobs, OpenMP
-    # threads spin-waiting for each other made a step 10-30x slower
-    full_env = dict(os.environ, OMP_NUM_THREADS='1')
-    full_env.update(env or {})
-    proc = subprocess.run([sys.executable] + list(args),
-                          cwd=ROOT,
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT,
-                          text=True,
-                          timeout=timeout,
-                          env=full_env)
+    """``python args...`` for ``args[0]`` a file of ``tools/``, through
+    :func:`i2ckd_mm.toy.runs.run_tool` (one thread, repo root, output in
+    ``.stdout``); fails the test with the output tail if the tool fails.
+
+    Kept with a path as first argument for the tools tests that call it so;
+    new tests can call ``i2ckd_mm.toy.runs.run_tool`` directly."""
+    path = osp.abspath(args[0])
+    if osp.dirname(path) != tools_dir():
+        raise ValueError(f'{args[0]} is not a file of {tools_dir()}')
+    proc = _run_tool(osp.basename(path), args[1:], timeout=timeout, env=env,
+                     check=False)
     if proc.returncode != 0:
         pytest.fail(f'{args[0]} failed ({proc.returncode}):\n'
                     f'{proc.stdout[-4000:]}')
@@ -39,16 +35,11 @@ def run_tool(args, timeout=300, env=None):
 
 def tiny_options(data_root, iters, ckpt_interval=None, teacher=True):
     """--cfg-options for a few iterations on tiny data, batch 2."""
-    opts = [
-        f'{s}_dataloader.dataset.data_root={data_root}'
-        for s in ('train', 'val', 'test')
-    ] + [
-        'train_dataloader.batch_size=2', f'train_cfg.max_iters={iters}',
-        f'train_cfg.val_interval={iters}', f'param_scheduler.0.end={iters}',
-        f'default_hooks.checkpoint.interval={ckpt_interval or iters}',
-        'default_hooks.checkpoint.max_keep_ckpts=5',
-        'default_hooks.logger.interval=1'
-    ]
+    opts = data_options(data_root) + schedule_options(
+        iters, ckpt_interval=ckpt_interval, log_interval=1) + [
+            'train_dataloader.batch_size=2',
+            'default_hooks.checkpoint.max_keep_ckpts=5'
+        ]
     if teacher:
         # a randomly initialised teacher: the tools are under test here,
         # not the teacher's quality
