@@ -3,9 +3,10 @@
 Prints a markdown report comparing, on the same inputs and in the same run:
 
 * ``I2CKDLoss`` (the package's vectorised loss, literal defaults);
-* a naive per-class Python loop of the *same* loss
-  (``benchmarks/naive_i2ckd.py``; its value is checked against I2CKDLoss
-  before it is timed);
+* the loop reference of the *same* loss, ``tests/reference_i2ckd.py`` (the
+  one reference the tests use too: masked means one class at a time, a
+  loop over class pairs); its value is checked against I2CKDLoss before it
+  is timed;
 * MMRazor's ``ChannelWiseDivergence`` on the same features;
 * one full DeepLabV3-R101 -> DeepLabV3-R18 I2CKD distillation step (built
   from the Cityscapes config with CPU overrides), to state the loss's share
@@ -42,13 +43,13 @@ import torch
 
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(HERE)
-sys.path.insert(0, HERE)
+sys.path.insert(0, osp.join(ROOT, 'tests'))  # reference_i2ckd
 
 import i2ckd_mm  # noqa: E402,F401  (compat shims before mmseg/mmrazor)
 from mmrazor.models.losses import ChannelWiseDivergence  # noqa: E402
 
+import reference_i2ckd  # noqa: E402
 from i2ckd_mm.models.losses import I2CKDLoss  # noqa: E402
-from naive_i2ckd import naive_i2ckd_loss  # noqa: E402
 
 STEP_CONFIG = osp.join(
     ROOT, 'configs', 'i2ckd', 'i2ckd_bottleneck_deeplabv3_r101-d8_'
@@ -142,14 +143,15 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool) -> dict:
     row = dict(k=k, c=c, h=h, w=w, n=n)
     if with_naive:
         ref = i2ckd(s, t, gt).item()
-        val = naive_i2ckd_loss(s, t, gt, k, ignore_index=IGNORE).item()
+        val = reference_i2ckd.loss(s, t, gt, k, ignore_index=IGNORE).item()
         if abs(ref - val) > 1e-4 * max(1.0, abs(ref)):
             raise AssertionError(
                 f'naive loop and I2CKDLoss disagree at K={k} C={c} {h}x{w} '
                 f'N={n}: {val} vs {ref}')
         row['naive_check'] = abs(ref - val)
         fns['naive'] = fwd_bwd(
-            lambda a, b, y: naive_i2ckd_loss(a, b, y, k, ignore_index=IGNORE),
+            lambda a, b, y: reference_i2ckd.loss(a, b, y, k,
+                                                 ignore_index=IGNORE),
             s, t, gt)
         runs['naive'] = args.naive_runs
     med = time_interleaved(fns, runs, args.warmup, device)

@@ -1,8 +1,11 @@
 """I2CKD across 2 processes (gloo, CPU): ``prototype_scope='global'`` gives
-each rank the loss of one process on the concatenated batch, and DDP's
-averaged student gradients equal that process's gradients; the default
-``'image'`` scope communicates nothing."""
+each rank the loss of one process on the concatenated batch (which equals
+the loop reference, ``tests/reference_i2ckd.py``), and DDP's averaged
+student gradients equal that process's gradients; the default ``'image'``
+scope communicates nothing; bad input on one rank makes every rank raise
+instead of hanging in the all_reduce."""
 import socket
+import time
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -13,6 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+import reference_i2ckd as ref
 from i2ckd_mm.models.losses.i2ckd_loss import I2CKDLoss
 
 WORLD = 2
@@ -46,6 +50,11 @@ def _data():
     y[2:, 8:] = 3
     y[:, :, :2] = 255
     return x, t, y
+
+
+# (row, col) of the 8x8 feature of global image 2 (rank 1's first image)
+# that gets a NaN; its label is labels[2, 2 * row, 2 * col] (nearest 16->8)
+NAN_PIXEL = (3, 5)
 
 
 def _student():
@@ -108,10 +117,12 @@ def _worker(rank, port, out_dir):
         finally:
             dist.all_reduce = real
 
-        # nonfinite='skip' on ONE rank: all ranks skip together, no hang
+        # nonfinite='skip' on ONE rank: all ranks skip together, no hang.
+        # The NaN sits on a labelled pixel (NAN_PIXEL); one on an ignored
+        # pixel would not count (tested in test_i2ckd_loss.py).
         s = _student()(x[sl]).detach()
         if rank == 1:
-            s[0, 0, 0, 0] = float('nan')
+            s[(0, 0) + NAN_PIXEL] = float('nan')
         loss_fn = I2CKDLoss(NUM_CLASSES, prototype_scope='global',
                             nonfinite='skip')
         res['skip'] = (loss_fn(s, t[sl], y[sl]).item(),
@@ -167,6 +178,11 @@ def test_global_scope_equals_one_process_on_concatenated_batch(ranks, case):
     loss = loss_fn(student(x), t, y)
     loss.backward()
     assert loss_fn.last_stats['triplets'] > 0 and loss.item() > 0
+    with torch.no_grad():
+        expected = ref.loss(_student()(x), t, y, NUM_CLASSES,
+                            **{'prototype_scope': 'batch', **CASES[case]})
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-10,
+                               atol=1e-12)
     for r, res in enumerate(ranks):
         got = res[case]
         torch.testing.assert_close(got['loss'], loss.detach(), rtol=1e-10,
@@ -197,6 +213,9 @@ def test_image_scope_needs_no_communication(ranks):
 
 
 def test_skip_is_agreed_by_all_ranks(ranks):
+    _, _, y = _data()
+    label = int(y[2, 2 * NAN_PIXEL[0], 2 * NAN_PIXEL[1]])
+    assert label != 255  # the NaN is on a labelled pixel
     assert [res['skip'] for res in ranks] == [(0.0, 1.0)] * WORLD
     assert all(res['after_skip'] > 0 for res in ranks)
     assert ranks[0]['after_skip'] == ranks[1]['after_skip']
@@ -211,3 +230,49 @@ def test_weight_hook_through_ddp_wrapper(ranks):
 def test_syncbn_needs_bn_on_cpu_process_groups(ranks):
     assert all('SyncBatchNorm expected input tensor to be on GPU' in
                res['syncbn_cpu'] for res in ranks)
+
+
+# ------------------------------------------- bad input on one rank only
+def _bad_input_worker(rank, port, out_dir):
+    import i2ckd_mm  # noqa: F401,F811  (spawned: fresh interpreter)
+    torch.set_num_threads(1)
+    # The group timeout is a backstop: without the fix the good rank waits
+    # in the all_reduce until it expires, and the test's deadline fails.
+    dist.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
+        world_size=WORLD, timeout=timedelta(seconds=30))
+    try:
+        x, t, y = _data()
+        sl = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
+        y = y[sl].clone()
+        if rank == 1:
+            y[0, 0, 0] = 7  # not a class of 4, not the ignore index
+        loss_fn = I2CKDLoss(NUM_CLASSES, prototype_scope='global')
+        start = time.monotonic()
+        try:
+            loss_fn(_student()(x[sl]), t[sl], y)
+            res = ('no error', time.monotonic() - start)
+        except Exception as e:  # noqa: B902  (recorded for the test)
+            res = (f'{type(e).__name__}: {e}', time.monotonic() - start)
+        torch.save(res, f'{out_dir}/bad{rank}.pt')
+    finally:
+        dist.destroy_process_group()
+
+
+def test_bad_labels_on_one_rank_make_every_rank_raise(tmp_path):
+    ctx = mp.start_processes(_bad_input_worker,
+                             args=(_free_port(), str(tmp_path)),
+                             nprocs=WORLD, join=False, start_method='spawn')
+    deadline = time.monotonic() + 90  # spawn + imports; a hang takes 30+
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail('a rank was still running: the ranks hung')
+    results = [torch.load(tmp_path / f'bad{r}.pt') for r in range(WORLD)]
+    for rank, (message, seconds) in enumerate(results):
+        assert message.startswith('ValueError: I2CKDLoss('), (rank, message)
+        assert 'bad input on rank(s) [1]' in message
+        assert f'this is rank {rank}' in message
+        assert 'rank 1: ValueError: labels contain class ids [7]' in message
+        assert seconds < 10, (rank, seconds)  # together, not at the timeout

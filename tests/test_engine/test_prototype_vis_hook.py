@@ -1,7 +1,7 @@
 """PrototypeVisHook on a tiny I2CKDDistill (two 32x32 DeepLabV3s on CPU).
 
-The saved similarity matrix is checked against an independent computation
-(boolean-mask means per class in numpy from the recorded features), the
+The saved similarity matrix is checked against the loop reference
+(tests/reference_i2ckd.py) on the recorded features, the
 hook is shown to change no state (BN connector statistics, modes, grads),
 to unwrap a model wrapper, and to run inside a real Runner.
 """
@@ -23,8 +23,10 @@ from mmengine.structures import PixelData
 from mmrazor.registry import HOOKS
 from mmseg.structures import SegDataSample
 
+import reference_i2ckd as ref
 from i2ckd_mm.engine.hooks import PrototypeVisHook
-from i2ckd_mm.visualization import pca_2d
+from i2ckd_mm.models.losses import I2CKDLoss
+from i2ckd_mm.visualization import batch_prototypes, pca_2d
 from tiny_models import tiny_distill, tiny_segmentor
 
 SIZE, K = 32, 4
@@ -69,26 +71,20 @@ def fake_runner(model, work_dir, it=0):
 
 
 def direct_similarity(alg, batch):
-    """Independent reference: per-class masked means, numpy cosine."""
+    """Independent reference: the loop reference's nearest label resize
+    and batch prototypes (tests/reference_i2ckd.py), numpy cosine."""
     d = alg.distiller
     with torch.no_grad():
         fs = d.connectors['sfeat'](
             d.student_recorders.get_recorder('feat').get_record_data())
         ft = d.teacher_recorders.get_recorder('feat').get_record_data()
-    fs, ft = fs.numpy().astype(np.float64), ft.numpy().astype(np.float64)
-    h, w = ft.shape[-2:]
     gt = torch.stack([s.gt_sem_seg.data[0] for s in batch['data_samples']])
-    # nearest resize = take pixel (floor(i * H / h), floor(j * W / w))
-    rows = (np.arange(h) * SIZE) // h
-    cols = (np.arange(w) * SIZE) // w
-    y = gt.numpy()[:, rows][:, :, cols]
+    y = ref.resize_labels(gt, tuple(ft.shape[-2:]), K)
+    rs, counts = ref.prototypes(fs.double(), y, K, scope='batch')
+    rt, _ = ref.prototypes(ft.double(), y, K, scope='batch')
+    ps = {k: rs[0, k].numpy() for k in range(K) if counts[0, k] > 0}
+    pt = {k: rt[0, k].numpy() for k in range(K) if counts[0, k] > 0}
     sim = np.full((K, K), np.nan)
-    ps, pt = {}, {}
-    for k in range(K):
-        m = y == k
-        if m.any():
-            ps[k] = fs.transpose(0, 2, 3, 1)[m].mean(0)
-            pt[k] = ft.transpose(0, 2, 3, 1)[m].mean(0)
     for k in ps:
         for j in pt:
             sim[k, j] = ps[k] @ pt[j] / np.linalg.norm(ps[k]) / \
@@ -145,6 +141,52 @@ def test_saved_matrix_equals_direct_computation(tmp_path, wrapped):
         pytest.approx(off, rel=1e-5, abs=1e-6)
 
 
+def test_hook_uses_the_loss_prototype_path(tmp_path, monkeypatch):
+    """The hook asks the loss for its prototypes (scope 'batch': the hook
+    runs on the main process only, a 'global' all_reduce would hang) and
+    reads the features through MMRazor's public get_record."""
+    alg = build_algorithm()
+    batch = make_batch()
+    alg(**alg.data_preprocessor(batch, True), mode='loss')
+    calls, records = [], []
+    real = I2CKDLoss.prototypes
+    real_get = type(alg.distiller).get_record
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs.get('scope'))
+        return real(self, *args, **kwargs)
+
+    def get_spy(self, *args, **kwargs):
+        records.append(kwargs)
+        return real_get(self, *args, **kwargs)
+
+    monkeypatch.setattr(I2CKDLoss, 'prototypes', spy)
+    monkeypatch.setattr(type(alg.distiller), 'get_record', get_spy)
+    alg.distiller.distill_losses['loss_i2ckd'].prototype_scope = 'global'
+    PrototypeVisHook(interval=1).after_train_iter(
+        fake_runner(alg, tmp_path), 0, data_batch=batch)
+    assert calls == ['batch']
+    assert sorted(r['from_student'] for r in records) == [False, True]
+    assert all('connector' not in r for r in records)  # applied to a copy
+
+
+def test_batch_prototypes_keep_the_loss_accumulation_dtype():
+    # float64 features stay float64 (the old path cast to float32)
+    g = torch.Generator().manual_seed(0)
+    fs = torch.randn(2, 5, 4, 4, generator=g, dtype=torch.float64)
+    ft = torch.randn(2, 5, 4, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (2, 8, 8), generator=g)
+    y[0, :2] = 255
+    ps, pt, present = batch_prototypes(I2CKDLoss(num_classes=4), fs, ft, y)
+    y4 = ref.resize_labels(y, (4, 4), 4)
+    rs, counts = ref.prototypes(fs, y4, 4, scope='batch')
+    rt, _ = ref.prototypes(ft, y4, 4, scope='batch')
+    assert ps.dtype == pt.dtype == torch.float64
+    torch.testing.assert_close(ps, rs[0])
+    torch.testing.assert_close(pt, rt[0])
+    assert present.tolist() == [True, True, True, False]
+
+
 def test_interval_skips_other_iterations(tmp_path):
     alg = build_algorithm()
     batch = make_batch()
@@ -174,7 +216,8 @@ def test_changes_no_training_state(tmp_path):
         assert torch.equal(raw, s.gt_sem_seg.data)  # batch not modified
     # training still backpropagates through the recorded graph
     sum(v for k, v in losses.items() if 'loss' in k).backward()
-    assert alg.distiller.connectors['sfeat'].conv.weight.grad is not None
+    assert all(p.grad is not None
+               for p in alg.distiller.connectors['sfeat'].parameters())
 
 
 def test_pca_recovers_a_known_plane():
@@ -198,6 +241,10 @@ def test_bad_setup_errors_clearly(tmp_path):
     runner = fake_runner(build_algorithm(), tmp_path)
     with pytest.raises(KeyError, match='loss_cwd'):
         PrototypeVisHook(loss_name='loss_cwd').before_train(runner)
+    alg = build_algorithm()
+    alg.distiller.distill_losses['loss_i2ckd'] = nn.MSELoss()
+    with pytest.raises(TypeError, match='no prototypes'):
+        PrototypeVisHook().before_train(fake_runner(alg, tmp_path))
     with pytest.raises(ValueError, match='interval'):
         PrototypeVisHook(interval=0)
 

@@ -1,92 +1,36 @@
-"""I2CKDLoss against torch.nn.TripletMarginLoss and hand-computed values."""
+"""I2CKDLoss (i2ckd_mm/models/losses/i2ckd_loss.py).
+
+Expected values come from hand computation, from torch.nn's triplet losses,
+or from the one independent loop reference, ``tests/reference_i2ckd.py``.
+Sections: reference and torch.nn equivalence, every option, hand-computed
+cases, gradients, edge cases, bad input, non-finite features (both
+prototype paths), ``num_classes`` set later, ``prototypes()``, mixed
+precision, and hypothesis properties.
+"""
+import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
+import reference_i2ckd as ref
 from i2ckd_mm.models.losses import I2CKDLoss
+from i2ckd_mm.models.losses import prototypes as proto_mod
 
 IGNORE = 255
 
 
-# ---------------------------------------------------------------- references
-def naive_protos(feats, labels, scope='image'):
-    """{(group, class): mean feature (float64)} by boolean masks."""
-    f = feats.double().permute(0, 2, 3, 1)  # N, h, w, C
-    out = {}
-    groups = range(feats.shape[0]) if scope == 'image' else [None]
-    for g in groups:
-        fg = f if g is None else f[g:g + 1]
-        lg = labels if g is None else labels[g:g + 1]
-        for k in sorted(set(lg.unique().tolist()) - {IGNORE}):
-            out[(g, k)] = fg[lg == k].mean(0)
-    return out
-
-
-def naive_triplets(ps, pt):
-    """Every (anchor P^s_gk, positive P^t_gk, negative P^t_gj), j != k."""
-    anc, pos, neg = [], [], []
-    for (g, k), a in ps.items():
-        for (g2, j), n in pt.items():
-            if g2 == g and j != k:
-                anc.append(a)
-                pos.append(pt[(g, k)])
-                neg.append(n)
-    return torch.stack(anc), torch.stack(pos), torch.stack(neg)
-
-
-def cosine_distance(a, b):
-    return 1.0 - F.cosine_similarity(a, b, dim=-1)
-
-
-def reference_loss(s, t, labels, margin=1.0, scope='image', normalize=False,
-                   distance='euclidean', negatives='all', symmetric=False,
-                   pull_weight=0.0, pull_type='squared'):
-    """Independent I2CKD reference built on torch.nn triplet losses."""
-    ps, pt = naive_protos(s, labels, scope), naive_protos(t, labels, scope)
-    if normalize:
-        ps = {k: F.normalize(v, dim=0) for k, v in ps.items()}
-        pt = {k: F.normalize(v, dim=0) for k, v in pt.items()}
-    if distance == 'euclidean':
-        crit = torch.nn.TripletMarginLoss(margin=margin, p=2)
-        dist = F.pairwise_distance  # the same eps convention
-    else:
-        crit = torch.nn.TripletMarginWithDistanceLoss(
-            distance_function=cosine_distance, margin=margin)
-        dist = cosine_distance
-
-    def term(anchor_p, other_p):
-        if negatives == 'all':
-            return crit(*naive_triplets(anchor_p, other_p))
-        anc, pos, neg = [], [], []  # hardest: closest other-class prototype
-        for (g, k), a in anchor_p.items():
-            cands = [v for (g2, j), v in other_p.items() if g2 == g and j != k]
-            if not cands:
-                continue
-            d = torch.stack([dist(a[None], c[None])[0] for c in cands])
-            anc.append(a)
-            pos.append(other_p[(g, k)])
-            neg.append(cands[int(d.argmin())])
-        return crit(torch.stack(anc), torch.stack(pos), torch.stack(neg))
-
-    loss = term(ps, pt)
-    if symmetric:
-        loss = 0.5 * (loss + term(pt, ps))
-    if pull_weight:
-        d = torch.stack([dist(ps[key][None], pt[key][None])[0] for key in ps])
-        loss = loss + pull_weight * (d if pull_type == 'linear' else d**2).mean()
-    return loss
-
-
-def random_case(seed, n=2, c=3, h=6, w=6, num_classes=5):
+def random_case(seed, n=2, c=3, h=6, w=6, num_classes=5,
+                dtype=torch.float64):
     """Ignore pixels, an absent class, and a different class set per image.
 
     Image 0 holds classes {0, 1, 2} (6 triplets), image 1 holds {0, 3}
     (2 triplets); class 4 is absent everywhere.
     """
     g = torch.Generator().manual_seed(seed)
-    s = torch.randn(n, c, h, w, generator=g)
-    t = torch.randn(n, c, h, w, generator=g)
+    s = torch.randn(n, c, h, w, generator=g, dtype=dtype)
+    t = torch.randn(n, c, h, w, generator=g, dtype=dtype)
     labels = torch.empty(n, h, w, dtype=torch.long)
     labels[0] = torch.randint(0, 3, (h, w), generator=g)
     labels[1] = torch.tensor([0, 3])[torch.randint(0, 2, (h, w), generator=g)]
@@ -97,62 +41,135 @@ def random_case(seed, n=2, c=3, h=6, w=6, num_classes=5):
     return s, t, labels, num_classes
 
 
-# ----------------------------------------------------- default = literal loss
+def close(a, b):
+    torch.testing.assert_close(a.double(), b.double(), rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------- reference and torch.nn equivalence
 @pytest.mark.parametrize('seed', [0, 1, 2, 3])
 @pytest.mark.parametrize('margin', [1.0, 3.0])
-def test_default_equals_triplet_margin_loss(seed, margin):
-    s, t, labels, k = random_case(seed)
+def test_default_equals_reference(seed, margin):
+    s, t, labels, k = random_case(seed, dtype=torch.float32)
     loss = I2CKDLoss(num_classes=k, margin=margin)(s, t, labels)
-    ref = reference_loss(s, t, labels, margin=margin)
+    expected = ref.loss(s.double(), t.double(), labels, k, margin=margin)
     assert loss.dtype == torch.float32 and loss.dim() == 0
-    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-6)
-    assert ref > 0
+    close(loss, expected)
+    assert expected > 0
+
+
+@pytest.mark.parametrize('distance', ['euclidean', 'cosine'])
+def test_equals_torch_triplet_margin_loss(distance):
+    """The hinge and distance are torch.nn's: TripletMarginLoss (p=2, its
+    eps convention) or TripletMarginWithDistanceLoss(1 - cos), applied to
+    the reference's (anchor, positive, negative) prototypes."""
+    s, t, labels, k = random_case(0)
+    ps, counts = ref.prototypes(s, labels, k)
+    pt, _ = ref.prototypes(t, labels, k)
+    trips = ref.triplets(ps, pt, counts > 0)
+    assert len(trips) == 8  # 6 + 2, see random_case
+    anc = torch.stack([ps[g, a] for g, a, _ in trips])
+    pos = torch.stack([pt[g, a] for g, a, _ in trips])
+    neg = torch.stack([pt[g, j] for g, _, j in trips])
+    if distance == 'euclidean':
+        crit = torch.nn.TripletMarginLoss(margin=1.5, p=2)
+    else:
+        crit = torch.nn.TripletMarginWithDistanceLoss(
+            distance_function=lambda a, b: 1 - F.cosine_similarity(a, b),
+            margin=1.5)
+    loss = I2CKDLoss(num_classes=k, margin=1.5, distance=distance)(s, t,
+                                                                    labels)
+    close(loss, crit(anc, pos, neg))
 
 
 def test_one_global_mean_over_all_triplets():
     s, t, labels, k = random_case(0)
     loss = I2CKDLoss(num_classes=k, margin=3.0)(s, t, labels)
     per_image = [
-        reference_loss(s[i:i + 1], t[i:i + 1], labels[i:i + 1], margin=3.0)
+        ref.loss(s[i:i + 1], t[i:i + 1], labels[i:i + 1], k, margin=3.0)
         for i in range(2)
     ]
     # 6 + 2 triplets: weighted 6/8 and 2/8, not the mean of image means
-    global_mean = (6 * per_image[0] + 2 * per_image[1]) / 8
-    torch.testing.assert_close(loss.double(), global_mean, rtol=1e-5,
-                               atol=1e-6)
+    close(loss, (6 * per_image[0] + 2 * per_image[1]) / 8)
     assert abs(float(loss) - float(sum(per_image) / 2)) > 1e-3
 
 
-def test_batch_scope_equals_reference():
-    s, t, labels, k = random_case(5)
-    loss = I2CKDLoss(num_classes=k, prototype_scope='batch')(s, t, labels)
-    ref = reference_loss(s, t, labels, scope='batch')
-    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-6)
+# -------------------------------------------------------------- the options
+OPTIONS = [
+    dict(normalize=True),
+    dict(distance='cosine'),
+    dict(negatives='hardest'),
+    # (with every hinge active the symmetric term equals the plain one: the
+    # negative distances are the same set; a small margin leaves some off)
+    dict(symmetric=True, margin=0.2),
+    dict(pull_weight=0.7),
+    dict(pull_weight=0.7, pull_type='linear'),
+    dict(prototype_scope='batch'),
+    dict(normalize=True, negatives='hardest', symmetric=True, margin=0.2,
+         pull_weight=1.0),
+    dict(distance='cosine', negatives='hardest', symmetric=True, margin=0.5),
+    dict(prototype_scope='batch', negatives='hardest', pull_weight=0.3),
+    # the shipped configs' variant
+    dict(normalize=True, margin=0.2, pull_weight=1.0),
+]
 
 
-def test_labels_and_student_resized_to_teacher_size():
-    # gt 12x12 -> teacher size 6x6 by nearest (= every other pixel);
-    # student 3x3 -> 6x6 bilinear (align_corners=False).
+@pytest.mark.parametrize('opts', OPTIONS)
+@pytest.mark.parametrize('seed', [0, 1])
+def test_options_equal_reference(opts, seed):
+    """Value and diagnostics of every option against the reference; the
+    option changes the value (so the comparison can tell them apart)."""
+    s, t, labels, k = random_case(seed)
+    crit = I2CKDLoss(num_classes=k, **opts)
+    loss = crit(s, t, labels)
+    expected, stats = ref.loss_and_stats(s, t, labels, k, **opts)
+    close(loss, expected)
+    plain = ref.loss(s, t, labels, k, margin=opts.get('margin', 1.0))
+    assert abs(float(expected) - float(plain)) > 1e-4 and float(expected) > 0
+    got = crit.last_stats
+    assert float(got['triplets']) == stats['triplets']
+    for key in ('active', 'd_pos', 'd_neg', 'pull'):
+        assert float(got[key]) == pytest.approx(stats[key], rel=1e-6,
+                                                abs=1e-9), key
+    assert all(not v.requires_grad for v in got.values())
+
+
+@pytest.mark.parametrize('s_size', [(3, 3), (12, 12), (6, 6)])
+def test_student_and_labels_resized_to_teacher_size(s_size):
+    """Student of another size: bilinear to the teacher's 6x6; labels
+    12x12: nearest, so the odd rows (set to class 4) are never read."""
     s, t, labels, k = random_case(6)
     gt = labels.repeat_interleave(2, 1).repeat_interleave(2, 2)
-    gt[:, 1::2] = 4  # pixels nearest never samples: must not matter
-    s_small = s[:, :, ::2, ::2].contiguous()
-    loss = I2CKDLoss(num_classes=k)(s_small, t, gt)
-    s_up = F.interpolate(s_small, size=(6, 6), mode='bilinear',
-                         align_corners=False)
-    ref = reference_loss(s_up, t, gt[:, ::2, ::2])
-    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-6)
+    gt[:, 1::2] = 4
+    g = torch.Generator().manual_seed(1)
+    s = torch.randn(2, 3, *s_size, generator=g, dtype=torch.float64)
+    loss = I2CKDLoss(num_classes=k)(s, t, gt)
+    close(loss, ref.loss(s, t, gt, k))
+    # the same as the reference on the pixels nearest reads
+    s6 = F.interpolate(s, size=(6, 6), mode='bilinear', align_corners=False)
+    close(loss, ref.loss(s6, t, labels, k))
 
 
 def test_label_resize_mode_is_used():
-    from i2ckd_mm.models.losses.prototypes import resize_labels
     s, t, labels, k = random_case(8)
     gt = labels.repeat_interleave(2, 1).repeat_interleave(2, 2)
     gt[:, ::2, ::2] = IGNORE  # nearest would see only ignore
     loss = I2CKDLoss(num_classes=k, label_resize='mode')(s, t, gt)
-    ref = reference_loss(s, t, resize_labels(gt, (6, 6), k, IGNORE, 'mode'))
-    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-6)
+    close(loss, ref.loss(s, t, gt, k, label_resize='mode'))
     assert float(I2CKDLoss(num_classes=k)(s, t, gt)) == 0.0
+
+
+def test_classes_absent_from_the_batch_take_no_part():
+    # only classes 3 and 11 of 19 occur: the same loss as classes 0, 1 of 2
+    g = torch.Generator().manual_seed(1)
+    s = torch.randn(2, 4, 6, 6, generator=g, dtype=torch.float64)
+    t = torch.randn(2, 4, 6, 6, generator=g, dtype=torch.float64)
+    y = torch.tensor([3, 11, IGNORE])[torch.randint(0, 3, (2, 6, 6),
+                                                    generator=g)]
+    y[:, 0, 0], y[:, 0, 1] = 3, 11
+    loss = I2CKDLoss(num_classes=19)(s, t, y)
+    close(loss, ref.loss(s, t, y, 19))
+    y2 = torch.where(y == 3, 0, torch.where(y == 11, 1, y))
+    torch.testing.assert_close(loss, I2CKDLoss(num_classes=2)(s, t, y2))
 
 
 # ------------------------------------------------------------ hand-computed
@@ -191,13 +208,12 @@ def test_hand_computed_gradient_and_stats():
     # L = hinge_1 / 2 with hinge_1 = (5 - Ps1) - (Ps1 - 2) + 1: dL/dPs1 = -1,
     # shared by its 2 pixels; class 0's hinge is inactive; ignore gets 0.
     assert s.grad.view(-1).tolist() == pytest.approx([0, 0, -0.5, -0.5, 0])
-    st = crit.last_stats
-    assert float(st['active']) == pytest.approx(0.5)  # 1 of 2 triplets
-    assert float(st['d_pos']) == pytest.approx((1 + 2) / 2, abs=1e-5)
-    assert float(st['d_neg']) == pytest.approx((4 + 1) / 2, abs=1e-5)
-    assert float(st['triplets']) == 2
-    assert float(st['pull']) == 0
-    assert all(not v.requires_grad for v in st.values())
+    st_ = crit.last_stats
+    assert float(st_['active']) == pytest.approx(0.5)  # 1 of 2 triplets
+    assert float(st_['d_pos']) == pytest.approx((1 + 2) / 2, abs=1e-5)
+    assert float(st_['d_neg']) == pytest.approx((4 + 1) / 2, abs=1e-5)
+    assert float(st_['triplets']) == 2
+    assert float(st_['pull']) == 0
 
 
 @pytest.mark.parametrize('pull_type,pull', [('squared', (1 + 4) / 2),
@@ -226,48 +242,26 @@ def test_hand_computed_hardest_three_classes():
     assert float(all_neg) == pytest.approx(2 / 6, abs=1e-5)
 
 
-# -------------------------------------------------------------- the options
-OPTIONS = [
-    dict(normalize=True),
-    dict(distance='cosine'),
-    dict(negatives='hardest'),
-    # (with every hinge active the symmetric term equals the plain one: the
-    # negative distances are the same set; a small margin leaves some off)
-    dict(symmetric=True, margin=0.2),
-    dict(pull_weight=0.7),
-    dict(pull_weight=0.7, pull_type='linear'),
-    dict(normalize=True, negatives='hardest', symmetric=True, margin=0.2,
-         pull_weight=1.0),
-    dict(distance='cosine', negatives='hardest', symmetric=True, margin=0.5),
-    dict(prototype_scope='batch', negatives='hardest', pull_weight=0.3),
-]
+def test_hand_computed_single_class_gives_only_the_pull():
+    # one class per image: no triplet, pull = mean_n (Ps_n - Pt_n)^2
+    s = torch.tensor([[1., 3.], [0., 0.]]).view(2, 1, 1, 2)
+    t = torch.tensor([[0., 0.], [5., 1.]]).view(2, 1, 1, 2)
+    labels = torch.tensor([[[1, 1]], [[1, IGNORE]]])
+    crit = I2CKDLoss(num_classes=2, pull_weight=2.0)
+    # image 0: Ps 2, Pt 0 -> 4; image 1: Ps 0, Pt 5 -> 25; mean 14.5
+    assert float(crit(s, t, labels)) == pytest.approx(2.0 * 14.5, rel=1e-5)
+    assert float(crit.last_stats['triplets']) == 0
 
 
-@pytest.mark.parametrize('opts', OPTIONS)
-@pytest.mark.parametrize('seed', [0, 1])
-def test_options_equal_reference(opts, seed):
-    s, t, labels, k = random_case(seed)
-    opts = dict(opts)  # the parametrised dict is shared between cases
-    margin = opts.pop('margin', 1.0)
-    scope = opts.pop('prototype_scope', 'image')
-    loss = I2CKDLoss(num_classes=k, margin=margin, prototype_scope=scope,
-                     **opts)(s, t, labels)
-    ref = reference_loss(s, t, labels, margin=margin, scope=scope, **opts)
-    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-6)
-    # the option changes the value (the reference can tell them apart)
-    plain = reference_loss(s, t, labels, margin=margin, scope=scope)
-    assert abs(float(ref) - float(plain)) > 1e-4
-    assert float(ref) > 0
-
-
+# ---------------------------------------------------------------- gradients
 @pytest.mark.parametrize('opts', [dict()] + OPTIONS)
 def test_gradcheck_float64(opts):
     s, t, labels, k = random_case(7, h=4, w=4)
-    s = s.double().requires_grad_(True)
+    s = s.requires_grad_(True)
     crit = I2CKDLoss(num_classes=k, **{'margin': 1.5, **opts})
-    assert torch.autograd.gradcheck(lambda x: crit(x, t.double(), labels),
-                                    (s, ), eps=1e-6, atol=1e-5)
-    assert crit(s, t.double(), labels).dtype == torch.float64
+    assert torch.autograd.gradcheck(lambda x: crit(x, t, labels), (s, ),
+                                    eps=1e-6, atol=1e-5)
+    assert crit(s, t, labels).dtype == torch.float64
 
 
 def test_teacher_gets_no_gradient():
@@ -279,8 +273,19 @@ def test_teacher_gets_no_gradient():
     assert s.grad.abs().sum() > 0
 
 
-# ------------------------------------------------------------- edge cases
-@pytest.mark.parametrize('opts', [dict()] + OPTIONS[:4])
+def test_loss_weight_scales_value_and_gradient():
+    s, t, labels, k = random_case(3)
+    s1 = s.clone().requires_grad_(True)
+    s2 = s.clone().requires_grad_(True)
+    l1 = I2CKDLoss(num_classes=k)(s1, t, labels)
+    l2 = I2CKDLoss(num_classes=k, loss_weight=2.5)(s2, t, labels)
+    (l1 + l2).backward()
+    torch.testing.assert_close(l2, 2.5 * l1)
+    torch.testing.assert_close(s2.grad, 2.5 * s1.grad)
+
+
+# --------------------------------------------------------------- edge cases
+@pytest.mark.parametrize('opts', [dict()] + OPTIONS[:4] + OPTIONS[6:7])
 @pytest.mark.parametrize('case', ['all_ignore', 'single_class'])
 def test_no_triplet_gives_finite_zero_loss_and_zero_grad(case, opts):
     s, t, labels, k = random_case(1)
@@ -299,20 +304,6 @@ def test_no_triplet_gives_finite_zero_loss_and_zero_grad(case, opts):
     assert all(torch.isfinite(v) for v in crit.last_stats.values())
 
 
-def test_single_class_with_pull_gives_only_the_pull():
-    s, t, labels, k = random_case(1)
-    labels = torch.where(labels == IGNORE, labels, 1)
-    loss = I2CKDLoss(num_classes=k, pull_weight=2.0)(s, t, labels)
-    f_s = s.permute(0, 2, 3, 1)
-    f_t = t.permute(0, 2, 3, 1)
-    d2 = [
-        F.pairwise_distance(f_s[i][labels[i] == 1].mean(0, keepdim=True),
-                            f_t[i][labels[i] == 1].mean(0, keepdim=True))**2
-        for i in range(2)
-    ]
-    assert float(loss) == pytest.approx(2.0 * float(sum(d2)) / 2, rel=1e-5)
-
-
 def test_image_with_one_class_adds_no_triplet():
     s, t, labels, k = random_case(2)
     labels[1] = torch.where(labels[1] == IGNORE, labels[1], 3)  # only class 3
@@ -323,37 +314,18 @@ def test_image_with_one_class_adds_no_triplet():
     assert float(crit.last_stats['triplets']) == 6
 
 
-def test_loss_weight_scales_value_and_gradient():
-    s, t, labels, k = random_case(3)
-    s1 = s.clone().requires_grad_(True)
-    s2 = s.clone().requires_grad_(True)
-    l1 = I2CKDLoss(num_classes=k)(s1, t, labels)
-    l2 = I2CKDLoss(num_classes=k, loss_weight=2.5)(s2, t, labels)
-    (l1 + l2).backward()
-    torch.testing.assert_close(l2, 2.5 * l1)
-    torch.testing.assert_close(s2.grad, 2.5 * s1.grad)
+@pytest.mark.parametrize('scope', ['image', 'batch', 'global'])
+def test_empty_batch_gives_zero_loss(scope):
+    s = torch.zeros(0, 6, 4, 4, dtype=torch.float64, requires_grad=True)
+    loss = I2CKDLoss(num_classes=3, prototype_scope=scope)(
+        s, torch.zeros(0, 6, 4, 4, dtype=torch.float64),
+        torch.zeros(0, 8, 8, dtype=torch.long))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert s.grad.shape == s.shape
 
 
-def test_stats_random_case_against_reference():
-    s, t, labels, k = random_case(4)
-    crit = I2CKDLoss(num_classes=k, margin=3.0)
-    crit(s, t, labels)
-    anc, pos, neg = naive_triplets(
-        naive_protos(s, labels), naive_protos(t, labels))
-    d_pos = F.pairwise_distance(anc, pos)
-    d_neg = F.pairwise_distance(anc, neg)
-    ps, pt = naive_protos(s, labels), naive_protos(t, labels)
-    d_pos_classes = torch.stack(
-        [F.pairwise_distance(ps[q][None], pt[q][None])[0] for q in ps])
-    st = crit.last_stats
-    assert float(st['triplets']) == 8
-    assert float(st['active']) == pytest.approx(
-        float((d_pos - d_neg + 3.0 > 0).double().mean()))
-    assert float(st['d_neg']) == pytest.approx(float(d_neg.mean()), rel=1e-5)
-    assert float(st['d_pos']) == pytest.approx(
-        float(d_pos_classes.mean()), rel=1e-5)
-
-
+# ---------------------------------------------------------------- bad input
 @pytest.mark.parametrize('name,value', [
     ('prototype_scope', 'pixel'),
     ('label_resize', 'bilinear'),
@@ -374,3 +346,426 @@ def test_constructor_rejects_unknown_option(name, value):
 def test_constructor_rejects_bad_numbers(kwargs):
     with pytest.raises(ValueError):
         I2CKDLoss(**kwargs)
+
+
+def _feats(n=2, c=6, h=4, w=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+    t = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+    return s, t
+
+
+@pytest.mark.parametrize('bad,ignore,num', [(19, IGNORE, 19), (-1, IGNORE, 19),
+                                            (255, -1, 19), (40, IGNORE, 19)])
+@pytest.mark.parametrize('resize', ['nearest', 'mode'])
+def test_labels_outside_classes_and_not_ignore_raise(bad, ignore, num,
+                                                     resize):
+    s, t = _feats()
+    y = torch.zeros(2, 4, 4, dtype=torch.long)
+    y[1, 2, 3] = bad
+    with pytest.raises(ValueError,
+                       match=rf'class ids \[{bad}\].*\[0, {num}\)'):
+        I2CKDLoss(num_classes=num, ignore_index=ignore,
+                  label_resize=resize)(s, t, y)
+
+
+def test_float_labels_raise():
+    s, t = _feats()
+    with pytest.raises(TypeError, match='integer'):
+        I2CKDLoss(num_classes=3)(s, t, torch.zeros(2, 4, 4))
+
+
+def test_channel_mismatch_without_connector_names_the_fix():
+    s, _ = _feats(c=6)
+    _, t = _feats(c=8)
+    with pytest.raises(ValueError, match=r'6 channels.*8.*I2CKDConnector'):
+        I2CKDLoss(num_classes=3)(s, t, torch.zeros(2, 4, 4, dtype=torch.long))
+
+
+def test_label_aspect_or_batch_mismatch_raise():
+    s, t = _feats(h=8, w=8)
+    with pytest.raises(ValueError, match='label size 32x64 does not match'):
+        I2CKDLoss(num_classes=3)(s, t, torch.zeros(2, 32, 64,
+                                                   dtype=torch.long))
+    with pytest.raises(ValueError, match='batch sizes differ'):
+        I2CKDLoss(num_classes=3)(s, t, torch.zeros(3, 32, 32,
+                                                   dtype=torch.long))
+    with pytest.raises(ValueError, match='squeeze'):
+        I2CKDLoss(num_classes=3)(s, t, torch.zeros(2, 1, 32, 32,
+                                                   dtype=torch.long))
+    with pytest.raises(ValueError, match='empty spatial size'):
+        I2CKDLoss(num_classes=3)(s[..., :0], t[..., :0],
+                                 torch.zeros(2, 8, 0, dtype=torch.long))
+
+
+# ------------------------------------------ non-finite features, both paths
+# Below MATMUL_MAX_CLASSES classes the CPU sums by one-hot matmul (and the
+# GPU always does), at or above it by scatter_add: run both.
+PATHS = {'matmul': 3, 'scatter': proto_mod.MATMUL_MAX_CLASSES + 6}
+
+
+@pytest.fixture
+def path_spy(monkeypatch):
+    """Records which prototype path ran."""
+    used = []
+    for name in ('_matmul_sums', '_scatter_sums'):
+        real = getattr(proto_mod, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            used.append(_name.strip('_').split('_')[0])
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(proto_mod, name, spy)
+    return used
+
+
+def _nan_case(seed=0):
+    """Labels 0..2 with ignored pixels at (image 1, row 2, cols 0-1)."""
+    s, t = _feats(seed=seed)
+    y = torch.randint(0, 3, (2, 4, 4),
+                      generator=torch.Generator().manual_seed(seed))
+    y[1, 2, :2] = IGNORE
+    return s, t, y
+
+
+@pytest.mark.parametrize('path', list(PATHS))
+@pytest.mark.parametrize('which', ['preds_S', 'preds_T'])
+@pytest.mark.parametrize('value', [float('nan'), float('inf'), -float('inf')])
+def test_nonfinite_at_ignored_pixel_does_not_matter(path, which, value,
+                                                    path_spy):
+    s, t, y = _nan_case()
+    k = PATHS[path]
+    crit = I2CKDLoss(num_classes=k, pull_weight=0.5)
+    clean = crit(s, t, y)
+    s = s.clone().requires_grad_(True)
+    with torch.no_grad():
+        (s if which == 'preds_S' else t)[1, 3, 2, 1] = value  # ignored
+    loss = crit(s, t, y)
+    assert path_spy[-1] == path
+    torch.testing.assert_close(loss, clean)
+    close(loss, ref.loss(s.detach().nan_to_num(0, 0, 0), t.nan_to_num(
+        0, 0, 0), y, k, pull_weight=0.5))
+    loss.backward()
+    assert torch.isfinite(s.grad).all() and s.grad[1, :, 2, 1].eq(0).all()
+
+
+@pytest.mark.parametrize('path', list(PATHS))
+@pytest.mark.parametrize('which', ['preds_S', 'preds_T'])
+@pytest.mark.parametrize('value', [float('nan'), float('inf'), -float('inf')])
+def test_nonfinite_at_labelled_pixel_raises_naming_the_tensor(
+        path, which, value, path_spy):
+    s, t, y = _nan_case()
+    with torch.no_grad():
+        (s if which == 'preds_S' else t)[1, 2, 0, 3] = value  # labelled
+    with pytest.raises(FloatingPointError,
+                       match=rf'{which} \(.*labelled pixel'):
+        I2CKDLoss(num_classes=PATHS[path])(s, t, y)
+    assert path_spy[-1] == path
+
+
+@pytest.mark.parametrize('path', list(PATHS))
+@pytest.mark.parametrize('which', ['preds_S', 'preds_T'])
+def test_nonfinite_skip_returns_zero_with_zero_grad(path, which, path_spy):
+    s, t, y = _nan_case()
+    s.requires_grad_(True)
+    with torch.no_grad():
+        (s if which == 'preds_S' else t)[0, 0, 0, 0] = float('nan')
+    loss_fn = I2CKDLoss(num_classes=PATHS[path], nonfinite='skip',
+                        pull_weight=1.0)
+    loss = loss_fn(s, t, y)
+    assert path_spy[-1] == path
+    assert loss.item() == 0.0 and loss_fn.last_stats['skipped'] == 1
+    loss.backward()
+    assert (s.grad == 0).all()  # NaN never reaches the parameters
+    # the next finite step is computed normally again
+    s2, t2 = _feats(seed=3)
+    assert loss_fn(s2, t2, y).item() > 0
+    assert 'skipped' not in loss_fn.last_stats
+
+
+# ------------------------------------------- num_classes set after building
+def test_num_classes_may_be_set_later():
+    s, t, labels, k = random_case(0)
+    crit = I2CKDLoss()  # e.g. the algorithm fills it from the decode head
+    assert crit.num_classes is None
+    with pytest.raises(ValueError, match=r'num_classes is not set.*'
+                       r'set_num_classes\(K\)'):
+        crit(s, t, labels)
+    with pytest.raises(ValueError, match='num_classes is not set'):
+        crit.prototypes(s, t, labels)
+    crit.set_num_classes(k)
+    assert crit.num_classes == k
+    torch.testing.assert_close(crit(s, t, labels),
+                               I2CKDLoss(num_classes=k)(s, t, labels))
+    crit.num_classes = 4  # the attribute validates the same way
+    with pytest.raises(ValueError, match=r'class ids \[4\]'):
+        crit(s, t, torch.full_like(labels, 4))
+
+
+@pytest.mark.parametrize('value,error', [(0, ValueError), (-3, ValueError),
+                                         (2.5, TypeError), (True, TypeError),
+                                         ('19', TypeError),
+                                         (None, TypeError)])
+def test_set_num_classes_validates(value, error):
+    crit = I2CKDLoss(num_classes=3)
+    with pytest.raises(error, match='num_classes'):
+        crit.set_num_classes(value)
+    with pytest.raises(error, match='num_classes'):
+        crit.num_classes = value
+    assert crit.num_classes == 3  # unchanged
+
+
+def test_set_num_classes_accepts_integer_like():
+    crit = I2CKDLoss()
+    crit.set_num_classes(torch.tensor(7))
+    assert crit.num_classes == 7 and type(crit.num_classes) is int
+
+
+# --------------------------------------------------------- prototypes()
+@pytest.mark.parametrize('scope', [None, 'image', 'batch'])
+def test_prototypes_method_equals_reference(scope):
+    s, t, labels, k = random_case(4)
+    gt = labels.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    s_small = s[:, :, ::2, ::2]
+    crit = I2CKDLoss(num_classes=k, prototype_scope='image')
+    ps, pt, present = crit.prototypes(s_small, t, gt, scope=scope)
+    s6 = F.interpolate(s_small, size=(6, 6), mode='bilinear',
+                       align_corners=False)
+    y6 = ref.resize_labels(gt, (6, 6), k)
+    ref_scope = scope or 'image'
+    rs, counts = ref.prototypes(s6, y6, k, scope=ref_scope)
+    rt, _ = ref.prototypes(t, y6, k, scope=ref_scope)
+    assert ps.dtype == pt.dtype == torch.float64
+    torch.testing.assert_close(ps, rs)
+    torch.testing.assert_close(pt, rt)
+    assert torch.equal(present, counts > 0)
+
+
+def test_prototypes_accumulation_dtype_and_gradient():
+    s, t, labels, k = random_case(4, dtype=torch.bfloat16)
+    s.requires_grad_(True)
+    ps, pt, _ = I2CKDLoss(num_classes=k).prototypes(s, t, labels)
+    assert ps.dtype == pt.dtype == torch.float32  # bf16 summed in fp32
+    assert ps.requires_grad and not pt.requires_grad
+
+
+def test_forward_uses_prototypes_method(monkeypatch):
+    s, t, labels, k = random_case(5)
+    crit = I2CKDLoss(num_classes=k)
+    calls = []
+    real = crit.prototypes
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        out = real(*args, **kwargs)
+        return (out[0] * 2, ) + out[1:]  # a change forward must show
+
+    monkeypatch.setattr(crit, 'prototypes', spy)
+    loss = crit(s, t, labels)
+    assert len(calls) == 1
+    close(loss, ref.loss(2 * s, t, labels, k))
+
+
+def test_prototypes_rejects_unknown_scope():
+    s, t, labels, k = random_case(5)
+    with pytest.raises(ValueError, match='scope'):
+        I2CKDLoss(num_classes=k).prototypes(s, t, labels, scope='rank')
+
+
+# ---------------------------------------------------- mixed precision (AMP)
+# bf16 keeps 8 significand bits: unit roundoff 2^-9, so one rounding of a
+# feature changes it by at most 2^-8 relative (with headroom for the conv's
+# own bf16 products). Means and Euclidean norms are 1-Lipschitz, so each
+# prototype distance d changes by <= 2^-8 * d, and each hinge
+# max(0, d_pos - d_neg + m) (1-Lipschitz) by <= 2^-8 (d_pos + d_neg).
+BF16_REL = 2.0**-8
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('kwargs', [dict(), dict(pull_weight=1.0,
+                                                 normalize=True,
+                                                 margin=0.2)])
+def test_loss_of_low_precision_features_matches_fp32(dtype, kwargs):
+    """Features ~3 +- 0.1 (large sums, small spread: where low-precision
+    accumulation fails) give the fp32 loss of the same rounded values."""
+    g = torch.Generator().manual_seed(0)
+    s = (3 + 0.1 * torch.randn(2, 4, 64, 64, generator=g)).to(dtype)
+    t = (3 + 0.1 * torch.randn(2, 4, 64, 64, generator=g)).to(dtype)
+    y = torch.randint(0, 3, (2, 64, 64), generator=g)
+    y[:, :4] = IGNORE
+    s.requires_grad_()
+    loss_fn = I2CKDLoss(num_classes=3, **kwargs)
+    loss = loss_fn(s, t, y)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, loss_fn(s.detach().float(), t.float(),
+                                             y), rtol=1e-5, atol=1e-6)
+    loss.backward()
+    assert s.grad.dtype == dtype and torch.isfinite(s.grad.float()).all()
+
+
+def test_loss_under_bf16_autocast_matches_fp32():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 32, 32, generator=g)
+    y = torch.randint(0, 4, (2, 32, 32), generator=g)
+    conv_s, conv_t = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(
+        3, 8, 3, padding=1)
+    loss_fn = I2CKDLoss(num_classes=4)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        fs, ft = conv_s(x), conv_t(x)
+        assert fs.dtype == torch.bfloat16
+        loss = loss_fn(fs, ft, y)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    # the same bf16 features outside autocast, in fp32: identical math
+    torch.testing.assert_close(
+        loss, loss_fn(fs.detach().float(), ft.detach().float(), y),
+        rtol=1e-5, atol=1e-6)
+    # against the all-fp32 forward: within the bf16 rounding bound
+    expected = loss_fn(conv_s(x), conv_t(x), y)
+    stats = loss_fn.last_stats
+    bound = 2 * BF16_REL * float(stats['d_pos'] + stats['d_neg'])
+    assert abs(loss.item() - expected.item()) <= bound
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in conv_s.parameters())
+
+
+def test_i2ckd_distill_step_under_bf16_autocast_is_finite():
+    from tiny_models import make_seg_batch, tiny_distill
+    torch.manual_seed(0)
+    model = tiny_distill()  # ResNetV1c-18 8/16 channels wide, 32x32
+    model.train()
+    batch = model.data_preprocessor(make_seg_batch(), True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        losses = model(**batch, mode='loss')
+    assert losses['distill.loss_i2ckd'].dtype == torch.float32
+    assert losses['distill.i2ckd_triplets'] > 0
+    for name, value in losses.items():
+        assert torch.isfinite(value).all(), name
+    total = sum(v for k, v in losses.items() if 'loss' in k)
+    total.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(gr is not None and torch.isfinite(gr).all() for gr in grads)
+    assert all(p.grad is None for p in model.teacher.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason='fp16 autocast needs a CUDA GPU; none here')
+def test_loss_under_fp16_cuda_autocast_matches_fp32():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 64, 64, generator=g).cuda()
+    y = torch.randint(0, 4, (2, 64, 64), generator=g).cuda()
+    conv_s = torch.nn.Conv2d(3, 8, 3, padding=1).cuda()
+    conv_t = torch.nn.Conv2d(3, 8, 3, padding=1).cuda()
+    loss_fn = I2CKDLoss(num_classes=4)
+    with torch.autocast('cuda', dtype=torch.float16):
+        fs, ft = conv_s(x), conv_t(x)
+        assert fs.dtype == torch.float16
+        loss = loss_fn(fs, ft, y)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(
+        loss, loss_fn(fs.detach().float(), ft.detach().float(), y),
+        rtol=1e-5, atol=1e-6)
+    expected = loss_fn(conv_s(x), conv_t(x), y)
+    stats = loss_fn.last_stats
+    # fp16 has 11 significand bits: a tighter bound than bf16's
+    bound = 2 * 2.0**-10 * float(stats['d_pos'] + stats['d_neg'])
+    assert abs(loss.item() - expected.item()) <= bound
+
+
+# ------------------------------------------------ properties (hypothesis)
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
+
+
+@st.composite
+def batches(draw, same_size=False, many_classes=False):
+    """Random (student, teacher, labels, num_classes, generator);
+    ``many_classes`` draws >= 2 classes, >= 2x2 pixels and little ignore so
+    that most examples have triplets."""
+    n = draw(st.integers(1, 3))
+    c = draw(st.integers(1, 6))
+    lo = 2 if many_classes else 1
+    h, w = draw(st.integers(lo, 6)), draw(st.integers(lo, 6))
+    num_classes = draw(st.integers(lo, 5))
+    scale = 1 if same_size else draw(st.sampled_from([1, 2, 4]))
+    ignore_p = draw(st.sampled_from([0.0, 0.3] if many_classes else
+                                    [0.0, 0.3, 0.9, 1.0]))
+    seed = draw(st.integers(0, 2**16))
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, num_classes, (n, h * scale, w * scale), generator=g)
+    y[torch.rand(y.shape, generator=g) < ignore_p] = IGNORE
+    s = torch.randn(n, c, h, w, generator=g, dtype=torch.float64) * \
+        draw(st.sampled_from([1e-3, 1.0, 50.0]))
+    t = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+    return s, t, y, num_classes, g
+
+
+PROPERTY_OPTIONS = st.fixed_dictionaries(
+    dict(
+        prototype_scope=st.sampled_from(['image', 'batch']),
+        normalize=st.booleans(),
+        distance=st.sampled_from(['euclidean', 'cosine']),
+        negatives=st.sampled_from(['all', 'hardest']),
+        symmetric=st.booleans(),
+        pull_weight=st.sampled_from([0.0, 0.5]),
+        margin=st.sampled_from([0.0, 0.2, 1.0]),
+        label_resize=st.sampled_from(['nearest', 'mode'])))
+
+
+@SETTINGS
+@given(batch=batches(), opts=PROPERTY_OPTIONS)
+def test_loss_is_finite_and_non_negative_with_finite_grad(batch, opts):
+    s, t, y, num_classes, _ = batch
+    s.requires_grad_()
+    loss = I2CKDLoss(num_classes=num_classes, **opts)(s, t, y)
+    assert loss.dim() == 0 and torch.isfinite(loss) and loss.item() >= 0
+    loss.backward()
+    assert torch.isfinite(s.grad).all()
+
+
+@SETTINGS
+@given(
+    batch=batches(same_size=True, many_classes=True),
+    scope=st.sampled_from(['image', 'batch']),
+    negatives=st.sampled_from(['all', 'hardest']),
+    symmetric=st.booleans(),
+    margin=st.sampled_from([0.1, 1.0, 5.0]))
+def test_zero_when_prototypes_match_and_classes_are_separated(
+        batch, scope, negatives, symmetric, margin):
+    """Each class's pixels spread around one vector v_k with zero mean noise
+    (per image and class), the same v_k for student and teacher: the
+    prototypes are equal, and |v_k - v_j| >= 2 * margin > margin."""
+    _, t, y, num_classes, g = batch
+    n, c, h, w = t.shape
+    direction = torch.randn(c, generator=g, dtype=torch.float64)
+    direction = direction / direction.norm()
+    centres = torch.arange(num_classes, dtype=torch.float64)[:, None] * \
+        2.0 * margin * direction  # (K, C): class k sits at 2 k margin
+    s = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+    t = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+    for feats in (s, t):
+        for i in range(n):
+            for k in range(num_classes):
+                m = y[i] == k
+                if m.any():
+                    noise = feats[i][:, m]
+                    feats[i][:, m] = centres[k][:, None] + noise - \
+                        noise.mean(1, keepdim=True)
+    loss_fn = I2CKDLoss(num_classes=num_classes, prototype_scope=scope,
+                        negatives=negatives, symmetric=symmetric,
+                        margin=margin)
+    assert loss_fn(s, t, y).item() == 0.0
+    # Control: a teacher whose prototypes all coincide makes every triplet's
+    # hinge exactly the margin, so the zero above is not trivial.
+    if loss_fn.last_stats['triplets'] > 0:
+        assert loss_fn(s, torch.zeros_like(t), y).item() >= 0.5 * margin
+
+
+@SETTINGS
+@given(batch=batches(), opts=PROPERTY_OPTIONS, perm_seed=st.integers(0, 1000))
+def test_invariant_to_permuting_images(batch, opts, perm_seed):
+    s, t, y, num_classes, _ = batch
+    perm = torch.randperm(s.shape[0],
+                          generator=torch.Generator().manual_seed(perm_seed))
+    loss_fn = I2CKDLoss(num_classes=num_classes, **opts)
+    torch.testing.assert_close(
+        loss_fn(s, t, y), loss_fn(s[perm], t[perm], y[perm]),
+        rtol=1e-10, atol=1e-12)

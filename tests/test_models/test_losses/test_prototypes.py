@@ -1,36 +1,16 @@
-"""Class prototypes, label resizing and label checks vs naive references."""
+"""Class prototypes, label resizing and label checks
+(i2ckd_mm/models/losses/prototypes.py) against hand-computed values and the
+loop reference ``tests/reference_i2ckd.py``."""
+import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
 import pytest
 import torch
 
-import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
+import reference_i2ckd as ref
 from i2ckd_mm.models.losses.prototypes import (check_labels, class_prototypes,
                                                class_prototypes_many,
                                                resize_labels)
 
 IGNORE = 255
-
-
-def naive_prototypes(feats, labels, num_classes, scope):
-    """Per-pixel Python loop in float64: sums and counts per group/class."""
-    n, c, h, w = feats.shape
-    groups = n if scope == 'image' else 1
-    sums = torch.zeros(groups, num_classes, c, dtype=torch.float64)
-    counts = torch.zeros(groups, num_classes, dtype=torch.float64)
-    for i in range(n):
-        g = i if scope == 'image' else 0
-        for y in range(h):
-            for x in range(w):
-                k = int(labels[i, y, x])
-                if k == IGNORE:
-                    continue
-                sums[g, k] += feats[i, :, y, x].double()
-                counts[g, k] += 1
-    protos = torch.zeros_like(sums)
-    for g in range(groups):
-        for k in range(num_classes):
-            if counts[g, k] > 0:
-                protos[g, k] = sums[g, k] / counts[g, k]
-    return protos, counts
 
 
 def random_case(seed, n=3, c=4, h=5, w=6, num_classes=6):
@@ -46,15 +26,15 @@ def random_case(seed, n=3, c=4, h=5, w=6, num_classes=6):
 @pytest.mark.parametrize('reduction', ['auto', 'matmul', 'scatter'])
 @pytest.mark.parametrize('scope', ['image', 'batch', 'global'])
 @pytest.mark.parametrize('seed', [0, 1, 2])
-def test_prototypes_match_naive_loop(scope, seed, reduction):
+def test_prototypes_match_reference(scope, seed, reduction):
     feats, labels, k = random_case(seed)
     protos, counts = class_prototypes(feats, labels, k, IGNORE, scope,
                                       reduction)
-    ref_p, ref_c = naive_prototypes(feats, labels, k, scope)
+    ref_p, ref_c = ref.prototypes(feats.double(), labels, k, IGNORE, scope)
     groups = feats.shape[0] if scope == 'image' else 1
     assert protos.shape == (groups, k, feats.shape[1])
     assert protos.dtype == torch.float32
-    torch.testing.assert_close(counts.double(), ref_c)
+    torch.testing.assert_close(counts.double(), ref_c.double())
     torch.testing.assert_close(protos.double(), ref_p, atol=1e-6, rtol=1e-5)
     # absent classes: count 0 and a zero prototype (not NaN)
     assert (counts[:, 4:] == 0).all() and (protos[:, 4:] == 0).all()
@@ -124,21 +104,17 @@ def test_prototypes_bad_args():
         class_prototypes(feats, labels, k, IGNORE, 'image', 'loop')
 
 
+@pytest.mark.parametrize('mode', ['nearest', 'mode'])
 @pytest.mark.parametrize('src,dst', [((7, 5), (3, 2)), ((3, 4), (7, 9)),
-                                     ((8, 8), (4, 4))])
-def test_resize_labels_nearest_matches_index_formula(src, dst):
+                                     ((8, 8), (4, 4)), ((9, 12), (4, 5))])
+def test_resize_labels_matches_reference(src, dst, mode):
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 5, (2, ) + src, generator=g)
     labels[0, 0, 0] = IGNORE
-    out = resize_labels(labels, dst, 5, IGNORE, 'nearest')
-    (hh, ww), (h, w) = src, dst
-    ref = torch.empty(2, h, w, dtype=torch.long)
-    for i in range(h):
-        for j in range(w):
-            # PyTorch 'nearest': source index floor(dst_index * in / out)
-            ref[:, i, j] = labels[:, (i * hh) // h, (j * ww) // w]
+    labels[1, :, :2] = IGNORE
+    out = resize_labels(labels, dst, 5, IGNORE, mode)
     assert out.dtype == torch.int64
-    assert torch.equal(out, ref)
+    assert torch.equal(out, ref.resize_labels(labels, dst, 5, IGNORE, mode))
 
 
 def test_resize_labels_nearest_keeps_large_ids_exact():
@@ -200,14 +176,56 @@ def test_check_labels_rejects_non_integer(dtype):
 
 @pytest.mark.parametrize('reduction', ['matmul', 'scatter'])
 @pytest.mark.parametrize('scope', ['image', 'batch'])
-def test_many_equals_separate_calls(reduction, scope):
+def test_many_equals_reference(reduction, scope):
     # student and teacher maps with different channels share the labels
     feats, labels, k = random_case(5)
     other = torch.randn(feats.shape[0], 3, *feats.shape[2:])
     (p1, p2), counts = class_prototypes_many([feats, other], labels, k,
                                              IGNORE, scope, reduction)
-    r1, c1 = class_prototypes(feats, labels, k, IGNORE, scope, reduction)
-    r2, _ = naive_prototypes(other, labels, k, scope)
-    torch.testing.assert_close(p1, r1)
-    torch.testing.assert_close(counts, c1)
+    r1, c1 = ref.prototypes(feats.double(), labels, k, IGNORE, scope)
+    r2, _ = ref.prototypes(other.double(), labels, k, IGNORE, scope)
+    torch.testing.assert_close(counts.double(), c1.double())
+    torch.testing.assert_close(p1.double(), r1, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(p2.double(), r2, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize('reduction', ['matmul', 'scatter'])
+@pytest.mark.parametrize('value', [float('nan'), float('inf')])
+def test_nonfinite_feature_at_ignored_pixel_reaches_no_prototype(
+        reduction, value):
+    """Both reductions (the GPU always uses matmul): an ignored pixel's
+    feature, even NaN/Inf, changes nothing, value or gradient."""
+    feats, labels, k = random_case(6)
+    feats = feats.double()
+    i, y, x = (labels == IGNORE).nonzero()[0].tolist()
+    bad = feats.clone()
+    bad[i, 1, y, x] = value
+    bad.requires_grad_(True)
+    protos, counts = class_prototypes(bad, labels, k, IGNORE, 'image',
+                                      reduction)
+    clean, _ = ref.prototypes(feats, labels, k, IGNORE)
+    torch.testing.assert_close(protos, clean)
+    protos.sum().backward()
+    assert torch.isfinite(bad.grad).all() and (bad.grad[i, :, y, x] == 0).all()
+
+
+@pytest.mark.parametrize('reduction', ['matmul', 'scatter'])
+def test_nonfinite_feature_at_labelled_pixel_shows(reduction):
+    feats, labels, k = random_case(6)
+    i, y, x = (labels == 1).nonzero()[0].tolist()
+    feats[i, 0, y, x] = float('nan')
+    protos, _ = class_prototypes(feats, labels, k, IGNORE, 'image',
+                                 reduction)
+    assert torch.isnan(protos[i, 1, 0])  # its class's prototype at least
+
+
+def test_ignore_index_inside_class_range_is_ignored():
+    # ignore_index 2 with 4 classes: label 2 is ignored, on both paths
+    feats, labels, k = random_case(7)
+    labels = torch.where(labels == IGNORE, 2, labels)
+    for reduction in ('matmul', 'scatter'):
+        protos, counts = class_prototypes(feats, labels, 4, 2, 'image',
+                                          reduction)
+        assert (counts[:, 2] == 0).all() and (protos[:, 2] == 0).all()
+        r, _ = ref.prototypes(feats.double(), labels, 4, 2)
+        torch.testing.assert_close(protos.double(), r, atol=1e-6, rtol=1e-5)
