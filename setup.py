@@ -1,16 +1,26 @@
-"""Install i2ckd_mm and a working OpenMMLab stack in one command.
+"""Install i2ckd_mm on an OpenMMLab stack: yours, or a verified CPU one.
 
-    pip install -e ".[tests]"
+    pip install -e ".[tests,cpu]"                                  # CPU stack
+    pip install -c requirements/constraints.txt -e ".[tests,cpu]"  # as CI
 
-Pins (each needed on current torch; see README "Why these pins"):
-  mmcv-lite==2.1.0      mmseg 1.2.2 needs mmcv<2.2.0, mmrazor 1.0.0 needs
-                        mmcv<=2.1.0; the lite wheel installs everywhere
-                        (full mmcv: see README, "full mmcv").
-  mmengine==0.10.7      the MMEngine these shims were verified against.
-  mmsegmentation==1.2.2, mmrazor==1.0.0   last releases; compat.py patches them.
-  setuptools>=77.0.3,<81   mmengine needs pkg_resources (gone in 81) for
-                        `mmseg::` configs; torch 2.13 needs >=77.0.3.
+Requirements are ranges, each bound verified by installing that version in a
+fresh venv and running the targeted tests (README, "Why these ranges"); the
+exact versions CI runs are in requirements/constraints.txt.
+
+  torch>=2.6            i2ckd_mm.checkpoint loads MMEngine checkpoints with
+                        weights_only=True plus an allowlist
+                        (torch.serialization.safe_globals with named
+                        entries: first in 2.6).
+  mmengine>=0.10.0,<0.11   the 0.10 series the shims were verified on.
+  mmsegmentation>=1.2.0,<1.3, mmrazor>=1.0.0,<1.1   compat.py patches these
+                        releases' imports; a new minor release needs a check.
+  setuptools<81         mmengine needs pkg_resources (gone in 81) for
+                        `mmseg::` configs. The lower bound is torch's own
+                        (torch 2.13 declares setuptools>=77.0.3).
   ftfy, regex, joblib   imported but not declared by mmseg / mmrazor.
+  no mmcv               full mmcv or mmcv-lite both satisfy mmseg/mmrazor;
+                        never forced, so a compiled mmcv stays. Extra `cpu`
+                        brings mmcv-lite 2.1.0 and the CPU torch verified here.
 """
 import os
 import os.path as osp
@@ -84,12 +94,11 @@ setup(
     package_data={'i2ckd_mm': ['.mim/**/*', '.mim/*']},
     python_requires='>=3.8',
     install_requires=[
-        'torch>=2.0',
-        'setuptools>=77.0.3,<81',
-        'mmengine==0.10.7',
-        'mmcv-lite==2.1.0',
-        'mmsegmentation==1.2.2',
-        'mmrazor==1.0.0',
+        'torch>=2.6',
+        'setuptools<81',
+        'mmengine>=0.10.0,<0.11',
+        'mmsegmentation>=1.2.0,<1.3',
+        'mmrazor>=1.0.0,<1.1',
         'ftfy',
         'regex',
         'joblib',
@@ -97,9 +106,12 @@ setup(
     ],
     extras_require={
         'tests': ['pytest', 'hypothesis'],
-        # the CPU build verified here; GPU users install their CUDA torch
-        # first and leave this extra out
-        'cpu': ['torch==2.13.0'],
+        # The CPU stack verified here: the CPU torch build and mmcv-lite (no
+        # compiled ops; mmseg 1.2 needs mmcv<2.2.0, mmrazor 1.0 mmcv<=2.1.0).
+        # GPU users install their CUDA torch and full mmcv (or mmcv-lite)
+        # first and leave this extra out: mmcv is never required by name, so
+        # an installed full mmcv is kept.
+        'cpu': ['torch==2.13.0', 'mmcv-lite>=2.0.1,<=2.1.0'],
         'mim': ['openmim==0.3.9'],
     },
     zip_safe=False,

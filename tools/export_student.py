@@ -1,6 +1,7 @@
 """Export the student of a distillation run as a plain MMSeg model.
 
     python tools/export_student.py CONFIG CHECKPOINT OUT_DIR [--name student]
+        [--trust-checkpoint]
 
 Writes OUT_DIR/NAME.pth (student weights, ``architecture.`` removed, plain
 metadata: loads with ``torch.load(weights_only=True)``) and OUT_DIR/NAME.py
@@ -23,13 +24,14 @@ def main(argv=None):
     parser.add_argument('--name', default='student',
                         help='file stem of the outputs')
     parser.add_argument(
-        '--weights-only', action='store_true',
-        help='read CHECKPOINT with torch.load(weights_only=True); MMEngine '
-        'run checkpoints need full unpickling (the default), so only '
-        'export checkpoints you trust')
+        '--trust-checkpoint', action='store_true',
+        help='unpickle CHECKPOINT fully (torch.load(weights_only=False)). '
+        'Not needed for MMEngine run checkpoints, which load with '
+        'weights_only=True; only for a file from a source you trust: '
+        'unpickling can run code')
     args = parser.parse_args(argv)
     ckpt, cfg = export_student(args.checkpoint, args.config, args.out_dir,
-                               args.name, weights_only=args.weights_only)
+                               args.name, trusted=args.trust_checkpoint)
     print(f'exported student: {ckpt} + {cfg}')
 
 

@@ -4,6 +4,7 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out DIR]
         [--show-dir DIR] [--cfg-options k=v ...] [--launcher ...]
+        [--trust-checkpoint PATH]
 
 For a distillation config the Runner builds the whole algorithm and MMRazor
 evaluates its student (``architecture``).
@@ -15,6 +16,8 @@ import os.path as osp
 import i2ckd_mm  # noqa: F401,I001  (compat shims + registrations first)
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
+
+from i2ckd_mm.checkpoint import trust_checkpoints
 
 
 def parse_args(argv=None):
@@ -43,6 +46,15 @@ def parse_args(argv=None):
         action=DictAction,
         help='override some settings in the used config, the key-value pair '
         'in xxx=yyy format will be merged into config file.')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='append',
+        default=[],
+        metavar='PATH',
+        help='unpickle this checkpoint fully (torch.load(weights_only='
+        'False)); repeatable, also `trusted_checkpoints` in the config. Not '
+        'needed for MMEngine checkpoints, which load with weights_only=True; '
+        'only for files from a source you trust: unpickling can run code')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -100,7 +112,9 @@ def build_cfg(args) -> Config:
 
 def main(argv=None):
     args = parse_args(argv)
-    runner = Runner.from_cfg(build_cfg(args))
+    cfg = build_cfg(args)
+    trust_checkpoints(args.trust_checkpoint, cfg)
+    runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     return metrics
 

@@ -3,6 +3,7 @@
 """Train a segmentor or a distillation algorithm with the MMEngine Runner.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--trust-checkpoint PATH]
         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
@@ -18,6 +19,8 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from i2ckd_mm.checkpoint import trust_checkpoints
 
 
 def parse_args(argv=None):
@@ -52,6 +55,15 @@ def parse_args(argv=None):
         'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
         'Note that the quotation marks are necessary and that no white space '
         'is allowed.')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='append',
+        default=[],
+        metavar='PATH',
+        help='unpickle this checkpoint fully (torch.load(weights_only='
+        'False)); repeatable, also `trusted_checkpoints` in the config. Not '
+        'needed for MMEngine checkpoints, which load with weights_only=True; '
+        'only for files from a source you trust: unpickling can run code')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -126,6 +138,7 @@ def build_cfg(args) -> Config:
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
+    trust_checkpoints(args.trust_checkpoint, cfg)
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:

@@ -5,6 +5,16 @@ MMSeg's own tools, with no ``i2ckd_mm`` import: the config holds only the
 student segmentor (MMSeg types, ``default_scope='mmseg'``) and its test
 pipeline; the checkpoint holds only the student's tensors and plain-list
 metadata, so it loads with ``torch.load(..., weights_only=True)``.
+
+The run's checkpoint is read through :mod:`i2ckd_mm.checkpoint`
+(``weights_only=True`` with the MMEngine types allowed); a file that needs
+full unpickling is refused unless ``trusted=True``
+(``tools/export_student.py --trust-checkpoint``).
+
+Upstream API used: only public functions (``mmengine.hub.get_config`` for
+``package::`` config paths, as MMRazor's own ``cfg_path`` does through
+``mmengine.hub.get_model``; ``Config.fromfile``; the MMSeg registry). No
+private upstream API remains in this module.
 """
 import copy
 import os
@@ -14,6 +24,8 @@ from typing import Dict, Optional, Tuple, Union
 
 import torch
 from mmengine.config import Config, ConfigDict
+
+from ..checkpoint import load_checkpoint_file
 
 STUDENT_PREFIX = 'architecture.'
 #: Prefixes other than the student's that a distillation checkpoint holds.
@@ -52,7 +64,7 @@ def student_config(config: Union[str, Config]) -> Config:
     student = copy.deepcopy(algo['architecture'])
     if 'cfg_path' in student:
         # MMRazor also accepts architecture=dict(cfg_path=..., ...)
-        student = Config.fromfile(_resolve_cfg_path(student['cfg_path'])).model
+        student = _config_of(student['cfg_path']).model
     student = ConfigDict(student)
     student.pop('_scope_', None)
     if 'data_preprocessor' not in student:
@@ -81,17 +93,13 @@ def student_config(config: Union[str, Config]) -> Config:
             default_scope='mmseg'))
 
 
-def _resolve_cfg_path(cfg_path: str) -> str:
-    if '::' not in cfg_path:
-        return cfg_path
-    from mmengine.config.utils import (_get_cfg_metainfo,
-                                       _get_package_and_cfg_path)
-    from mmengine.utils import get_installed_path
-    package, rel = _get_package_and_cfg_path(cfg_path)
-    path = osp.join(get_installed_path(package), '.mim', 'configs', rel)
-    if not osp.isfile(path):
-        _get_cfg_metainfo(get_installed_path(package), rel)  # clear error
-    return path
+def _config_of(cfg_path: str) -> Config:
+    """The config of an MMRazor ``cfg_path``: ``package::rel/path.py`` (as
+    MMRazor resolves it) or a local file."""
+    if '::' in cfg_path:
+        from mmengine.hub import get_config
+        return get_config(cfg_path)
+    return _load_config(cfg_path)
 
 
 def _prefix_counts(state: Dict) -> str:
@@ -157,7 +165,7 @@ def export_student(checkpoint: str,
                    config: Union[str, Config],
                    out_dir: str,
                    name: str = 'student',
-                   weights_only: bool = False) -> Tuple[str, str]:
+                   trusted: bool = False) -> Tuple[str, str]:
     """Write ``{out_dir}/{name}.pth`` and ``{name}.py``: a plain MMSeg model.
 
     Args:
@@ -166,15 +174,17 @@ def export_student(checkpoint: str,
         config (str | Config): The distillation config of that run.
         out_dir (str): Output folder (created).
         name (str): File stem of the outputs.
-        weights_only (bool): Load ``checkpoint`` with ``weights_only=True``.
-            Default False because MMEngine run checkpoints hold a pickled
-            message hub; only export checkpoints you trust.
+        trusted (bool): Unpickle ``checkpoint`` fully
+            (``weights_only=False``). Not needed for MMEngine run checkpoints;
+            only for a file from a source you trust: unpickling can run code.
 
     Returns:
         tuple: Paths of the exported checkpoint and config.
 
     Raises:
         FileNotFoundError: Missing checkpoint or config.
+        i2ckd_mm.checkpoint.UntrustedCheckpointError: The checkpoint needs
+            full unpickling and ``trusted`` is False.
         ValueError: Not a distillation checkpoint, or its student tensors do
             not fit the config's student.
     """
@@ -182,8 +192,10 @@ def export_student(checkpoint: str,
         raise FileNotFoundError(f'checkpoint not found: {checkpoint!r}')
     cfg = _load_config(config)
     plain_cfg = student_config(cfg)
-    ckpt = torch.load(
-        checkpoint, map_location='cpu', weights_only=weights_only)
+    ckpt = load_checkpoint_file(
+        checkpoint, map_location='cpu', trusted=trusted,
+        opt_in='pass --trust-checkpoint to tools/export_student.py '
+        '(trusted=True to export_student)')
     if not isinstance(ckpt, dict):
         raise ValueError(f'{checkpoint!r} holds a {type(ckpt).__name__}, '
                          'not a checkpoint dict')

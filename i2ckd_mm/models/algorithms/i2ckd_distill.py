@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..distillers.gt_aware_distiller import GTAwareDistiller
 from ..losses import I2CKDLoss
-from ..utils import load_teacher_checkpoint
+from ...checkpoint import load_teacher_checkpoint
 
 
 @contextlib.contextmanager
