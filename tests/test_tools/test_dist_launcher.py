@@ -9,6 +9,7 @@ plus that hook."""
 import os.path as osp
 import re
 import socket
+import sys
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from mmengine.dist import utils as dist_utils
 import i2ckd_mm  # noqa: F401  (compat.apply)
 
 from conftest import I2CKD_CFG, tiny_options
-from i2ckd_mm.toy.runs import run_tool
+from i2ckd_mm.toy.runs import run_command, run_tool
 
 HERE = osp.dirname(osp.abspath(__file__))
 # a hang (e.g. one rank waiting in a collective) fails the test instead of
@@ -177,3 +178,48 @@ def test_gpu_path_is_upstream_code(launcher_env, monkeypatch):
         dist_utils._init_dist_pytorch('nccl')
     assert calls == [0]
     assert not torch.distributed.is_initialized()
+
+
+@pytest.mark.parametrize('script', ['slurm_train.sh', 'slurm_test.sh'])
+def test_slurm_scripts_request_gpus_unless_told_not_to(tmp_path, script):
+    """A fake ``srun`` on PATH prints the arguments the script gives it."""
+    srun = tmp_path / 'srun'
+    srun.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    srun.chmod(0o755)
+    env = dict(PATH=f'{tmp_path}:/usr/bin:/bin', GPUS='4', GPUS_PER_NODE='2')
+
+    def srun_args(**extra):
+        out = run_tool(script, ['part', 'job', 'cfg.py', 'x'],
+                       env=dict(env, **extra)).stdout
+        return [a for a in out.splitlines() if not a.startswith('+')]
+
+    args = srun_args()
+    assert '--gres=gpu:2' in args and '--ntasks=4' in args
+    assert '--launcher=slurm' in args
+    args = srun_args(GRES='')  # CPU-only cluster
+    assert not any(a.startswith('--gres') for a in args)
+    assert '--ntasks-per-node=2' in args
+    assert '--gres=gpu:a100:2' in srun_args(GRES='gpu:a100:2')
+
+
+def test_slurm_and_mpi_launchers_init_on_cpu():
+    """MMEngine's slurm and mpi initialisers (what tools/slurm_train.sh and
+    mpirun reach) give a gloo process group on CPU, one process each."""
+    code = '''
+import os, i2ckd_mm, torch.distributed as dist
+from mmengine.dist import init_dist
+for launcher, env in (
+        ('slurm', dict(SLURM_PROCID='0', SLURM_NTASKS='1',
+                       SLURM_NODELIST='localhost', SLURM_LOCALID='0')),
+        ('mpi', dict(OMPI_COMM_WORLD_LOCAL_RANK='0', OMPI_COMM_WORLD_SIZE='1',
+                     OMPI_COMM_WORLD_RANK='0'))):
+    os.environ.update(env)
+    init_dist(launcher, backend='gloo')
+    print(launcher, dist.get_backend(), dist.get_world_size())
+    dist.destroy_process_group()
+'''
+    out = run_command(
+        [sys.executable, '-c', code], timeout=RUN_TIMEOUT,
+        env=dict(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(_free_port()),
+                 CUDA_VISIBLE_DEVICES='')).stdout
+    assert 'slurm gloo 1' in out and 'mpi gloo 1' in out, out
