@@ -20,6 +20,7 @@ model = dict(
         backbone=dict(depth=18),
         decode_head=dict(in_channels=512, channels=128),
         auxiliary_head=dict(in_channels=256, channels=64)),
-    # R18 bottleneck: 128 channels -> the R101 teacher's 512
+    # ASPP bottleneck: 128 channels in R18 -> 512 in the R101 teacher
     distiller=dict(
-        connectors=dict(loss_i2ckd_sfeat=dict(in_channels=128))))
+        connectors=dict(
+            loss_i2ckd_sfeat=dict(in_channel=128, out_channel=512))))
