@@ -1,11 +1,109 @@
-"""tools/demo.py end to end at toy size: data, teacher, I2CKD student,
-mIoU table, export, coloured prediction."""
+"""tools/demo.py end to end at toy size (data, teacher, I2CKD student, mIoU
+table, export, prediction picture), and the prediction picture itself:
+panels, titles, pixel content and legend."""
+import importlib.util
 import os.path as osp
 import re
 
 import cv2
+import numpy as np
+import pytest
 
 from conftest import TOOLS, run_tool
+from i2ckd_mm.datasets.toy import TOY_CLASSES, TOY_PALETTE
+
+
+def _load_demo():
+    spec = importlib.util.spec_from_file_location('_tool_demo',
+                                                  osp.join(TOOLS, 'demo.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+demo = _load_demo()
+
+
+def _crop(png, box):
+    x0, y0, x1, y1 = box
+    return png[y0:y1, x0:x1]
+
+
+def _big(rgb, scale):
+    return np.repeat(np.repeat(rgb, scale, 0), scale, 1)
+
+
+def _read_rgb(path):
+    return cv2.imread(path)[..., ::-1]
+
+
+@pytest.fixture
+def toy_picture_inputs():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+              for _ in range(2)]
+    gts = [rng.integers(0, 6, (16, 16)).astype(np.uint8) for _ in range(2)]
+    for gt in gts:
+        gt[0, :] = 255  # an ignored border row
+    alone = [(gt + 1) % 6 for gt in gts]  # wrong everywhere
+    distilled = [gt.copy() for gt in gts]
+    distilled[0][1:5] = (gts[0][1:5] + 1) % 6  # 4 of 15 labelled rows wrong
+    distilled[0][0, :] = 0  # predictions at ignored pixels do not count
+    return images, gts, alone, distilled
+
+
+@pytest.mark.parametrize('with_cwd', [False, True])
+def test_prediction_picture(tmp_path, toy_picture_inputs, with_cwd):
+    images, gts, alone, distilled = toy_picture_inputs
+    predictions = [('student alone', alone), ('student + I2CKD', distilled)]
+    if with_cwd:
+        predictions.append(('student + I2CKD + CWD', gts))
+    out = str(tmp_path / 'p.png')
+    layout = demo.draw_prediction_panel(images, gts, predictions,
+                                        TOY_CLASSES, TOY_PALETTE, out,
+                                        ['a.png', 'b.png'])
+    png = _read_rgb(out)
+    ncols = 2 + len(predictions)
+    assert layout['titles'] == ['image'] + [t for t, _ in predictions] + [
+        'ground truth'
+    ]
+    # the picture's width is the panels' (16 px shown 16x) plus the gaps
+    scale = layout['scale']
+    assert scale == 16
+    assert png.shape[:2] == layout['size']
+    assert png.shape[1] == ncols * 16 * scale + (ncols + 1) * demo.GAP
+    assert len(layout['boxes']) == 2 * ncols
+    # every panel holds exactly what it says
+    for r in range(2):
+        assert np.array_equal(
+            _crop(png, layout['boxes'][(r, 0)]),
+            _big(images[r][..., ::-1], scale)), f'row {r} image'
+        for c, (title, maps) in enumerate(predictions, 1):
+            assert np.array_equal(
+                _crop(png, layout['boxes'][(r, c)]),
+                _big(demo.colour_labels(maps[r], TOY_PALETTE), scale)), title
+        gt_panel = _crop(png, layout['boxes'][(r, ncols - 1)])
+        assert np.array_equal(
+            gt_panel, _big(demo.colour_labels(gts[r], TOY_PALETTE), scale))
+        # ignored pixels are white, labelled ones never are
+        assert (gt_panel[:scale] == 255).all()
+    acc = layout['pixel_accuracy']
+    assert acc['student alone'] == [0.0, 0.0]
+    assert acc['student + I2CKD'] == pytest.approx([100 * 11 / 15, 100.0])
+    # the legend: every class and "ignored", in the palette's colours
+    assert layout['legend'] == list(TOY_CLASSES) + ['ignored (255)']
+    assert layout['legend_colours'] == [tuple(c) for c in TOY_PALETTE] + [
+        (255, 255, 255)
+    ]
+    # ... and drawn inside the picture, below the panels
+    below = png[max(b[3] for b in layout['boxes'].values()):]
+    for colour in TOY_PALETTE:
+        assert (below == colour).all(-1).sum() > 20, colour
+
+
+def test_colour_labels_refuses_unknown_ids():
+    with pytest.raises(ValueError, match=r'\[7\] have no colour'):
+        demo.colour_labels(np.array([[0, 7]], np.uint8), TOY_PALETTE)
 
 
 def test_demo_runs_end_to_end(tmp_path):
@@ -13,7 +111,7 @@ def test_demo_runs_end_to_end(tmp_path):
     proc = run_tool([
         osp.join(TOOLS, 'demo.py'), '--work-dir', wd, '--iters', '2',
         '--teacher-iters', '2', '--num-train', '8', '--num-val', '2',
-        '--skip-student-alone', '--skip-cwd'
+        '--vis-images', '2', '--skip-student-alone', '--skip-cwd'
     ], timeout=600)
     out = proc.stdout
     # per-term losses are logged live
@@ -24,6 +122,14 @@ def test_demo_runs_end_to_end(tmp_path):
     assert [r[0] for r in rows] == ['teacher', 'student']
     assert all(0 <= float(v) <= 100 for _, v in rows)
     assert osp.isfile(osp.join(wd, 'export', 'student_i2ckd.pth'))
-    png = cv2.imread(osp.join(wd, 'prediction_val_00000.png'))
-    # [image | prediction | ground truth], 64x64 each, shown 4x
-    assert png.shape == (256, 768, 3)
+    assert 'prediction [image | student + I2CKD | ground truth]' in out
+    # 2 rows of [image | student + I2CKD | ground truth], 64x64 shown 4x
+    png = _read_rgb(osp.join(wd, 'prediction_val.png'))
+    layout = demo.panel_layout(3, 2, 64, 64, len(TOY_CLASSES) + 1)
+    assert png.shape[:2] == layout['size']
+    assert png.shape[1] == 3 * 256 + 4 * demo.GAP
+    gt = cv2.imread(osp.join(wd, 'data', 'ann_dir', 'val', '00001.png'),
+                    cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(
+        _crop(png, layout['boxes'][(1, 2)]),
+        _big(demo.colour_labels(gt, TOY_PALETTE), 4))
