@@ -8,12 +8,17 @@ fresh venv and running the targeted tests (README, "Why these ranges"); the
 exact versions CI runs are in requirements/constraints.txt.
 
   torch>=2.6            i2ckd_mm.checkpoint loads MMEngine checkpoints with
-                        weights_only=True plus an allowlist
+                        weights_only=True plus a scoped allowlist
                         (torch.serialization.safe_globals with named
-                        entries: first in 2.6).
-  mmengine>=0.10.0,<0.11   the 0.10 series the shims were verified on.
-  mmsegmentation>=1.2.0,<1.3, mmrazor>=1.0.0,<1.1   compat.py patches these
-                        releases' imports; a new minor release needs a check.
+                        entries); 2.6 is the oldest verified, and the first
+                        whose torch.load defaults to weights_only=True.
+  mmengine>=0.10.3,<0.11   0.10.3 is the first whose IterBasedTrainLoop
+                        skips the batches already trained on resume (older:
+                        resume is not bit-exact, tests/test_runner).
+  mmsegmentation>=1.2.1,<1.3   1.2.0's wheel lacks the BPE vocabulary file
+                        that `import mmseg.models` reads (FileNotFoundError).
+  mmrazor>=1.0.0,<1.1   compat.py patches 1.0.0's imports; a new minor
+                        release needs a check.
   setuptools<81         mmengine needs pkg_resources (gone in 81) for
                         `mmseg::` configs. The lower bound is torch's own
                         (torch 2.13 declares setuptools>=77.0.3).
@@ -92,12 +97,12 @@ setup(
                                     'benchmarks')),
     include_package_data=True,
     package_data={'i2ckd_mm': ['.mim/**/*', '.mim/*']},
-    python_requires='>=3.8',
+    python_requires='>=3.9',  # torch>=2.6 needs 3.9
     install_requires=[
         'torch>=2.6',
         'setuptools<81',
-        'mmengine>=0.10.0,<0.11',
-        'mmsegmentation>=1.2.0,<1.3',
+        'mmengine>=0.10.3,<0.11',
+        'mmsegmentation>=1.2.1,<1.3',
         'mmrazor>=1.0.0,<1.1',
         'ftfy',
         'regex',

@@ -222,7 +222,8 @@ def patch_checkpoint_loading() -> None:
     while they run; a file that needs more is refused with an error naming
     it and the opt-in.
     """
-    from .checkpoint import install_mmengine_loaders
+    # absolute: tests load this file standalone, outside the package
+    from i2ckd_mm.checkpoint import install_mmengine_loaders
     install_mmengine_loaders()
 
 

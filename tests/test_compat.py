@@ -199,6 +199,7 @@ print('OK', i2ckd_mm.compat.MMCV_FLAVOUR)
 
 
 # ---------------------------------------------------------- checkpoint shim
+# (the loading policy itself: tests/test_checkpoint.py)
 @pytest.fixture
 def runner_like_ckpt(tmp_path):
     """What MMEngine's Runner saves: message hub buffers + numpy scalars."""
@@ -268,5 +269,9 @@ def test_apply_is_idempotent():
         is quant
     assert CheckpointLoader._schemes[''] is loader or \
         CheckpointLoader._schemes[''].__name__ == loader.__name__
+    assert loader.__module__ == 'i2ckd_mm.checkpoint'
+    assert CheckpointLoader._schemes['https://'].__module__ == \
+        'i2ckd_mm.checkpoint'
+
     assert compat.MMCV_FLAVOUR == flavour == fresh.MMCV_FLAVOUR
     assert i2ckd_mm.compat is compat

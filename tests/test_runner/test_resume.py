@@ -6,7 +6,8 @@ iterations, checkpoint every 3, SGD with momentum, PolyLR, the iteration
 weight schedule hook) is interrupted by an exception after iteration 3 and
 resumed from the work dir. It must reproduce the uninterrupted run's
 iteration count, per-iteration losses, weights, optimizer and scheduler
-state. Checkpoints are loaded on torch >= 2.6 through i2ckd_mm.compat.
+state. Checkpoints are loaded through i2ckd_mm.checkpoint, with
+``weights_only=True`` and the MMEngine types (no full unpickling).
 """
 import pickle
 
@@ -114,6 +115,13 @@ def _runner(work_dir, name, hooks, resume=False):
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
+    loads = []  # (path, weights_only) of every torch.load during resume
+    real_load = torch.load
+
+    def recording_load(f, *args, **kwargs):
+        loads.append((str(f), kwargs.get('weights_only')))
+        return real_load(f, *args, **kwargs)
+
     full_rec = _Record()
     full = _runner(tmp_path_factory.mktemp('full'), 'i2ckd_full', [full_rec])
     full.train()
@@ -125,9 +133,12 @@ def runs(tmp_path_factory):
         crashed.train()
     resume_rec = _Record()
     resumed = _runner(work_dir, 'i2ckd_resume', [resume_rec], resume=True)
-    resumed.train()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, 'load', recording_load)
+        resumed.train()
     return dict(full=full, full_rec=full_rec, work_dir=work_dir,
-                crash_rec=crash_rec, resumed=resumed, resume_rec=resume_rec)
+                crash_rec=crash_rec, resumed=resumed, resume_rec=resume_rec,
+                loads=loads)
 
 
 def test_crash_left_the_iteration_3_checkpoint(runs):
@@ -177,11 +188,15 @@ def test_same_weights_optimizer_and_scheduler_state(runs):
         [s.state_dict() for s in b.param_schedulers]
 
 
-def test_checkpoints_need_the_compat_loader_on_this_torch(runs):
-    """torch >= 2.6 loads weights_only by default and refuses MMEngine's
-    message hub; resume above went through i2ckd_mm.compat."""
+def test_resume_loaded_with_weights_only(runs):
+    """Resume read iter_3.pth once, with weights_only=True: MMEngine's
+    message hub, optimizer and scheduler state need no full unpickling."""
+    assert runs['loads'] == [(str(runs['work_dir'] / 'iter_3.pth'), True)]
+
+
+def test_checkpoints_need_the_mmengine_types(runs):
+    """torch's default allowlist alone refuses MMEngine's message hub; the
+    resume above went through i2ckd_mm.checkpoint's scoped allowlist."""
     path = runs['work_dir'] / 'iter_3.pth'
-    if tuple(int(v) for v in torch.__version__.split('.')[:2]) < (2, 6):
-        pytest.skip('torch < 2.6 loads full pickles by default')
-    with pytest.raises(pickle.UnpicklingError):
-        torch.load(path)
+    with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer|numpy'):
+        torch.load(path, weights_only=True)

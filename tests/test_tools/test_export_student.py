@@ -72,7 +72,8 @@ def _student_logits(distill_cfg, ckpt, img_path, options):
     })
     init_default_scope('mmseg')
     algo = MODELS.build(cfg.model)
-    state = torch.load(ckpt, map_location='cpu', weights_only=False)
+    from i2ckd_mm.checkpoint import load_checkpoint_file
+    state = load_checkpoint_file(ckpt, map_location='cpu')  # weights_only
     algo.load_state_dict(state['state_dict'], strict=True)
     algo.eval()
     pipeline = Compose(
@@ -117,8 +118,9 @@ def test_exported_files_are_plain(exported):
     assert state and not any(
         k.startswith(('architecture.', 'teacher.', 'distiller.'))
         for k in state)
-    full = torch.load(exported['ckpt'], map_location='cpu',
-                      weights_only=False)['state_dict']
+    from i2ckd_mm.checkpoint import load_checkpoint_file
+    full = load_checkpoint_file(exported['ckpt'],
+                                map_location='cpu')['state_dict']
     student = {k[len('architecture.'):]: v for k, v in full.items()
                if k.startswith('architecture.')}
     assert state.keys() == student.keys()

@@ -1,0 +1,121 @@
+"""What setup.py asks for: ranges that leave a user's own OpenMMLab stack in
+place, no mmcv by name (a `cpu` extra brings mmcv-lite), a constraints file
+that pins CI inside those ranges, README and .ci/run installing the same;
+and without any mmcv, one clear ImportError."""
+import ast
+import os.path as osp
+import re
+import subprocess
+import sys
+
+from packaging.requirements import Requirement
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONSTRAINTS = osp.join(ROOT, 'requirements', 'constraints.txt')
+STACK = ('torch', 'mmengine', 'mmsegmentation', 'mmrazor')
+
+
+def setup_kwargs():
+    """install_requires and extras_require, read from setup.py's source
+    (running it would rewrite the .mim links)."""
+    tree = ast.parse(open(osp.join(ROOT, 'setup.py')).read())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                and getattr(n.func, 'id', None) == 'setup')
+    kw = {k.arg: k.value for k in call.keywords}
+    return (ast.literal_eval(kw['install_requires']),
+            ast.literal_eval(kw['extras_require']))
+
+
+def requirements(strings):
+    return {Requirement(s).name.lower(): Requirement(s) for s in strings}
+
+
+def constraints():
+    out = {}
+    for line in open(CONSTRAINTS):
+        line = line.split('#', 1)[0].strip()
+        if line:
+            req = Requirement(line)
+            out[req.name.lower()] = req
+    return out
+
+
+def test_no_mmcv_by_name_and_ranges_for_the_stack():
+    install, extras = setup_kwargs()
+    reqs = requirements(install)
+    assert not [n for n in reqs if n.startswith('mmcv')], install
+    for name in STACK:
+        spec = reqs[name].specifier
+        assert any(s.operator in ('>=', '>') for s in spec), (name, spec)
+        if name != 'torch':  # OpenMMLab minor releases break the shims
+            assert any(s.operator in ('<', '<=') for s in spec), (name, spec)
+        assert not any(s.operator == '==' for s in spec), (name, spec)
+    # an installed mmengine 0.10.5 (the issue's case) and the verified
+    # lower bounds are inside the ranges
+    assert reqs['mmengine'].specifier.contains('0.10.5')
+    assert reqs['mmengine'].specifier.contains('0.10.3')
+    # 0.10.2 and older re-train the resumed iterations' batches
+    assert not reqs['mmengine'].specifier.contains('0.10.2')
+    assert reqs['mmsegmentation'].specifier.contains('1.2.1')
+    assert not reqs['mmsegmentation'].specifier.contains('1.2.0')
+    assert reqs['torch'].specifier.contains('2.6.0')
+    # pkg_resources (mmseg:: configs) is gone in setuptools 81
+    assert not reqs['setuptools'].specifier.contains('81.0.0')
+    cpu = requirements(extras['cpu'])
+    assert set(cpu) == {'torch', 'mmcv-lite'}
+    assert cpu['mmcv-lite'].specifier.contains('2.1.0')
+    assert not cpu['mmcv-lite'].specifier.contains('2.2.0')
+
+
+def test_constraints_pin_ci_inside_the_ranges():
+    install, extras = setup_kwargs()
+    pins = constraints()
+    for req in list(requirements(install).values()) + \
+            list(requirements(extras['cpu'] + extras['tests']).values()):
+        pin = pins.get(req.name.lower())
+        assert pin is not None, f'{req.name} is not pinned in constraints'
+        (spec, ) = pin.specifier
+        assert spec.operator == '==', pin
+        assert req.specifier.contains(spec.version), (req, pin)
+
+
+def test_readme_and_ci_install_the_same():
+    readme = open(osp.join(ROOT, 'README.md')).read()
+    ci = open(osp.join(ROOT, '.ci', 'run')).read()
+    install = re.search(r'## Install.*?```bash\n(.*?)\n```', readme,
+                        re.S).group(1).strip()
+    assert install == ('pip install -c requirements/constraints.txt -e '
+                       '".[tests,cpu]"')
+    ci_installs = [line.strip() for line in ci.splitlines()
+                   if line.strip().startswith('pip install')]
+    assert ci_installs == [install]
+    test = re.search(r'## Test.*?```bash\n(.*?)\n```', readme,
+                     re.S).group(1).strip()
+    assert test in ci
+
+
+def test_without_mmcv_one_clear_error():
+    proc = subprocess.run(
+        [sys.executable, '-c',
+         "import sys; sys.modules['mmcv'] = None; import i2ckd_mm"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    err = proc.stderr
+    last = err.strip().splitlines()[-1]
+    assert last.startswith('ImportError: i2ckd_mm needs mmcv'), err
+    assert 'mmcv-lite' in last and 'MMCV_WITH_OPS=1' in last, last
+    # one message: no chained "During handling of the above exception"
+    assert err.count('Error:') == 1, err
+
+
+def test_a_broken_mmcv_is_not_reported_as_missing():
+    """mmcv present but one of its own imports missing (here mmengine):
+    that error, not ours, which would send the user to install mmcv."""
+    proc = subprocess.run(
+        [sys.executable, '-c',
+         "import sys; sys.modules['mmengine'] = None; import i2ckd_mm"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "ModuleNotFoundError: No module named 'mmengine" in \
+        proc.stderr, proc.stderr[-2000:]
+    assert 'i2ckd_mm needs mmcv' not in proc.stderr, proc.stderr
