@@ -13,7 +13,4 @@ teacher_ckpt = 'work_dirs/toy/toystreets_teacher/iter_1500.pth'
 model = dict(
     architecture={{_base_.student_model}},
     teacher={{_base_.teacher_model}},
-    teacher_ckpt=teacher_ckpt,
-    distiller=dict(
-        distill_losses=dict(
-            loss_i2ckd=dict(num_classes={{_base_.num_classes}}))))
+    teacher_ckpt=teacher_ckpt)

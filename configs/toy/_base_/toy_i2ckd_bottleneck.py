@@ -6,9 +6,6 @@
 model = dict(
     _scope_='mmrazor',
     type='I2CKDDistill',
-    # an MMEngine run checkpoint holds a pickled message hub, so it cannot
-    # load with weights_only=True; trusted because your own run wrote it
-    teacher_ckpt_trusted=True,
     distiller=dict(
         type='GTAwareDistiller',
         student_recorders=dict(
@@ -21,6 +18,7 @@ model = dict(
         distill_losses=dict(
             loss_i2ckd=dict(
                 type='I2CKDLoss',
+                # num_classes: filled from the student's decode head
                 loss_weight=1.0,
                 # the shipped variant (benchmarks/accuracy_study.md):
                 # L2-normalised prototypes, margin 0.2, explicit intra-class
