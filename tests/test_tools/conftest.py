@@ -22,11 +22,10 @@ def run_tool(args, timeout=300, env=None):
 
     Kept with a path as first argument for the tools tests that call it so;
     new tests can call ``i2ckd_mm.toy.runs.run_tool`` directly."""
-    path = osp.abspath(args[0])
-    if osp.dirname(path) != tools_dir():
+    tool = osp.relpath(osp.abspath(args[0]), tools_dir())
+    if tool.startswith('..'):
         raise ValueError(f'{args[0]} is not a file of {tools_dir()}')
-    proc = _run_tool(osp.basename(path), args[1:], timeout=timeout, env=env,
-                     check=False)
+    proc = _run_tool(tool, args[1:], timeout=timeout, env=env, check=False)
     if proc.returncode != 0:
         pytest.fail(f'{args[0]} failed ({proc.returncode}):\n'
                     f'{proc.stdout[-4000:]}')
