@@ -77,3 +77,6 @@ teacher_model = _deeplabv3(base_channels=32, head_channels=128,
 student_model = _deeplabv3(base_channels=16, head_channels=32,
                            aux_channels=16)
 del _deeplabv3
+# Each toy config sets its model: the teacher, the student, or a distillation
+# algorithm around both (whose shared block replaces this with `_delete_`).
+model = dict()
