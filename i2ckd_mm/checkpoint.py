@@ -156,15 +156,24 @@ def mmengine_types_allowed() -> Iterator[None]:
     """Allow :func:`mmengine_safe_globals` in ``weights_only`` loads, here.
 
     Entries that the process already allowed are left in place on exit.
+    torch keeps its allowlist per process, so while the block runs another
+    thread's ``weights_only`` load would accept these types too (and no
+    others); torch's default is unchanged before and after.
     HistoryBuffer's ``__setstate__`` merges a file's statistics table into
     the class-wide one; if a file changed it, the table is restored and the
     load fails.
 
     Raises:
+        RuntimeError: torch has no ``torch.serialization.safe_globals``
+            (older than the torch>=2.6 setup.py asks for).
         pickle.UnpicklingError: The loaded file replaced HistoryBuffer's
             statistics methods.
     """
     from mmengine.logging import HistoryBuffer
+    if not hasattr(torch.serialization, 'safe_globals'):
+        raise RuntimeError(
+            f'i2ckd_mm needs torch>=2.6 to load checkpoints safely (found '
+            f'{torch.__version__}): install a newer torch build.')
     before = set(torch.serialization.get_safe_globals())
     added = [g for g in mmengine_safe_globals() if g not in before]
     stats_before = dict(HistoryBuffer._statistics_methods)
@@ -198,6 +207,8 @@ def _refusal(path: str, error: Exception, opt_in: str) -> str:
     lines = str(error).strip().splitlines()
     detail = next((line for line in lines if 'GLOBAL' in line or
                    'not allowed' in line), lines[0] if lines else '')
+    # torch goes on to suggest a process-wide add_safe_globals: not ours
+    detail = detail.split(' Please use ')[0]
     return (f'{path}: refusing to unpickle this checkpoint fully. It does '
             'not load with torch.load(weights_only=True) and the MMEngine '
             f'types i2ckd_mm allows ({detail.strip()}); full unpickling can '

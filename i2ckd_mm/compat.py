@@ -172,8 +172,9 @@ def require_mmcv() -> None:
 MMCV_LITE_NOTICE = (
     'i2ckd_mm: using mmcv-lite (no compiled mmcv ops). Models built from '
     'mmcv.cnn blocks (DeepLabV3, PSPNet, FCN heads) run as usual; an op that '
-    'needs compiled code (e.g. deformable conv, MultiScaleDeformableAttention, '
-    'PSAMask) raises an error naming it when used. Full mmcv: README, '
+    'needs compiled code (e.g. deformable conv, '
+    'MultiScaleDeformableAttention, PSAMask) raises an error naming it when '
+    'used. Full mmcv: README, '
     '"Full mmcv".')
 
 

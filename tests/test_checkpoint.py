@@ -197,7 +197,7 @@ def test_getattr_only_reaches_history_buffer_statistics(tmp_path, obj, name):
     torch.save(dict(m=_GetattrOf(obj, name)), path)
     with pytest.raises(UntrustedCheckpointError) as err:
         load_checkpoint_file(path)
-    assert f'getattr(' in str(err.value) and repr(name) in str(err.value)
+    assert 'getattr(' in str(err.value) and repr(name) in str(err.value)
 
 
 def test_history_buffer_statistics_cannot_be_replaced(tmp_path):

@@ -169,3 +169,27 @@ def test_export_refuses_a_mismatched_student(distill_run, tmp_path):
             osp.join(distill_run['work_dir'], 'iter_6.pth'), cfg,
             str(tmp_path / 'out'))
 
+
+
+def test_student_config_from_an_mmrazor_cfg_path():
+    """architecture=dict(cfg_path='mmseg::...') resolves through MMEngine's
+    public mmengine.hub.get_config, as MMRazor itself resolves it."""
+    from mmengine.config import Config
+
+    from i2ckd_mm.apis import student_config
+    cfg = Config(dict(
+        model=dict(
+            type='I2CKDDistill',
+            architecture=dict(
+                cfg_path='mmseg::deeplabv3/'
+                'deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+                pretrained=False)),
+        test_pipeline=[dict(type='LoadImageFromFile')]))
+    plain = student_config(cfg)
+    assert plain.model.type == 'EncoderDecoder'
+    assert plain.model.backbone.depth == 18
+    assert plain.model.backbone.init_cfg is None
+    assert plain.model.data_preprocessor.type == 'SegDataPreProcessor'
+    with pytest.raises(FileNotFoundError):
+        cfg.model.architecture.cfg_path = 'mmseg::no/such_config.py'
+        student_config(cfg)
