@@ -2,9 +2,11 @@
 (the payload never runs), name the file and ``--trust-checkpoint``, and
 unpickle it when the user opts in for that file. MMEngine's own run
 checkpoints need no opt-in (tools/test.py below, the export tests, --resume
-in conftest's ``distill_run``)."""
+in conftest's ``distill_run``). tools/train.py --resume PATH is the Runner's
+resume, refused in tests/test_checkpoint.py."""
 import os.path as osp
 
+import pytest
 import torch
 
 from conftest import I2CKD_CFG, STUDENT_CFG, TOOLS, run_tool, tiny_options
@@ -49,17 +51,6 @@ def test_tools_test_refuses_a_payload(tmp_path, toy_root):
     assert not marker.exists()
 
 
-def test_tools_train_resume_refuses_a_payload(tmp_path, toy_root):
-    path, marker = _payload_ckpt(tmp_path)
-    proc = run_tool_unchecked(
-        'train.py', [STUDENT_CFG, '--work-dir', str(tmp_path / 'w'),
-                     '--resume', path, '--cfg-options'] +
-        tiny_options(toy_root, 1, teacher=False),
-        timeout=300, check=False)
-    _refused(proc, path)
-    assert not marker.exists()
-
-
 def test_tools_test_runs_a_trusted_file(tmp_path, toy_root, distill_run):
     """``--trust-checkpoint PATH`` unpickles exactly that file: a real run
     checkpoint with a payload added in its meta evaluates, and the payload
@@ -86,11 +77,9 @@ def test_export_refuses_a_payload_and_opts_in(tmp_path):
                               timeout=300, check=False)
     _refused(proc, path)
     assert not marker.exists() and not osp.exists(out)
-    # opting in unpickles it (the payload runs); export then refuses the
-    # contents: not a distillation checkpoint
-    proc = run_tool_unchecked(
-        'export_student.py', [I2CKD_CFG, path, out, '--trust-checkpoint'],
-        timeout=300, check=False)
-    assert proc.returncode != 0 and 'not a distillation checkpoint' in \
-        proc.stdout, proc.stdout[-3000:]
+    # opting in (the tool's --trust-checkpoint is trusted=True) unpickles it:
+    # the payload runs; export then refuses the contents
+    from i2ckd_mm.apis import export_student
+    with pytest.raises(ValueError, match='not a distillation checkpoint'):
+        export_student(path, I2CKD_CFG, out, trusted=True)
     assert marker.exists()
