@@ -146,7 +146,12 @@ def test_one_training_step(real, monkeypatch):
     assert loss_cfg.pop('type') == 'I2CKDLoss'
     assert (loss_cfg['normalize'], loss_cfg['margin'],
             loss_cfg['pull_weight']) == (True, 0.2, 1.0)
-    expected = I2CKDLoss(**loss_cfg)(conn(feats['s']), feats['t'], gt)
+    # num_classes is not in the config: the algorithm filled it from the
+    # student's decode head (19 Cityscapes classes)
+    assert 'num_classes' not in loss_cfg
+    assert alg.distiller.distill_losses['loss_i2ckd'].num_classes == 19
+    expected = I2CKDLoss(num_classes=19, **loss_cfg)(conn(feats['s']),
+                                                     feats['t'], gt)
     torch.testing.assert_close(losses['distill.loss_i2ckd'], expected)
 
     # gradients of the distill term reach student and connector
@@ -247,16 +252,31 @@ def test_teacher_ckpt_with_wrong_shape(tiny_state, tmp_path):
         tiny_algorithm(teacher_ckpt=path)
 
 
+class _Custom:
+    """A class no allowlist knows: unpickling it needs full trust."""
+
+
 def test_untrusted_pickle_needs_explicit_trust(tiny_state, tmp_path):
-    # MMEngine checkpoints carry objects such as HistoryBuffer in 'meta'
+    # an object of an arbitrary class in 'meta' needs full unpickling
     path = str(tmp_path / 'pickled.pth')
+    torch.save(dict(state_dict=tiny_state, meta=dict(obj=_Custom())), path)
+    from i2ckd_mm.checkpoint import UntrustedCheckpointError
+    with pytest.raises(UntrustedCheckpointError,
+                       match='pickled.pth.*teacher_ckpt_trusted=True'):
+        tiny_algorithm(teacher_ckpt=path)
+    alg = tiny_algorithm(teacher_ckpt=path, teacher_ckpt_trusted=True)
+    own = alg.teacher.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in tiny_state.items())
+
+
+def test_mmengine_checkpoint_loads_without_trust(tiny_state, tmp_path):
+    """An MMEngine run checkpoint (message hub with a HistoryBuffer in
+    'meta') is plain data: it loads with weights_only=True."""
+    path = str(tmp_path / 'mmengine.pth')
     torch.save(
         dict(state_dict=tiny_state, meta=dict(hist=HistoryBuffer([1.0], [1]))),
         path)
-    with pytest.raises(RuntimeError,
-                       match='weights_only=True.*teacher_ckpt_trusted=True'):
-        tiny_algorithm(teacher_ckpt=path)
-    alg = tiny_algorithm(teacher_ckpt=path, teacher_ckpt_trusted=True)
+    alg = tiny_algorithm(teacher_ckpt=path)
     own = alg.teacher.state_dict()
     assert all(torch.equal(own[k], v) for k, v in tiny_state.items())
 
