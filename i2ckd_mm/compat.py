@@ -17,6 +17,9 @@ Shims:
 * :func:`patch_checkpoint_loading` - torch >= 2.6 defaults ``torch.load`` to
   ``weights_only=True`` which breaks MMEngine ``resume``/``load_from``; the
   loading policy itself lives in :mod:`i2ckd_mm.checkpoint`.
+* :func:`patch_cpu_distributed` - MMEngine's ``init_dist`` and DDP wrapper
+  assume CUDA; on a CPU-only torch the launchers (``tools/dist_train.sh``,
+  Slurm, MPI) run with gloo instead of failing in ``torch.cuda.set_device``.
 """
 import importlib
 import importlib.util
