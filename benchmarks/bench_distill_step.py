@@ -1,0 +1,660 @@
+"""What distillation costs: a student-alone step vs an I2CKD step, by part.
+
+Prints a markdown report with, for each setting, the median time of
+
+* a **student-alone** training step (the student config's own model and
+  optimizer), split into data preprocessing, forward (incl. the task
+  losses), backward and optimizer update;
+* a **distillation** training step (``I2CKDDistill``), split into data
+  preprocessing, (a) teacher forward (``no_grad``, ``mode='tensor'``, as the
+  algorithm runs it), (b) student forward + backward incl. its task losses,
+  (c) distillation losses, forward + backward, incl. the connector, and the
+  optimizer update (student + connector parameters).
+
+Settings: the ToyShapes configs (``i2ckd_mm.toy.toy_configs``: ``student``,
+``i2ckd``, ``i2ckd_cwd``) at 64x64, batch 8, and one DeepLabV3-R101 ->
+DeepLabV3-R18 step of the shipped Cityscapes config at 512x1024, batch 2
+(the recipe's images per GPU; batch 1 cannot train: BN of the ASPP
+image-pool branch sees one value per channel).
+Weights are random (``teacher_ckpt=None``, ``pretrained=None``): the cost of
+a step does not depend on the values of the weights. SyncBN stays in the
+configs: with no process group it runs as plain BN (as in
+``tests/test_models/test_algorithms/test_i2ckd_distill.py``). Inputs are
+random images and blocky random labels (square blocks of one class, 5 %
+of pixels ignored).
+
+How the parts are measured (instrumented, not estimated):
+
+* forward parts: wall time between a forward pre-hook and a forward hook on
+  ``alg.teacher`` and on ``alg.student`` (the student's forward in
+  ``mode='loss'`` computes its task losses), and around
+  ``alg.distiller.compute_distill_losses`` (connectors + distill losses);
+  all inside one ordinary ``alg(**batch, mode='loss')`` call;
+* backward: the usual ``total.backward()`` is done in two exactly
+  equivalent phases. Once the student's forward is done, every recorded
+  student tensor (the distill losses' student inputs) is replaced in its
+  recorder by an alias (``view_as``, no copy) that only the distill losses
+  read. Phase 1, ``torch.autograd.grad(distill_total, [aliases] +
+  [distiller parameters])``, runs the backward of the distill losses and
+  the connectors only: autograd stops at the aliases and does not enter the
+  student (without aliases it would, when one recorded tensor is computed
+  from another: logits from the bottleneck in the CWD configs). Phase 2,
+  ``torch.autograd.backward([student_total, *aliases], [1, *their distill
+  gradients])``, runs the student's backward once, with the task-loss and
+  the distill gradients summed where they meet; its work is the
+  student-alone backward's (autograd's cost does not depend on the
+  gradient's values). By linearity the two phases give the same gradients
+  as ``total.backward()``; ``split check`` verifies it on the toy settings
+  (512x1024: with ``--big-extras``): max |g_split - g_plain| / max
+  |g_plain| over all parameters, dropout masks seeded alike. Zeroing a
+  loss weight would not isolate the distill backward (the graph stays);
+  timing student-only vs total backward in separate steps would subtract
+  two noisy numbers; hence this split;
+* the optimizer update is ``optim_wrapper.step()`` + ``zero_grad()``;
+* ``parts/total`` is the median over runs of (sum of the timed parts) /
+  (time of the whole instrumented step): what the parts miss (loss
+  parsing, label stacking, recorder bookkeeping, hook overhead) is
+  1 - parts/total. ``plain train_step`` is the median of the
+  uninstrumented ``model.train_step`` (one ordinary backward), run right
+  after each instrumented step: it shows whether instrumenting and
+  splitting the backward change the cost (toy settings; 512x1024 with
+  ``--big-extras``).
+
+Every variant of a setting is run ``runs`` times after ``warmup`` steps, the
+variants interleaved run by run (the start rotating) so that load from
+other processes on a shared machine hits them alike; medians are reported.
+A 512x1024 batch-2 I2CKD step takes about 2 min of one core: that setting
+runs 3 times per variant without warm-up (the median drops a slow first
+run) and without the extras, to keep the whole benchmark near 10 minutes
+of one core.
+Torch intra-op threads: ``--threads`` (default 1). Clock (``--clock``): on
+CPU the process's CPU time by default (with one thread it excludes the time
+other jobs hold the core, which made wall times of one 512x1024 step vary
+2.5x here; see :class:`Clock`), the wall time range is reported too; CUDA:
+``--device cuda``, wall time with ``torch.cuda.synchronize`` before every
+clock reading.
+
+Usage::
+
+    python benchmarks/bench_distill_step.py --quick          # ~20 s smoke run
+    python benchmarks/bench_distill_step.py --out benchmarks/results_step_cost.md
+    python benchmarks/bench_distill_step.py --device cuda --out results_step_cost_cuda.md
+"""
+import argparse
+import contextlib
+import datetime
+import glob
+import os
+import os.path as osp
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections import defaultdict
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+
+import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
+from i2ckd_mm.toy import toy_configs
+
+HERE = osp.dirname(osp.abspath(__file__))
+ROOT = osp.dirname(HERE)
+CITYSCAPES_CONFIG_NAME = ('i2ckd_bottleneck_deeplabv3_r101-d8_'
+                          'deeplabv3_r18-d8_8xb2-40k_cityscapes-512x1024.py')
+IGNORE = 255
+
+#: Part names of a step, in report order.
+PARTS = ('pre', 'teacher', 'student_fwd', 'student_bwd', 'distill_fwd',
+         'distill_bwd', 'optim')
+
+
+def cityscapes_config() -> str:
+    """The shipped R101 -> R18 Cityscapes config (found if it moved)."""
+    path = osp.join(ROOT, 'configs', 'i2ckd', CITYSCAPES_CONFIG_NAME)
+    if osp.isfile(path):
+        return path
+    found = sorted(
+        glob.glob(osp.join(ROOT, 'configs', '**', CITYSCAPES_CONFIG_NAME),
+                  recursive=True))
+    if not found:
+        raise FileNotFoundError(f'{CITYSCAPES_CONFIG_NAME} not under '
+                                f'{osp.join(ROOT, "configs")}')
+    return found[0]
+
+
+# ---------------------------------------------------------------- building
+def build_models(cfg_path: str, size: Optional[Tuple[int, int]],
+                 device: torch.device, student_only: bool = False):
+    """Model, optimizer wrapper and class count of a config, random weights.
+
+    A distillation config gives the I2CKDDistill algorithm (with
+    ``student_only``: its student as a plain segmentor); a plain MMSeg
+    config gives the segmentor. ``size`` (h, w) sets the data
+    preprocessor's crop/pad size; no pretrained weights are loaded. The
+    optimizer is the config's ``optim_wrapper``.
+    """
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmrazor.registry import MODELS as RAZOR_MODELS
+    from mmseg.registry import MODELS as SEG_MODELS
+
+    cfg = Config.fromfile(cfg_path)
+    model_cfg = cfg.model
+    distill = model_cfg.get('type') == 'I2CKDDistill'
+    student_cfg = model_cfg.architecture if distill else model_cfg
+    student_cfg.pretrained = None  # no ImageNet download
+    if size is not None:
+        student_cfg.data_preprocessor.size = tuple(size)
+    with warnings.catch_warnings():
+        # 'no teacher_ckpt given': random teacher weights are the point here
+        warnings.simplefilter('ignore')
+        if distill and student_only:
+            model = SEG_MODELS.build(student_cfg)
+            distill = False
+        elif distill:
+            model_cfg.teacher_ckpt = None
+            if 'cfg_path' not in model_cfg.teacher:
+                model_cfg.teacher.pretrained = None
+            model = RAZOR_MODELS.build(model_cfg)
+        else:
+            model = SEG_MODELS.build(model_cfg)
+    model.to(device).train()
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    student = model.student if distill else model
+    return model, optim, student.decode_head.num_classes
+
+
+def make_batch(h: int, w: int, n: int, num_classes: int, block: int,
+               seed: int = 0) -> dict:
+    """Raw batch: uint8 images and labels of random ``block``-pixel squares
+    (one class each; 5 % of the pixels ignored)."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    g = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(n):
+        inputs.append(
+            torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8))
+        blocks = torch.randint(
+            0, num_classes, (1, 1, -(-h // block), -(-w // block)),
+            generator=g).float()
+        labels = torch.nn.functional.interpolate(
+            blocks, scale_factor=block, mode='nearest')[0, :, :h, :w].long()
+        labels[torch.rand(labels.shape, generator=g) < 0.05] = IGNORE
+        sample = SegDataSample(gt_sem_seg=PixelData(data=labels))
+        sample.set_metainfo(
+            dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+# ---------------------------------------------------------------- timing
+class Clock:
+    """Seconds that first wait for the device's queued work.
+
+    ``kind='cpu'``: this process's CPU time (``time.process_time``). With
+    one intra-op thread on a CPU device all the step's work runs in this
+    process, and its CPU time does not count the time other jobs hold the
+    core (a shared 2-core machine slices it by up to several x); memory
+    bandwidth and cache sharing still show. ``kind='wall'``:
+    ``time.perf_counter``, the only choice on CUDA (the GPU's work is not
+    CPU time).
+    """
+
+    def __init__(self, device: torch.device, kind: str = 'wall') -> None:
+        if device.type == 'cuda' and kind != 'wall':
+            raise ValueError('CUDA steps need the wall clock')
+        self.device = device
+        self.kind = kind
+        self._now = time.process_time if kind == 'cpu' else time.perf_counter
+
+    def __call__(self) -> float:
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        return self._now()
+
+
+@contextlib.contextmanager
+def forward_timers(alg, clock: Clock, parts: Dict[str, float]):
+    """Add the teacher's, the student's and the distill losses' forward wall
+    time of ``alg``'s calls made inside the block to ``parts``."""
+    handles, starts = [], {}
+
+    def pre(name):
+        def hook(module, args):
+            starts[name] = clock()
+        return hook
+
+    def post(name):
+        def hook(module, args, out):
+            parts[name] += clock() - starts.pop(name)
+        return hook
+
+    for name, module in (('teacher', alg.teacher),
+                         ('student_fwd', alg.student)):
+        handles.append(module.register_forward_pre_hook(pre(name)))
+        handles.append(module.register_forward_hook(post(name)))
+    distiller = alg.distiller
+    original = distiller.compute_distill_losses
+
+    def timed(*args, **kwargs):
+        # The student forward is done: let the distill losses read aliases
+        # of the recorded student tensors (see alias_student_records).
+        alias_student_records(alg)
+        t0 = clock()
+        out = original(*args, **kwargs)
+        parts['distill_fwd'] += clock() - t0
+        return out
+
+    distiller.compute_distill_losses = timed  # the instance attribute wins
+    try:
+        yield
+    finally:
+        del distiller.compute_distill_losses  # back to the class method
+        for h in handles:
+            h.remove()
+
+
+def alias_student_records(alg) -> None:
+    """Replace every recorded student tensor by an alias (``view_as``: no
+    copy) that only the distill losses consume.
+
+    Without it, the backward split of a config that records two student
+    tensors, one computed from the other (the CWD configs record the
+    bottleneck output and the logits computed from it), would run the
+    classifier's backward in the distill phase (autograd must go through it
+    to complete the bottleneck's gradient) and then again in the student
+    phase, whose graph it freed. The alias's own backward node is reached
+    only in the student phase.
+    """
+
+    def alias(x):
+        if isinstance(x, torch.Tensor):
+            return x.view_as(x) if x.requires_grad else x
+        if isinstance(x, (list, tuple)):
+            return type(x)(alias(y) for y in x)
+        if isinstance(x, dict):
+            return {k: alias(v) for k, v in x.items()}
+        return x
+
+    for recorder in alg.distiller.student_recorders.recorders.values():
+        buffer = recorder.data_buffer  # the recorder's own list
+        buffer[:] = [alias(x) for x in buffer]
+
+
+def recorded_student_tensors(alg) -> List[torch.Tensor]:
+    """The student tensors the recorders kept in this forward (the distill
+    losses' inputs from the student), those that carry a gradient."""
+    out = []
+
+    def collect(x):
+        if isinstance(x, torch.Tensor):
+            if x.requires_grad and all(x is not y for y in out):
+                out.append(x)
+        elif isinstance(x, (list, tuple)):
+            for y in x:
+                collect(y)
+        elif isinstance(x, dict):
+            for y in x.values():
+                collect(y)
+
+    for recorder in alg.distiller.student_recorders.recorders.values():
+        collect(recorder.data_buffer)
+    return out
+
+
+def split_backward(alg, losses: Dict[str, torch.Tensor], clock: Clock,
+                   parts: Dict[str, float]) -> None:
+    """``total.backward()`` in two equivalent phases (module docstring):
+    the distill losses' backward down to the (aliased) recorded student
+    tensors, then the student's backward with both gradients."""
+    student_total, _ = alg.parse_losses(
+        {k: v for k, v in losses.items() if k.startswith('student.')})
+    distill_total, _ = alg.parse_losses(
+        {k: v for k, v in losses.items() if k.startswith('distill.')})
+    if len(losses) != len([k for k in losses
+                           if k.startswith(('student.', 'distill.'))]):
+        raise KeyError(f'unexpected loss keys: {sorted(losses)}')
+    recorded = recorded_student_tensors(alg)
+    params = [p for p in alg.distiller.parameters() if p.requires_grad]
+    t0 = clock()
+    grads = torch.autograd.grad(distill_total, recorded + params,
+                                allow_unused=True)
+    for p, g in zip(params, grads[len(recorded):]):
+        if g is not None:
+            p.grad = g if p.grad is None else p.grad + g
+    t1 = clock()
+    used = [(t, g) for t, g in zip(recorded, grads) if g is not None]
+    torch.autograd.backward(
+        [student_total] + [t for t, _ in used],
+        [torch.ones_like(student_total)] + [g for _, g in used])
+    t2 = clock()
+    parts['distill_bwd'] += t1 - t0
+    parts['student_bwd'] += t2 - t1
+
+
+def instrumented_step(model, optim, data: dict, clock: Clock,
+                      update: bool = True) -> Dict[str, float]:
+    """One training step, timed by part; returns seconds per part and
+    ``total`` (the whole step). ``update=False`` leaves the gradients in
+    place and skips the optimizer."""
+    parts = defaultdict(float)
+    distill = hasattr(model, 'distiller')
+    t_start, wall_start = clock(), time.perf_counter()
+    batch = model.data_preprocessor(data, True)
+    t = clock()
+    parts['pre'] += t - t_start
+    if distill:
+        with forward_timers(model, clock, parts):
+            losses = model(**batch, mode='loss')
+        split_backward(model, losses, clock, parts)
+    else:
+        losses = model(**batch, mode='loss')
+        total, _ = model.parse_losses(losses)
+        t1 = clock()
+        parts['student_fwd'] += t1 - t
+        total.backward()
+        parts['student_bwd'] += clock() - t1
+    if update:
+        t = clock()
+        optim.step()
+        optim.zero_grad()
+        parts['optim'] += clock() - t
+    parts['total'] = clock() - t_start
+    parts['wall'] = time.perf_counter() - wall_start
+    return dict(parts)
+
+
+def split_check(alg, optim, data: dict, clock: Clock) -> float:
+    """max |g_split - g_plain| / max |g_plain| over the parameters'
+    gradients of one step, the dropout masks seeded alike."""
+    optim.zero_grad()
+    torch.manual_seed(0)
+    total, _ = alg.parse_losses(
+        alg(**alg.data_preprocessor(data, True), mode='loss'))
+    total.backward()
+    plain = {n: p.grad.clone() for n, p in alg.named_parameters()
+             if p.grad is not None}
+    optim.zero_grad()
+    torch.manual_seed(0)
+    instrumented_step(alg, optim, data, clock, update=False)
+    split = {n: p.grad.clone() for n, p in alg.named_parameters()
+             if p.grad is not None}
+    optim.zero_grad()
+    if plain.keys() != split.keys():
+        raise AssertionError('split backward reached other parameters: '
+                             f'{sorted(plain.keys() ^ split.keys())}')
+    scale = max(float(g.abs().max()) for g in plain.values())
+    return max(float((split[n] - g).abs().max())
+               for n, g in plain.items()) / scale
+
+
+def bench_setting(variants: Dict[str, tuple], data: dict, runs: int,
+                  warmup: int, plain: bool, clock: Clock,
+                  log: Callable[[str], None]) -> Dict[str, dict]:
+    """Median parts of each variant (name -> (model, optim)), interleaved."""
+    for _ in range(warmup):
+        for model, optim in variants.values():
+            instrumented_step(model, optim, data, clock)
+    names = list(variants)
+    samples = {name: [] for name in names}
+    plains = {name: [] for name in names}
+    for r in range(runs):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            model, optim = variants[name]
+            samples[name].append(instrumented_step(model, optim, data, clock))
+            if plain:
+                t0 = clock()
+                model.train_step(data, optim)
+                plains[name].append(clock() - t0)
+        log(f'  run {r + 1}/{runs}: ' + ', '.join(
+            f'{n} {samples[n][-1]["total"]:.3f} s' for n in names))
+    result = {}
+    for name in names:
+        s = samples[name]
+        med = {p: statistics.median(x.get(p, 0.0) for x in s)
+               for p in PARTS + ('total', )}
+        med['coverage'] = statistics.median(
+            sum(x.get(p, 0.0) for p in PARTS) / x['total'] for x in s)
+        med['plain'] = statistics.median(plains[name]) if plain else None
+        med['runs'] = runs
+        med['totals'] = [x['total'] for x in s]
+        med['walls'] = [x['wall'] for x in s]
+        result[name] = med
+    return result
+
+
+# ------------------------------------------------------------------ report
+def machine_lines(threads: int) -> List[str]:
+    cpu = 'unknown'
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    cpu = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import mmengine
+    import mmrazor
+    import mmseg
+    lines = [
+        f'- date: {datetime.datetime.now():%Y-%m-%d %H:%M}',
+        f'- CPU: {cpu}; nproc {os.cpu_count()}; torch intra-op threads '
+        f'{torch.get_num_threads()} (set with --threads {threads})',
+        f'- torch {torch.__version__}, mmengine {mmengine.__version__}, '
+        f'mmseg {mmseg.__version__}, mmrazor {mmrazor.__version__}, Python '
+        f'{platform.python_version()}',
+        f'- load average at start: {os.getloadavg()[0]:.2f} (1 min)',
+    ]
+    if torch.cuda.is_available():
+        lines.append(f'- GPU: {torch.cuda.get_device_name(0)}')
+    else:
+        lines.append('- GPU: none available (torch.cuda.is_available() is '
+                     'False): GPU rows were not measured')
+    return lines
+
+
+def _ms(x: float) -> str:
+    return f'{x * 1e3:.1f}'
+
+
+def table_rows(setting: str, res: Dict[str, dict], check: Dict[str, float],
+               baseline: str) -> List[str]:
+    """One markdown row per variant of a setting."""
+    rows = []
+    base = res[baseline]['total']
+    for name, m in res.items():
+        distill = name != baseline
+        student = m['student_fwd'] + m['student_bwd']
+        dist = m['distill_fwd'] + m['distill_bwd']
+        cells = [
+            setting, name, str(m['runs']), _ms(m['total']),
+            _ms(m['plain']) if m['plain'] is not None else '-',
+            f'{m["total"] / base:.2f}x',
+            f'{_ms(m["teacher"])} ({m["teacher"] / m["total"]:.0%})'
+            if distill else '-',
+            f'{_ms(student)} ({student / m["total"]:.0%}): '
+            f'{_ms(m["student_fwd"])} + {_ms(m["student_bwd"])}',
+            f'{_ms(dist)} ({dist / m["total"]:.0%}): '
+            f'{_ms(m["distill_fwd"])} + {_ms(m["distill_bwd"])}'
+            if distill else '-',
+            _ms(m['optim']), _ms(m['pre']), f'{m["coverage"]:.3f}',
+            f'{check[name]:.1e}' if name in check else '-',
+        ]
+        rows.append('| ' + ' | '.join(cells) + ' |')
+    return rows
+
+
+TABLE_HEAD = [
+    '| setting | variant | runs | step ms (median) | plain train_step ms '
+    '| vs student alone | (a) teacher fwd ms (share) | (b) student fwd+bwd '
+    'ms (share): fwd + bwd | (c) distill losses ms (share): fwd + bwd '
+    '| optimizer ms | data preproc. ms | parts/total | split check |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+]
+
+
+def main(argv: Optional[List[str]] = None) -> str:
+    """Run the benchmark, print the markdown report and return it."""
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--quick', action='store_true',
+                   help='toy I2CKD config only, 3 runs (smoke run, ~20 s)')
+    p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
+    p.add_argument('--out', help='also write the markdown report here')
+    p.add_argument('--threads', type=int, default=1,
+                   help='torch.set_num_threads (default 1)')
+    p.add_argument('--runs', type=int, help='timed toy steps per variant '
+                   '(default 15, quick 3)')
+    p.add_argument('--warmup', type=int, help='toy warm-up steps per '
+                   'variant (default 3, quick 1)')
+    p.add_argument('--big-runs', type=int, default=3,
+                   help='timed 512x1024 steps per variant (default 3)')
+    # batch 1 cannot train: the ASPP image-pool branch's BN then sees one
+    # value per channel (1 x C x 1 x 1) and raises
+    p.add_argument('--big-batch', type=int, default=2,
+                   help='batch of the 512x1024 step (default 2, the '
+                   'recipe\'s images per GPU; >= 2)')
+    p.add_argument('--no-big', action='store_true',
+                   help='skip the 512x1024 R101 -> R18 step')
+    # One 512x1024 batch-2 I2CKD step is ~2 min of one core here: by default
+    # the big setting has no warm-up (the median of 3 runs drops a slow
+    # first run), no split check and no plain train_step (both shown at toy
+    # size, same code), to keep the whole benchmark near 10 min of a core.
+    p.add_argument('--big-warmup', type=int, default=0,
+                   help='512x1024 warm-up steps per variant (default 0)')
+    p.add_argument('--big-extras', action='store_true',
+                   help='512x1024 too: split check and plain train_step')
+    p.add_argument('--clock', choices=('cpu', 'wall'),
+                   help='what is timed: process CPU time (default on CPU) '
+                   'or wall time (default, and the only choice, on CUDA)')
+    p.add_argument('--note', action='append', default=[],
+                   help='a line added to the report\'s header (repeatable)')
+    args = p.parse_args(argv)
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        p.error('--device cuda but torch.cuda.is_available() is False')
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    clock_kind = args.clock or ('cpu' if device.type == 'cpu' else 'wall')
+    clock = Clock(device, clock_kind)
+    runs = args.runs or (3 if args.quick else 15)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick
+                                                         else 3)
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    toy = toy_configs('toyshapes')
+    variants = {'student alone': toy['student'], 'I2CKD': toy['i2ckd']}
+    if not args.quick:
+        variants['I2CKD + CWD'] = toy['i2ckd_cwd']
+    settings = [
+        # block: side of the square regions of one label class
+        dict(name='ToyShapes 64x64, batch 8', variants=variants,
+             size=(64, 64), batch=8, block=8, runs=runs, warmup=warmup,
+             extras=True),
+    ]
+    if not (args.quick or args.no_big):
+        big = cityscapes_config()
+        settings.append(
+            dict(name=f'Cityscapes R101 -> R18, 512x1024, batch '
+                 f'{args.big_batch}',
+                 # ('architecture', path): the config's student alone
+                 variants={'student alone': ('architecture', big),
+                           'I2CKD': big},
+                 size=(512, 1024), batch=args.big_batch, block=32,
+                 runs=args.big_runs, warmup=args.big_warmup,
+                 extras=args.big_extras))
+
+    t_start = time.time()
+    lines = ['# What distillation costs: one training step, by part', '']
+    lines += machine_lines(args.threads) + [f'- {n}' for n in args.note]
+    lines += [
+        '- command: `python benchmarks/bench_distill_step.py '
+        f'{" ".join(argv if argv is not None else sys.argv[1:])}`',
+        f'- device: {args.device}; times are {clock_kind} time ('
+        + ('process CPU time, time.process_time: with one thread it does '
+           'not count the time other jobs hold the core' if clock_kind ==
+           'cpu' else 'time.perf_counter') + '), in ms; medians of the runs '
+        'given per row, the '
+        'variants of a setting interleaved run by run; warm-up steps per '
+        f'variant: toy {warmup}, 512x1024 {args.big_warmup}; random weights, '
+        'random images, blocky random labels; the configs\' own optimizers '
+        '(toy: AdamW, Cityscapes: SGD momentum 0.9)',
+        '- parts: forward hooks on the teacher and the student and a timer '
+        'around `distiller.compute_distill_losses`; the backward split '
+        'exactly in two phases with `torch.autograd.grad` (distill losses + '
+        'connector down to the recorded student feature, then the student '
+        'with both gradients); `split check` = max gradient difference of '
+        'that split vs one plain `backward()`, relative to the largest '
+        'gradient; `parts/total` = timed parts / whole instrumented step '
+        '(median over runs); `plain train_step` = uninstrumented '
+        '`model.train_step`, interleaved (method: the docstring of '
+        '`benchmarks/bench_distill_step.py`)',
+        '',
+    ]
+    lines += TABLE_HEAD
+    results = {}
+    for st in settings:
+        name, (h, w) = st['name'], st['size']
+        log(f'[{args.device}] {name}: building ...')
+        variants, classes = {}, set()
+        for vname, cfg in st['variants'].items():
+            student_only = isinstance(cfg, tuple)
+            model, optim, k = build_models(cfg[1] if student_only else cfg,
+                                           (h, w), device, student_only)
+            variants[vname] = (model, optim)
+            classes.add(k)
+        if len(classes) != 1:
+            raise ValueError(f'{name}: class counts differ: {classes}')
+        data = make_batch(h, w, st['batch'], classes.pop(), st['block'])
+        check = {
+            vname: split_check(model, optim, data, clock)
+            for vname, (model, optim) in variants.items()
+            if st['extras'] and hasattr(model, 'distiller')
+        }
+        log(f'[{args.device}] {name}: split check {check}; {st["runs"]} '
+            'runs')
+        res = bench_setting(variants, data, st['runs'], st['warmup'],
+                            st['extras'], clock, log)
+        results[name] = res
+        lines += table_rows(name, res, check, 'student alone')
+        del variants
+    lines += ['']
+    for name, res in results.items():
+        base = res['student alone']
+        for vname, m in res.items():
+            span = (f'instrumented step {_ms(min(m["totals"]))}-'
+                    f'{_ms(max(m["totals"]))} ms {clock_kind} time over the '
+                    f'runs (wall {_ms(min(m["walls"]))}-'
+                    f'{_ms(max(m["walls"]))} ms)')
+            if vname == 'student alone':
+                lines.append(f'- {name}, {vname}: {span}.')
+                continue
+            t = m['total']
+            lines.append(
+                f'- {name}, {vname}: {span}; the step costs '
+                f'{t / base["total"]:.2f}x the student alone '
+                f'(+{_ms(t - base["total"])} ms): teacher forward '
+                f'{m["teacher"] / t:.0%}, student fwd+bwd '
+                f'{(m["student_fwd"] + m["student_bwd"]) / t:.0%}, distill '
+                f'losses {(m["distill_fwd"] + m["distill_bwd"]) / t:.0%}, '
+                f'optimizer {m["optim"] / t:.0%} of the step.')
+    lines += [
+        '',
+        f'Total benchmark time {time.time() - t_start:.0f} s; load average '
+        f'at end {os.getloadavg()[0]:.2f}.'
+    ]
+    report = '\n'.join(lines) + '\n'
+    print(report)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write(report)
+    return report
+
+
+if __name__ == '__main__':
+    main()
