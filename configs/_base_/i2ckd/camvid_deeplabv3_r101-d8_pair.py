@@ -18,6 +18,5 @@ model = dict(
     # training stops with "teacher checkpoint not found" until the user
     # passes their own, e.g. one trained with the teacher recipe above:
     #   --cfg-options model.teacher_ckpt=work_dirs/.../iter_40000.pth
-    # (+ model.teacher_ckpt_trusted=True for an MMEngine training checkpoint,
-    # whose meta data needs a full unpickle).
+    # (an MMEngine training checkpoint loads safely, without a trust flag).
     teacher_ckpt='SET_model.teacher_ckpt_TO_YOUR_CAMVID_TEACHER.pth')

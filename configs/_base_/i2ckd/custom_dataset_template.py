@@ -42,10 +42,9 @@ student.merge(dict(
     auxiliary_head=dict(head, in_channels=256, channels=64)))
 model = dict(
     _base_.i2ckd, architecture=student, teacher=teacher,
-    teacher_ckpt=teacher_ckpt,
-    # an MMEngine training checkpoint holds run meta data (full unpickle):
-    # trusted because your own run wrote it
-    teacher_ckpt_trusted=True)
+    # your own MMEngine training checkpoint loads with weights_only=True
+    # (plus the MMEngine types a run writes): no trust flag needed
+    teacher_ckpt=teacher_ckpt)
 model['distiller'].connectors.loss_i2ckd_sfeat.update(
     in_channel=128, out_channel=512)  # R18 / R101 ASPP bottleneck channels
 
