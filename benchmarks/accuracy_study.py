@@ -165,14 +165,29 @@ def evaluate_test(cfg, ckpt, run_dir, opts):
     return float(last_metrics(test_dir)['mIoU'])
 
 
+def training_seconds(run_dir, ckpt):
+    """Wall time of the training run: from the start time in the name of
+    MMEngine's log folder (``YYYYmmdd_HHMMSS``) to the final checkpoint.
+    Read from the files, so it holds for a run finished by an interrupted
+    study process too."""
+    starts = []
+    for name in os.listdir(run_dir):
+        try:
+            starts.append(time.mktime(time.strptime(name, '%Y%m%d_%H%M%S')))
+        except ValueError:
+            continue
+    if not starts:
+        raise RuntimeError(f'no MMEngine log folder under {run_dir}')
+    return osp.getmtime(ckpt) - min(starts)
+
+
 def train_and_evaluate(dataset, arm, seed, cfg, run_dir, opts, iters):
     """Train (val mIoU at the end), test the final checkpoint, record."""
     ckpt = osp.join(run_dir, f'iter_{iters}.pth')
-    t0 = time.time()
     if not osp.isfile(ckpt):
         run_tool('train.py', [cfg, '--work-dir', run_dir, '--cfg-options'] +
                  opts, log_file=osp.join(run_dir, 'train.log'))
-    wall = time.time() - t0
+    wall = training_seconds(run_dir, ckpt)
     val = last_metrics(run_dir)
     if val is None:
         raise RuntimeError(f'no val mIoU under {run_dir}')
@@ -370,6 +385,23 @@ def plot(chart, path):
     fig.savefig(path)
 
 
+def cmd_walltimes(args):
+    """Rewrite the wall_s column from the run folders (e.g. for runs that an
+    interrupted study process had started), with training_seconds()."""
+    rows = read_rows(args.csv)
+    for r in rows:
+        wd = osp.abspath(osp.join(args.work_dir, r['dataset']))
+        run_dir = (osp.join(wd, 'teacher') if r['arm'] == 'teacher' else
+                   osp.join(wd, 'runs', r['arm'], f"seed{r['seed']}"))
+        ckpt = osp.join(run_dir, f"iter_{r['iterations']}.pth")
+        if osp.isfile(ckpt):
+            r['wall_s'] = f'{training_seconds(run_dir, ckpt):.0f}'
+    with open(args.csv, 'w', newline='') as f:
+        w = csv.DictWriter(f, FIELDS)
+        w.writeheader()
+        w.writerows(dict(r, mIoU=f"{r['mIoU']:.2f}") for r in rows)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = p.add_subparsers(dest='cmd', required=True)
@@ -390,8 +422,12 @@ def main(argv=None):
                                              'accuracy_study.md'))
     q.add_argument('--plot', default=osp.join(ROOT, 'docs', 'images',
                                               'accuracy_study.png'))
+    t = sub.add_parser('walltimes', help=cmd_walltimes.__doc__.split('\n')[0])
+    t.add_argument('--csv', default=CSV)
+    t.add_argument('--work-dir', default='work_dirs/accuracy_study')
     args = p.parse_args(argv)
-    cmd_run(args) if args.cmd == 'run' else cmd_report(args)
+    dict(run=cmd_run, report=cmd_report, walltimes=cmd_walltimes)[args.cmd](
+        args)
 
 
 if __name__ == '__main__':
