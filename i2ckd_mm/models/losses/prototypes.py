@@ -12,13 +12,19 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 PROTOTYPE_SCOPES = ('image', 'batch', 'global')
 LABEL_RESIZE_MODES = ('nearest', 'mode')
 REDUCTIONS = ('auto', 'matmul', 'scatter')
-#: Below this many classes 'auto' uses the one-hot matmul on CPU (measured
-#: crossover with scatter_add: ~64 classes at 256 channels, 64x128).
-MATMUL_MAX_CLASSES = 64
+#: Below this many classes 'auto' sums by one-hot matmul on CPU, from it on
+#: by scatter_add. The matmul does K multiply-adds per feature value, so its
+#: time grows with K; scatter_add does one add, but with few classes its
+#: writes pile onto the same few accumulators. Measured crossover (forward
+#: only, the backward is the same index_select for both; 1 thread, 256
+#: channels, 2 x 64 x 128): ~16 classes (bmm 3.4 / scatter 3.3 ms at 16,
+#: 4.2 / 3.3 ms at 19, 1.4 / 8.4 ms at 2).
+MATMUL_MAX_CLASSES = 16
 
 
 def accum_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -185,7 +191,8 @@ def class_prototypes(feats: Tensor,
         reduction (str): How per-class sums are formed: ``'matmul'``
             (one-hot bmm), ``'scatter'`` (``scatter_add``) or ``'auto'``
             (default: matmul on GPU or below ``MATMUL_MAX_CLASSES`` classes,
-            where it measured faster on CPU; see benchmarks/). Same values.
+            where it measured faster on CPU). Same values, same gradient
+            (an ``index_select`` of the class gradients either way).
 
     Returns:
         tuple[Tensor, Tensor]: ``prototypes`` (G, K, C) in at least float32
@@ -240,12 +247,23 @@ def class_prototypes_many(feats_list: Sequence[Tensor],
     # fp16/bf16 features are summed in fp32; fp64 stays fp64.
     dtype = accum_dtype(feats_list[0].dtype)
     n, h, w = labels.shape
-    flats = [f.reshape(n, f.shape[1], h * w).to(dtype) for f in feats_list]
-    y = labels.reshape(n, 1, h * w).long()
+    y = labels.reshape(n, h * w).long()
+    # bins: the class of each pixel, or K for ignored ones (which includes an
+    # ignore_index inside [0, K)); bin K is never summed.
+    valid = (y >= 0) & (y < num_classes) & (y != ignore_index)
+    bins = torch.where(valid, y, torch.full_like(y, num_classes))
+    onehot = None
     if reduction == 'matmul':
-        sums, counts = _matmul_sums(flats, y, num_classes, ignore_index)
-    else:
-        sums, counts = _scatter_sums(flats, y, num_classes, ignore_index)
+        classes = torch.arange(num_classes, device=y.device).view(1, -1, 1)
+        onehot = (bins.unsqueeze(1) == classes).to(dtype)  # (N, K, hw)
+    sums = [
+        _ClassSums.apply(f.reshape(n, f.shape[1], h * w).to(dtype), bins,
+                         num_classes, onehot) for f in feats_list
+    ]  # (N, K, C_i) each
+    counts = torch.zeros(n, num_classes + 1, dtype=dtype,
+                         device=y.device).scatter_add_(
+        1, bins, torch.ones(n, h * w, dtype=dtype,
+                            device=y.device))[:, :num_classes]
     if scope != 'image':
         sums = [s.sum(0, keepdim=True) for s in sums]
         counts = counts.sum(0, keepdim=True)
@@ -260,54 +278,54 @@ def class_prototypes_many(feats_list: Sequence[Tensor],
             ]
             sums, counts = parts[:-1], parts[-1]
     denom = counts.clamp(min=1).unsqueeze(-1)
-    return [s.transpose(1, 2) / denom for s in sums], counts
+    return [s / denom for s in sums], counts
 
 
-def _matmul_sums(flats: List[Tensor], y: Tensor, num_classes: int,
-                 ignore_index: int) -> Tuple[List[Tensor], Tensor]:
-    """Per-class sums (N, C_i, K) and counts (N, K) by a one-hot bmm.
+class _ClassSums(torch.autograd.Function):
+    """Per-class sums of features, (N, C, hw) -> (N, K, C).
 
-    ``flats`` are (N, C_i, hw), ``y`` (N, 1, hw). features @ one-hot is a
-    BLAS bmm forward and backward; on CPU faster than scatter_add below ~64
-    classes.
+    Forward: with ``onehot`` (N, K, hw), one bmm ``onehot @ flat^T`` (on
+    CPU faster than scatter_add below ``MATMUL_MAX_CLASSES`` classes, and in
+    this orientation faster than ``flat @ onehot^T``, 3.6 vs 4.6 ms at 19
+    classes); without it, one ``scatter_add``. Either reads the features
+    once and gives (N, K, C), the prototypes' layout (no transpose copy).
+
+    Backward: the gradient of pixel p is the gradient row of its class (0
+    for bin K, the ignored pixels), i.e. an ``index_select`` of the small
+    (K + 1, C) table per image: one write of the (N, C, hw) gradient, where
+    the bmm / scatter_add backward would again multiply by the one-hot
+    (K times the arithmetic) or gather with an (N, C, hw) index.
     """
-    dtype = flats[0].dtype
-    if 0 <= ignore_index < num_classes:  # an ignore id that is a class id
-        y = torch.where(y == ignore_index, torch.full_like(y, -1), y)
-    classes = torch.arange(num_classes, device=y.device).view(1, -1, 1)
-    onehot = (y == classes).to(dtype)  # (N, K, hw); ignored pixels: 0 row
-    sums = [torch.bmm(flat, onehot.transpose(1, 2)) for flat in flats]
-    counts = onehot.sum(2)
-    for i, s in enumerate(sums):
-        # An ignored pixel has an all-zero one-hot row, but NaN * 0 is NaN:
-        # a NaN/Inf feature there would reach every class's sum. Checking
-        # the small (N, C, K) sums costs nothing; only then zero the
-        # ignored pixels and sum again, so that ignored pixels never matter
-        # (as with scatter_add) and a labelled NaN still shows.
-        if not bool(torch.isfinite(s).all()):
-            valid = (y >= 0) & (y < num_classes)
-            masked = torch.where(valid, flats[i], flats[i].new_zeros(()))
-            sums[i] = torch.bmm(masked, onehot.transpose(1, 2))
-    return sums, counts
 
+    @staticmethod
+    def forward(ctx, flat: Tensor, bins: Tensor, num_classes: int,
+                onehot: Optional[Tensor]) -> Tensor:
+        ctx.save_for_backward(bins)
+        if onehot is not None:
+            sums = torch.bmm(onehot, flat.transpose(1, 2))
+            # An ignored pixel has an all-zero one-hot column, but
+            # NaN * 0 is NaN: a NaN/Inf feature there would reach every
+            # class's sum. Checking the small (N, K, C) sums costs nothing;
+            # only then zero the ignored pixels and sum again, so that
+            # ignored pixels never matter (as with scatter_add) and a
+            # labelled NaN still shows.
+            if not bool(torch.isfinite(sums).all()):
+                ignored = (bins == num_classes).unsqueeze(1)
+                sums = torch.bmm(onehot, flat.masked_fill(
+                    ignored, 0).transpose(1, 2))
+            return sums
+        n, c, hw = flat.shape
+        sums = flat.new_zeros(n, c, num_classes + 1).scatter_add_(
+            2, bins.unsqueeze(1).expand(n, c, hw), flat)
+        return sums[..., :num_classes].transpose(1, 2)
 
-def _scatter_sums(flats: List[Tensor], y: Tensor, num_classes: int,
-                  ignore_index: int) -> Tuple[List[Tensor], Tensor]:
-    """Per-class sums (N, C_i, K) and counts (N, K) by ``scatter_add``.
-
-    Ignored pixels go to an extra bin K that is dropped afterwards (so
-    their features, finite or not, reach no class).
-    """
-    n, _, hw = y.shape
-    dtype = flats[0].dtype
-    bins = torch.where(y == ignore_index, torch.full_like(y, num_classes), y)
-    sums = [
-        flat.new_zeros(n, flat.shape[1], num_classes + 1).scatter_add(
-            2, bins.expand(n, flat.shape[1], hw), flat)[..., :num_classes]
-        for flat in flats
-    ]
-    counts = torch.zeros(n, num_classes + 1, dtype=dtype,
-                         device=y.device).scatter_add_(
-        1, bins[:, 0], torch.ones(n, hw, dtype=dtype,
-                                  device=y.device))[:, :num_classes]
-    return sums, counts
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        bins, = ctx.saved_tensors
+        n, k, c = grad.shape
+        table = torch.cat([grad, grad.new_zeros(n, 1, c)], dim=1)
+        out = grad.new_empty(n, c, bins.shape[1])
+        for i in range(n):  # a loop over images, not classes or pixels
+            torch.index_select(table[i].t(), 1, bins[i], out=out[i])
+        return out, None, None, None

@@ -406,16 +406,15 @@ PATHS = {'matmul': 3, 'scatter': proto_mod.MATMUL_MAX_CLASSES + 6}
 
 @pytest.fixture
 def path_spy(monkeypatch):
-    """Records which prototype path ran."""
+    """Records which prototype path ran (a one-hot given: matmul)."""
     used = []
-    for name in ('_matmul_sums', '_scatter_sums'):
-        real = getattr(proto_mod, name)
+    real = proto_mod._ClassSums.apply
 
-        def spy(*args, _real=real, _name=name, **kwargs):
-            used.append(_name.strip('_').split('_')[0])
-            return _real(*args, **kwargs)
+    def spy(flat, bins, num_classes, onehot):
+        used.append('scatter' if onehot is None else 'matmul')
+        return real(flat, bins, num_classes, onehot)
 
-        monkeypatch.setattr(proto_mod, name, spy)
+    monkeypatch.setattr(proto_mod._ClassSums, 'apply', spy)
     return used
 
 
