@@ -129,7 +129,8 @@ def arm_spec(name, configs):
 _LOCK = threading.Lock()
 
 
-def read_rows(path=CSV):
+def read_rows(path=None):
+    path = path or CSV
     if not osp.isfile(path):
         return []
     with open(path, newline='') as f:
@@ -140,7 +141,8 @@ def read_rows(path=CSV):
     return rows
 
 
-def append_rows(rows, path=CSV):
+def append_rows(rows, path=None):
+    path = path or CSV
     with _LOCK:
         new = not osp.isfile(path)
         with open(path, 'a', newline='') as f:

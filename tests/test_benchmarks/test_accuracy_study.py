@@ -1,0 +1,72 @@
+"""benchmarks/accuracy_study.py: the statistics, the verdict wording, the
+CSV bookkeeping that makes the study resumable, and the arm definitions."""
+import os.path as osp
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.join(ROOT, 'benchmarks'))
+import accuracy_study as study  # noqa: E402
+
+
+def test_t_interval_by_hand():
+    # mean 2, sd 1, n 3: half width t(0.975, 2) / sqrt(3) = 4.302653 / 1.732
+    m, (lo, hi) = study.t_interval(np.array([1.0, 2.0, 3.0]))
+    assert m == pytest.approx(2.0)
+    assert lo == pytest.approx(2.0 - 2.484138, abs=1e-5)
+    assert hi == pytest.approx(2.0 + 2.484138, abs=1e-5)
+
+
+def test_verdict_says_tied_when_the_interval_holds_zero():
+    assert study.verdict(-0.5, 4.5) == 'tied'
+    assert study.verdict(0.1, 2.0) == 'improves'
+    assert study.verdict(-2.0, -0.1) == 'worse'
+
+
+def test_comparison_table_pairs_by_seed():
+    results = {'a': {0: 40.0, 1: 41.2, 2: 42.4, 9: 99.0},
+               'b': {0: 39.0, 1: 40.0, 2: 41.0}}
+    line = study.comparison_table(results, [('a', 'b')])[2]
+    # seed 9 has no partner; differences 1.0, 1.2, 1.4: mean 1.20, sd 0.2,
+    # half width 4.3027 * 0.2 / sqrt(3) = 0.497
+    cells = [c.strip() for c in line.strip('|').split('|')]
+    assert cells[:5] == ['a', 'b', '3', '+1.20', '[+0.70, +1.70]']
+    assert cells[5] == '3/3' and cells[6] == 'improves'
+    # 1, 1, 2: all wins, but the interval [-0.10, +2.77] holds zero
+    results['a'] = {0: 40.0, 1: 41.0, 2: 43.0}
+    line = study.comparison_table(results, [('a', 'b')])[2]
+    assert line.endswith('| 3/3 | tied |')
+
+
+def test_csv_rows_make_a_run_done(tmp_path, monkeypatch):
+    csv_path = str(tmp_path / 'runs.csv')
+    monkeypatch.setattr(study, 'CSV', csv_path)
+    assert not study.done('toyshapes', 'cwd', 0)
+    base = dict(dataset='toyshapes', arm='cwd', seed=0, iterations=1000,
+                wall_s=100)
+    study.append_rows([dict(base, split='val', mIoU='37.00')], csv_path)
+    assert not study.done('toyshapes', 'cwd', 0)  # test still missing
+    study.append_rows([dict(base, split='test', mIoU='35.00')], csv_path)
+    assert study.done('toyshapes', 'cwd', 0)
+    assert not study.done('toystreets', 'cwd', 0)
+    rows = study.read_rows(csv_path)
+    assert [r['mIoU'] for r in rows] == [37.0, 35.0]
+    assert list(rows[0]) == study.FIELDS
+
+
+def test_arms_resolve_to_configs_and_options():
+    configs = dict(student='S', i2ckd='I', i2ckd_cwd='IC')
+    assert study.arm_spec('student', configs) == ('S', '')
+    cfg, extra = study.arm_spec('cwd', configs)
+    assert cfg == 'IC' and 'loss_weight=0.0' in extra
+    cfg, extra = study.arm_spec('np_w3_batch+cwd', configs)
+    assert cfg == 'IC'
+    for opt in ("normalize=True", "loss_weight=3.0",
+                "prototype_scope='batch'"):
+        assert opt in extra
+    cfg, extra = study.arm_spec('literal', configs)
+    assert cfg == 'I' and 'margin=1.0' in extra and 'normalize=False' in extra
+    with pytest.raises(KeyError, match='unknown arm'):
+        study.arm_spec('nope', configs)
