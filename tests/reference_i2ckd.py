@@ -128,7 +128,7 @@ def _term(anchor: Tensor, other: Tensor, present: Tensor, margin: float,
                 pair_distance(anchor[g, k], other[g, j], dist) for j in others
             ]
             if negatives == 'hardest':
-                dns = [min(dns, key=float)]
+                dns = [min(dns, key=lambda d: float(d.detach()))]
             for dn in dns:
                 hinges.append(torch.relu(dp - dn + margin))
                 d_neg.append(dn)
@@ -194,11 +194,12 @@ def loss_and_stats(preds_S: Tensor, preds_T: Tensor, gt: Tensor,
     hinges = info['hinges']
     stats = dict(
         triplets=len(hinges),
-        active=(sum(float(x) > 0 for x in hinges) / len(hinges)
+        active=(sum(float(x.detach()) > 0 for x in hinges) / len(hinges)
                 if hinges else 0.0),
-        d_pos=float(torch.stack(d_pos).mean()) if d_pos else 0.0,
-        d_neg=float(torch.stack(info['d_neg']).mean()) if hinges else 0.0,
-        pull=float(pull) if pull_weight > 0 else 0.0)
+        d_pos=float(torch.stack(d_pos).detach().mean()) if d_pos else 0.0,
+        d_neg=(float(torch.stack(info['d_neg']).detach().mean())
+               if hinges else 0.0),
+        pull=float(pull.detach()) if pull_weight > 0 else 0.0)
     return loss_weight * loss, stats
 
 
