@@ -245,7 +245,8 @@ def build_step_model(size: int, tmpdir: str):
     cfg = Config.fromfile(STEP_CONFIG)
     model_cfg = cfg.model
     _offline(model_cfg.architecture, size)
-    teacher_cfg = get_config(cfg.teacher_cfg_path).model
+    # the teacher is given by its MMSeg recipe (model.teacher.cfg_path)
+    teacher_cfg = get_config(model_cfg.teacher.cfg_path).model
     _offline(teacher_cfg, size)
     teacher_cfg['_scope_'] = 'mmseg'
     teacher = SEG_MODELS.build(teacher_cfg)
@@ -254,7 +255,7 @@ def build_step_model(size: int, tmpdir: str):
     del teacher
     model_cfg.teacher = teacher_cfg
     model_cfg.teacher_ckpt = ckpt
-    return MODELS.build(model_cfg), cfg.num_classes
+    return MODELS.build(model_cfg), teacher_cfg.decode_head.num_classes
 
 
 def make_step_batch(size: int, n: int, num_classes: int, seed: int = 0):
