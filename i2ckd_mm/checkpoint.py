@@ -71,6 +71,20 @@ def trust_checkpoint(path: str) -> None:
     _TRUSTED.add(_key(path))
 
 
+def add_trust_argument(parser) -> None:
+    """Add ``--trust-checkpoint PATH`` (repeatable) to a tool's argparse
+    parser; pass its values to :func:`trust_checkpoints`."""
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='append',
+        default=[],
+        metavar='PATH',
+        help='unpickle this checkpoint fully (torch.load(weights_only='
+        'False)); repeatable, also `trusted_checkpoints` in the config. Not '
+        'needed for MMEngine checkpoints, which load with weights_only=True; '
+        'only for files from a source you trust: unpickling can run code')
+
+
 def trust_checkpoints(paths=None, cfg=None) -> List[str]:
     """Trust the files given on a command line and in a config.
 

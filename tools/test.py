@@ -17,7 +17,7 @@ import i2ckd_mm  # noqa: F401,I001  (compat shims + registrations first)
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from i2ckd_mm.checkpoint import trust_checkpoints
+from i2ckd_mm.checkpoint import add_trust_argument, trust_checkpoints
 
 
 def parse_args(argv=None):
@@ -46,15 +46,7 @@ def parse_args(argv=None):
         action=DictAction,
         help='override some settings in the used config, the key-value pair '
         'in xxx=yyy format will be merged into config file.')
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='append',
-        default=[],
-        metavar='PATH',
-        help='unpickle this checkpoint fully (torch.load(weights_only='
-        'False)); repeatable, also `trusted_checkpoints` in the config. Not '
-        'needed for MMEngine checkpoints, which load with weights_only=True; '
-        'only for files from a source you trust: unpickling can run code')
+    add_trust_argument(parser)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],

@@ -20,7 +20,7 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from i2ckd_mm.checkpoint import trust_checkpoints
+from i2ckd_mm.checkpoint import add_trust_argument, trust_checkpoints
 
 
 def parse_args(argv=None):
@@ -55,15 +55,7 @@ def parse_args(argv=None):
         'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
         'Note that the quotation marks are necessary and that no white space '
         'is allowed.')
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='append',
-        default=[],
-        metavar='PATH',
-        help='unpickle this checkpoint fully (torch.load(weights_only='
-        'False)); repeatable, also `trusted_checkpoints` in the config. Not '
-        'needed for MMEngine checkpoints, which load with weights_only=True; '
-        'only for files from a source you trust: unpickling can run code')
+    add_trust_argument(parser)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
