@@ -367,7 +367,7 @@ def cmd_report(args):
             pairs += [(a, 'literal') for a in test if a.startswith('np')
                       and not a.endswith('+cwd')]
         lines += comparison_table(test, pairs) + ['']
-        if others:
+        if any(a.endswith('+cwd') for a in others):
             lines += ['Variants explored on val only (fewer than 3 seeds; '
                       'their test numbers were not used for any choice):',
                       ''] + comparison_table(
