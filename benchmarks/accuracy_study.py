@@ -331,7 +331,19 @@ def cmd_report(args):
              f'`benchmarks/{osp.basename(args.csv)}` ({len(rows)} rows). '
              'Δ = paired difference (same seed, same start); 95 % CI = t '
              'interval of the mean Δ; "improves" / "worse" only where the '
-             'interval excludes zero, "tied" otherwise.', '']
+             'interval excludes zero, "tied" otherwise.', '',
+             'Arms: `student` = the student alone (CE); `cwd` = + MMRazor '
+             'ChannelWiseDivergence on the logits (tau 1, weight 3); `np` = '
+             '+ I2CKD, the shipped variant (L2-normalised prototypes, margin '
+             '0.2, pull 1.0, prototypes per image, weight 1); `np_w3` / '
+             '`np_batch` / `np_w3_batch` = the same at loss weight 3 / with '
+             'prototypes per batch / both; `+cwd` = together with `cwd`. '
+             'Students: DeepLabV3 ResNetV1c-18 at 1/4 width, 1000 '
+             'iterations; teachers: the same at 1/2 width, 1500 iterations. '
+             'ToyShapes: 64x64, 6 classes, 300 train / 60 val / 200 test '
+             'images; ToyStreets: 128x256, 14 imbalanced classes, 300 / 60 / '
+             '200. The choice was made on ToyShapes val and applied to '
+             'ToyStreets without re-tuning.', '']
     chart = {}
     for ds in datasets:
         teacher = {r['split']: r['mIoU'] for r in rows
