@@ -6,15 +6,11 @@ What was run (each command resumes: runs already in the CSV are skipped):
     python benchmarks/accuracy_study.py run --dataset toyshapes \
         --arms explore --seeds 0 1
     # 2. report on test, both datasets: student alone, CWD alone, the chosen
-    #    variant + CWD (5 seeds), the shipped I2CKD variant alone (3 seeds)
+    #    variant + CWD and the shipped I2CKD variant alone (np), 5 seeds
     python benchmarks/accuracy_study.py run --dataset toyshapes \
-        --arms cwd np_w3_batch+cwd --seeds 0 1 2 3 4
-    python benchmarks/accuracy_study.py run --dataset toyshapes \
-        --arms student np --seeds 0 1 2
+        --arms student np cwd np_w3_batch+cwd --seeds 0 1 2 3 4
     python benchmarks/accuracy_study.py run --dataset toystreets \
-        --arms student cwd np_w3_batch+cwd --seeds 0 1 2 3 4
-    python benchmarks/accuracy_study.py run --dataset toystreets \
-        --arms np --seeds 0 1 2
+        --arms student np cwd np_w3_batch+cwd --seeds 0 1 2 3 4
     # 3. tables (paired differences, 95 % t intervals, wins) and the chart,
     #    generated from the committed CSV
     python benchmarks/accuracy_study.py report
@@ -114,7 +110,7 @@ GROUPS = {
     'explore': ['cwd', 'np+cwd', 'np_w3+cwd', 'np_batch+cwd',
                 'np_w3_batch+cwd', 'np_2loc+cwd'],
     # report on test (the literal loss and BEST alone are defined but were
-    # not run in this study for lack of CPU time)
+    # not run in this study for lack of CPU time); --best np_w3_batch
     'final': ['student', 'np', 'cwd', 'BEST+cwd'],
 }
 
