@@ -98,6 +98,9 @@ VARIANTS = {
     'np_sym': _i2ckd(**NP, symmetric=True),
     'np_warmup': _i2ckd(**NP) + _warmup(200),
     'np_2loc': _i2ckd(**NP) + SECOND_LOCATION,
+    # + the pixel-to-prototype KL (pixel_tau 0.1), at weight 1 / 3
+    'np_pix': _i2ckd(**NP, pixel_weight=1.0),
+    'np_pix3': _i2ckd(**NP, pixel_weight=3.0),
 }
 # CWD alone: the I2CKD+CWD config with the I2CKD term at weight 0 (its
 # diagnostics are still logged, as a reference).

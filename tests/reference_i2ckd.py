@@ -137,6 +137,37 @@ def _term(anchor: Tensor, other: Tensor, present: Tensor, margin: float,
     return torch.stack(hinges).mean(), dict(hinges=hinges, d_neg=d_neg)
 
 
+def pixel_term(fs: Tensor, ft: Tensor, labels: Tensor, ps: Tensor,
+               pt: Tensor, present: Tensor, tau: float,
+               ignore_index: int = IGNORE) -> Optional[Tensor]:
+    """Pixel-to-prototype KL, one labelled pixel at a time.
+
+    For pixel p of image b in group g (b, or 0 for one group), over the
+    classes present in g: ``q(p) = softmax_k(cos(f_p, P_gk) / tau)`` with the
+    teacher's pixel and prototypes for q_t, the student's for q_s;
+    ``KL(q_t || q_s)``, mean over labelled pixels (None if there is none).
+    """
+    n, _, h, w = fs.shape
+    kls = []
+    for b in range(n):
+        g = b if ps.shape[0] == n else 0
+        classes = [k for k in range(ps.shape[1]) if present[g, k]]
+        for i in range(h):
+            for j in range(w):
+                if int(labels[b, i, j]) == ignore_index:
+                    continue
+                q = []
+                for f, p in ((fs, ps), (ft, pt)):
+                    cos = torch.stack([
+                        F.cosine_similarity(f[b, :, i, j], p[g, k], dim=0)
+                        for k in classes
+                    ])
+                    q.append(torch.softmax(cos / tau, dim=0))
+                q_s, q_t = q
+                kls.append((q_t * (q_t.log() - q_s.log())).sum())
+    return torch.stack(kls).mean() if kls else None
+
+
 def loss_and_stats(preds_S: Tensor, preds_T: Tensor, gt: Tensor,
                    num_classes: int, margin: float = 1.0,
                    ignore_index: int = IGNORE,
@@ -145,6 +176,7 @@ def loss_and_stats(preds_S: Tensor, preds_T: Tensor, gt: Tensor,
                    distance: str = 'euclidean', negatives: str = 'all',
                    symmetric: bool = False, pull_weight: float = 0.0,
                    pull_type: str = 'squared',
+                   pixel_weight: float = 0.0, pixel_tau: float = 0.1,
                    loss_weight: float = 1.0) -> Tuple[Tensor, Dict]:
     """The I2CKD loss and its diagnostics, options as in ``I2CKDLoss``.
 
@@ -171,6 +203,10 @@ def loss_and_stats(preds_S: Tensor, preds_T: Tensor, gt: Tensor,
     pt, _ = prototypes(preds_T, labels, num_classes, ignore_index,
                        prototype_scope)
     present = counts > 0
+    pixel = None
+    if pixel_weight > 0:  # cosines: the prototypes' scale does not matter
+        pixel = pixel_term(preds_S, preds_T, labels, ps, pt, present,
+                           pixel_tau, ignore_index)
     if normalize:
         ps = ps / ps.norm(dim=-1, keepdim=True).clamp(min=1e-12)
         pt = pt / pt.norm(dim=-1, keepdim=True).clamp(min=1e-12)
@@ -191,6 +227,8 @@ def loss_and_stats(preds_S: Tensor, preds_T: Tensor, gt: Tensor,
             [d if pull_type == 'linear' else d**2 for d in d_pos]).mean()
     if pull_weight > 0:
         loss = loss + pull_weight * pull
+    if pixel is not None:
+        loss = loss + pixel_weight * pixel
     hinges = info['hinges']
     stats = dict(
         triplets=len(hinges),
@@ -200,6 +238,8 @@ def loss_and_stats(preds_S: Tensor, preds_T: Tensor, gt: Tensor,
         d_neg=(float(torch.stack(info['d_neg']).detach().mean())
                if hinges else 0.0),
         pull=float(pull.detach()) if pull_weight > 0 else 0.0)
+    if pixel_weight > 0:
+        stats['pixel'] = 0.0 if pixel is None else float(pixel.detach())
     return loss_weight * loss, stats
 
 

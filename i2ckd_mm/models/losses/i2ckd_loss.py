@@ -102,6 +102,16 @@ class I2CKDLoss(nn.Module):
             averaged over present classes. Defaults to 0 (literal I2CKD).
         pull_type (str): ``'squared'`` (default) or ``'linear'`` distance in
             the pull term.
+        pixel_weight (float): Weight of the pixel-to-prototype term (ours,
+            not the paper's; ``docs/method.md``): for every labelled pixel,
+            the KL divergence from the teacher's to the student's softmax
+            over present classes of ``cos(pixel feature, own prototype) /
+            pixel_tau``, averaged over labelled pixels. It carries the
+            intra-class variation (how typical a pixel is of its class) and
+            the inter-class relations of each pixel, not only of the class
+            means. Defaults to 0 (off).
+        pixel_tau (float): Temperature of the pixel-to-prototype softmax.
+            Defaults to 0.1.
         nonfinite (str): ``'raise'`` (default) raises naming the tensor when a
             feature holds NaN/Inf; ``'skip'`` returns a zero loss for that
             step instead (e.g. for fp16 overflow steps under AMP).
@@ -128,6 +138,8 @@ class I2CKDLoss(nn.Module):
                  symmetric: bool = False,
                  pull_weight: float = 0.0,
                  pull_type: str = 'squared',
+                 pixel_weight: float = 0.0,
+                 pixel_tau: float = 0.1,
                  nonfinite: str = 'raise') -> None:
         super().__init__()
         for name, value, allowed in (
@@ -142,8 +154,12 @@ class I2CKDLoss(nn.Module):
                 raise ValueError(
                     f'I2CKDLoss: {name} must be one of {allowed}, '
                     f'got {value!r}')
-        if margin < 0 or pull_weight < 0:
-            raise ValueError('margin and pull_weight must be >= 0')
+        if margin < 0 or pull_weight < 0 or pixel_weight < 0:
+            raise ValueError('margin, pull_weight and pixel_weight must be '
+                             f'>= 0, got {margin}, {pull_weight}, '
+                             f'{pixel_weight}')
+        if not pixel_tau > 0:
+            raise ValueError(f'pixel_tau must be > 0, got {pixel_tau}')
         self._num_classes: Optional[int] = None
         if num_classes is not None:
             self.set_num_classes(num_classes)
@@ -158,6 +174,8 @@ class I2CKDLoss(nn.Module):
         self.symmetric = symmetric
         self.pull_weight = pull_weight
         self.pull_type = pull_type
+        self.pixel_weight = pixel_weight
+        self.pixel_tau = pixel_tau
         self.nonfinite = nonfinite
         #: Detached diagnostics of the last call (see :meth:`_stats`).
         self.last_stats: Dict[str, Tensor] = {}
@@ -335,6 +353,12 @@ class I2CKDLoss(nn.Module):
             bool, with G = N for ``'image'`` and 1 otherwise. Student
             prototypes carry the gradient to ``preds_S``.
         """
+        return self._prototypes(preds_S, preds_T, gt, scope)[:3]
+
+    def _prototypes(self, preds_S: Tensor, preds_T: Tensor, gt: Tensor,
+                    scope: Optional[str] = None):
+        """:meth:`prototypes` plus the prepared student/teacher features
+        (N, C, h', w') and labels (N, h', w') they were computed from."""
         scope = self.prototype_scope if scope is None else scope
         if scope not in PROTOTYPE_SCOPES:
             raise ValueError(f'I2CKDLoss: scope must be one of '
@@ -353,7 +377,7 @@ class I2CKDLoss(nn.Module):
                                "I2CKDLoss(prototype_scope='global')")
             (ps, pt), counts = class_prototypes_many(
                 [s, t], labels, self._num_classes, self.ignore_index, scope)
-        return ps, pt, counts > 0
+        return ps, pt, counts > 0, s, t, labels
 
     def forward(self, preds_S: Tensor, preds_T: Tensor,
                 gt: Tensor) -> Tensor:
@@ -368,7 +392,7 @@ class I2CKDLoss(nn.Module):
             Tensor: Scalar loss (float32, or float64 for float64 input),
             ``loss_weight`` applied.
         """
-        ps, pt, present = self.prototypes(preds_S, preds_T, gt)
+        ps, pt, present, s, t, labels = self._prototypes(preds_S, preds_T, gt)
         if not (self._finite('preds_S (student feature)', ps, preds_S)
                 and self._finite('preds_T (teacher feature)', pt, preds_T)):
             self.last_stats = {
@@ -379,6 +403,10 @@ class I2CKDLoss(nn.Module):
         # fp16/bf16 features under autocast: the triplets in fp32 too.
         with torch.autocast(device_type=preds_S.device.type, enabled=False):
             loss, stats = self._loss_from_prototypes(ps, pt, present)
+            if self.pixel_weight > 0:
+                pixel = self._pixel_term(s, t, labels, ps, pt, present)
+                loss = loss + self.pixel_weight * pixel
+                stats['pixel'] = pixel.detach().float()
         self.last_stats = stats
         return self.loss_weight * loss
 
@@ -405,6 +433,40 @@ class I2CKDLoss(nn.Module):
             pull = torch.where(present, d, torch.zeros_like(d)).sum() / n_present
             loss = loss + self.pull_weight * pull
         return loss, self._stats(hinge, mask, d_pos, d_neg, present, pull)
+
+    def _pixel_term(self, s: Tensor, t: Tensor, labels: Tensor, ps: Tensor,
+                    pt: Tensor, present: Tensor) -> Tensor:
+        """Pixel-to-prototype KL, mean over labelled pixels (ours).
+
+        ``s``/``t`` (N, C, h, w) features, ``labels`` (N, h, w), prototypes
+        (G, K, C) with G = N (image scope) or 1, ``present`` (G, K). Each
+        pixel is compared with the prototypes of its own group, over the
+        classes present there: ``q = softmax_k(cos(f_p, P_k) / pixel_tau)``
+        for the teacher (teacher pixel, teacher prototypes) and the student
+        (student pixel, student prototypes); the term is KL(q_t || q_s).
+        """
+        n, c = s.shape[:2]
+        y = labels.reshape(n, 1, -1)
+        valid = (y != self.ignore_index) & (y >= 0) & (y < present.shape[1])
+        # Zero ignored pixels first: a NaN/Inf there must not reach the
+        # softmax (its backward would spread NaN to the connector).
+        zero = s.new_zeros(())
+        fs = F.normalize(torch.where(valid, s.reshape(n, c, -1), zero), dim=1)
+        ft = F.normalize(torch.where(valid, t.reshape(n, c, -1), zero), dim=1)
+        absent = ~present.unsqueeze(-1)  # (G, K, 1)
+        logq = []
+        for f, p in ((fs, ps), (ft, pt)):
+            p = F.normalize(p, dim=-1).expand(n, -1, -1)
+            logits = torch.bmm(p, f) / self.pixel_tau  # (N, K, hw)
+            logq.append(logits.masked_fill(absent, float('-inf'))
+                        .log_softmax(dim=1))
+        logq_s, logq_t = logq
+        # absent classes: q_t = 0 and log q = -inf; 0 * (-inf) would be NaN
+        kl = torch.where(absent, zero,
+                         logq_t.exp() * (logq_t - logq_s)).sum(dim=1)
+        valid = valid.squeeze(1)
+        n_valid = valid.sum()
+        return torch.where(valid, kl, zero).sum() / n_valid.clamp(min=1)
 
     @torch.no_grad()
     def _stats(self, hinge, mask, d_pos, d_neg, present, pull):

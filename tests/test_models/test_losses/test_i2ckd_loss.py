@@ -7,6 +7,8 @@ cases, gradients, edge cases, bad input, non-finite features (both
 prototype paths), ``num_classes`` set later, ``prototypes()``, mixed
 precision, and hypothesis properties.
 """
+import math
+
 import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
 import pytest
 import torch
@@ -110,6 +112,9 @@ OPTIONS = [
     dict(prototype_scope='batch', negatives='hardest', pull_weight=0.3),
     # the shipped configs' variant
     dict(normalize=True, margin=0.2, pull_weight=1.0),
+    # + the pixel-to-prototype term, per image and per batch
+    dict(normalize=True, margin=0.2, pull_weight=1.0, pixel_weight=0.8),
+    dict(prototype_scope='batch', pixel_weight=1.5, pixel_tau=0.5),
 ]
 
 
@@ -127,7 +132,10 @@ def test_options_equal_reference(opts, seed):
     assert abs(float(expected) - float(plain)) > 1e-4 and float(expected) > 0
     got = crit.last_stats
     assert float(got['triplets']) == stats['triplets']
-    for key in ('active', 'd_pos', 'd_neg', 'pull'):
+    keys = ('active', 'd_pos', 'd_neg', 'pull') + (
+        ('pixel', ) if opts.get('pixel_weight') else ())
+    assert set(keys) <= set(got) and ('pixel' in got) == ('pixel' in stats)
+    for key in keys:
         assert float(got[key]) == pytest.approx(stats[key], rel=1e-6,
                                                 abs=1e-9), key
     assert all(not v.requires_grad for v in got.values())
@@ -242,6 +250,40 @@ def test_hand_computed_hardest_three_classes():
     assert float(all_neg) == pytest.approx(2 / 6, abs=1e-5)
 
 
+@pytest.mark.parametrize('tau', [0.1, 0.5])
+def test_hand_computed_pixel_term(tau):
+    """Two pixels, one per class, so each prototype is its pixel.
+
+    Student: f0 = (1, 0), f1 = (0, 1): cosines to (P0, P1) are (1, 0) at
+    pixel 0 and (0, 1) at pixel 1, q_s = softmax((1, 0) / tau). Teacher:
+    both pixels (1, 0), so every cosine is 1 and q_t = (1/2, 1/2). Per pixel
+    KL(q_t || q_s) = -log 2 + 1 / (2 tau) + log(1 + exp(-1 / tau)), the same
+    at both pixels by symmetry; the ignored third pixel does not count.
+    """
+    s = torch.tensor([[1., 0., 7.], [0., 1., -3.]]).view(1, 2, 1, 3)
+    t = torch.tensor([[1., 1., 5.], [0., 0., 2.]]).view(1, 2, 1, 3)
+    labels = torch.tensor([[[0, 1, IGNORE]]])
+    expected = (-math.log(2) + 0.5 / tau + math.log1p(math.exp(-1 / tau)))
+    crit = I2CKDLoss(num_classes=2, pixel_weight=2.0, pixel_tau=tau)
+    loss = crit(s, t, labels)
+    assert float(crit.last_stats['pixel']) == pytest.approx(expected,
+                                                            rel=1e-5)
+    base = I2CKDLoss(num_classes=2)(s, t, labels)
+    assert float(loss - base) == pytest.approx(2.0 * expected, rel=1e-5)
+
+
+def test_pixel_term_is_zero_when_student_equals_teacher():
+    s, t, labels, k = random_case(3)
+    crit = I2CKDLoss(num_classes=k, pixel_weight=1.0, normalize=True)
+    crit(t.clone(), t, labels)
+    assert float(crit.last_stats['pixel']) == pytest.approx(0, abs=1e-12)
+    # scaling the student feature changes no cosine
+    crit(3.0 * t, t, labels)
+    assert float(crit.last_stats['pixel']) == pytest.approx(0, abs=1e-12)
+    crit(s, t, labels)
+    assert float(crit.last_stats['pixel']) > 0.01
+
+
 def test_hand_computed_single_class_gives_only_the_pull():
     # one class per image: no triplet, pull = mean_n (Ps_n - Pt_n)^2
     s = torch.tensor([[1., 3.], [0., 0.]]).view(2, 1, 1, 2)
@@ -341,7 +383,10 @@ def test_constructor_rejects_unknown_option(name, value):
 
 @pytest.mark.parametrize('kwargs', [
     dict(num_classes=0), dict(num_classes=3, margin=-1.0),
-    dict(num_classes=3, pull_weight=-0.1)
+    dict(num_classes=3, pull_weight=-0.1),
+    dict(num_classes=3, pixel_weight=-1.0),
+    dict(num_classes=3, pixel_tau=0.0),
+    dict(num_classes=3, pixel_tau=-0.1),
 ])
 def test_constructor_rejects_bad_numbers(kwargs):
     with pytest.raises(ValueError):
@@ -434,7 +479,7 @@ def test_nonfinite_at_ignored_pixel_does_not_matter(path, which, value,
                                                     path_spy):
     s, t, y = _nan_case()
     k = PATHS[path]
-    crit = I2CKDLoss(num_classes=k, pull_weight=0.5)
+    crit = I2CKDLoss(num_classes=k, pull_weight=0.5, pixel_weight=0.5)
     clean = crit(s, t, y)
     s = s.clone().requires_grad_(True)
     with torch.no_grad():
@@ -443,7 +488,7 @@ def test_nonfinite_at_ignored_pixel_does_not_matter(path, which, value,
     assert path_spy[-1] == path
     torch.testing.assert_close(loss, clean)
     close(loss, ref.loss(s.detach().nan_to_num(0, 0, 0), t.nan_to_num(
-        0, 0, 0), y, k, pull_weight=0.5))
+        0, 0, 0), y, k, pull_weight=0.5, pixel_weight=0.5))
     loss.backward()
     assert torch.isfinite(s.grad).all() and s.grad[1, :, 2, 1].eq(0).all()
 
@@ -552,17 +597,22 @@ def test_forward_uses_prototypes_method(monkeypatch):
     s, t, labels, k = random_case(5)
     crit = I2CKDLoss(num_classes=k)
     calls = []
-    real = crit.prototypes
+    # forward takes the prototypes (and the prepared features of the pixel
+    # term) from _prototypes, the method prototypes() returns the head of
+    real = crit._prototypes
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
         out = real(*args, **kwargs)
         return (out[0] * 2, ) + out[1:]  # a change forward must show
 
-    monkeypatch.setattr(crit, 'prototypes', spy)
+    monkeypatch.setattr(crit, '_prototypes', spy)
     loss = crit(s, t, labels)
     assert len(calls) == 1
     close(loss, ref.loss(2 * s, t, labels, k))
+    ps = crit.prototypes(s, t, labels)[0]  # the public method: same path
+    assert len(calls) == 2
+    close(ps, 2 * ref.prototypes(s, labels, k)[0])
 
 
 def test_prototypes_rejects_unknown_scope():
@@ -581,9 +631,11 @@ BF16_REL = 2.0**-8
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize('kwargs', [dict(), dict(pull_weight=1.0,
-                                                 normalize=True,
-                                                 margin=0.2)])
+@pytest.mark.parametrize('kwargs', [
+    dict(),
+    dict(pull_weight=1.0, normalize=True, margin=0.2),
+    dict(pull_weight=1.0, normalize=True, margin=0.2, pixel_weight=1.0),
+])
 def test_loss_of_low_precision_features_matches_fp32(dtype, kwargs):
     """Features ~3 +- 0.1 (large sums, small spread: where low-precision
     accumulation fails) give the fp32 loss of the same rounded values."""
