@@ -82,11 +82,9 @@ Usage::
 """
 import argparse
 import contextlib
-import datetime
 import glob
 import os
 import os.path as osp
-import platform
 import statistics
 import sys
 import time
@@ -101,6 +99,8 @@ from i2ckd_mm.toy import toy_configs
 
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(HERE)
+sys.path.insert(0, HERE)  # machine.py
+from machine import machine_lines  # noqa: E402
 CITYSCAPES_CONFIG_NAME = ('i2ckd_bottleneck_deeplabv3_r101-d8_'
                           'deeplabv3_r18-d8_8xb2-40k_cityscapes-512x1024.py')
 IGNORE = 255
@@ -428,34 +428,6 @@ def bench_setting(variants: Dict[str, tuple], data: dict, runs: int,
 
 
 # ------------------------------------------------------------------ report
-def machine_lines(threads: int) -> List[str]:
-    cpu = 'unknown'
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    cpu = line.split(':', 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import mmengine
-    import mmrazor
-    import mmseg
-    lines = [
-        f'- date: {datetime.datetime.now():%Y-%m-%d %H:%M}',
-        f'- CPU: {cpu}; nproc {os.cpu_count()}; torch intra-op threads '
-        f'{torch.get_num_threads()} (set with --threads {threads})',
-        f'- torch {torch.__version__}, mmengine {mmengine.__version__}, '
-        f'mmseg {mmseg.__version__}, mmrazor {mmrazor.__version__}, Python '
-        f'{platform.python_version()}',
-        f'- load average at start: {os.getloadavg()[0]:.2f} (1 min)',
-    ]
-    if torch.cuda.is_available():
-        lines.append(f'- GPU: {torch.cuda.get_device_name(0)}')
-    else:
-        lines.append('- GPU: none available (torch.cuda.is_available() is '
-                     'False): GPU rows were not measured')
-    return lines
 
 
 def _ms(x: float) -> str:
@@ -571,7 +543,8 @@ def main(argv: Optional[List[str]] = None) -> str:
 
     t_start = time.time()
     lines = ['# What distillation costs: one training step, by part', '']
-    lines += machine_lines(args.threads) + [f'- {n}' for n in args.note]
+    lines += machine_lines(f' (set with --threads {args.threads})')
+    lines += [f'- {n}' for n in args.note]
     lines += [
         '- command: `python benchmarks/bench_distill_step.py '
         f'{" ".join(argv if argv is not None else sys.argv[1:])}`',

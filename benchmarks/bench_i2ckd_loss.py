@@ -36,11 +36,9 @@ Usage::
     python benchmarks/bench_i2ckd_loss.py --out benchmarks/results_cpu.md
 """
 import argparse
-import datetime
 import itertools
 import os
 import os.path as osp
-import platform
 import importlib.util
 import statistics
 import subprocess
@@ -55,11 +53,13 @@ import torch
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(HERE)
 sys.path.insert(0, osp.join(ROOT, 'tests'))  # reference_i2ckd
+sys.path.insert(0, HERE)  # machine.py
 
 import i2ckd_mm  # noqa: E402,F401  (compat shims before mmseg/mmrazor)
 from mmrazor.models.losses import ChannelWiseDivergence  # noqa: E402
 
 import reference_i2ckd  # noqa: E402
+from machine import machine_lines  # noqa: E402
 from i2ckd_mm.models.losses import I2CKDLoss  # noqa: E402
 
 STEP_CONFIG = osp.join(
@@ -321,31 +321,6 @@ def bench_step(size: int, n: int, runs: int, args) -> dict:
 
 
 # ------------------------------------------------------------------ report
-def machine_lines(args) -> List[str]:
-    cpu = 'unknown'
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    cpu = line.split(':', 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    lines = [
-        f'- date: {datetime.datetime.now():%Y-%m-%d %H:%M}',
-        f'- CPU: {cpu}; nproc {os.cpu_count()}; torch threads '
-        f'{torch.get_num_threads()}',
-        f'- torch {torch.__version__}, Python {platform.python_version()}',
-        f'- load average at start: {os.getloadavg()[0]:.2f} (1 min)',
-    ]
-    if torch.cuda.is_available():
-        lines.append(f'- GPU: {torch.cuda.get_device_name(0)}')
-    else:
-        lines.append('- GPU: none available (torch.cuda.is_available() is '
-                     'False): CUDA rows were not measured')
-    return lines
-
-
 def loss_table(rows: List[dict], device: str) -> List[str]:
     before = any('before_ms' in r for r in rows)
     out = [
@@ -435,7 +410,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     step_size = args.step_size or (128 if args.quick else 512)
     step_runs = args.step_runs or (1 if args.quick else 2)
 
-    lines = ['# I2CKD loss: speed and memory', ''] + machine_lines(args)
+    lines = ['# I2CKD loss: speed and memory', ''] + machine_lines()
     lines += [
         f'- command: `python benchmarks/bench_i2ckd_loss.py '
         f'{" ".join(argv if argv is not None else sys.argv[1:])}`',
