@@ -101,6 +101,8 @@ VARIANTS = {
     # + the pixel-to-prototype KL (pixel_tau 0.1), at weight 1 / 3
     'np_pix': _i2ckd(**NP, pixel_weight=1.0),
     'np_pix3': _i2ckd(**NP, pixel_weight=3.0),
+    # the student pixels against the teacher's prototypes
+    'np_pixT': _i2ckd(**NP, pixel_weight=1.0, pixel_prototypes='teacher'),
 }
 # CWD alone: the I2CKD+CWD config with the I2CKD term at weight 0 (its
 # diagnostics are still logged, as a reference).

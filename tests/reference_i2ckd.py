@@ -139,12 +139,15 @@ def _term(anchor: Tensor, other: Tensor, present: Tensor, margin: float,
 
 def pixel_term(fs: Tensor, ft: Tensor, labels: Tensor, ps: Tensor,
                pt: Tensor, present: Tensor, tau: float,
-               ignore_index: int = IGNORE) -> Optional[Tensor]:
+               ignore_index: int = IGNORE,
+               student_prototypes: str = 'own') -> Optional[Tensor]:
     """Pixel-to-prototype KL, one labelled pixel at a time.
 
     For pixel p of image b in group g (b, or 0 for one group), over the
     classes present in g: ``q(p) = softmax_k(cos(f_p, P_gk) / tau)`` with the
-    teacher's pixel and prototypes for q_t, the student's for q_s;
+    teacher's pixel and prototypes for q_t, the student's pixel and its own
+    (or, with ``student_prototypes='teacher'``, the teacher's) prototypes for
+    q_s;
     ``KL(q_t || q_s)``, mean over labelled pixels (None if there is none).
     """
     n, _, h, w = fs.shape
@@ -157,7 +160,8 @@ def pixel_term(fs: Tensor, ft: Tensor, labels: Tensor, ps: Tensor,
                 if int(labels[b, i, j]) == ignore_index:
                     continue
                 q = []
-                for f, p in ((fs, ps), (ft, pt)):
+                own = ps if student_prototypes == 'own' else pt
+                for f, p in ((fs, own), (ft, pt)):
                     cos = torch.stack([
                         F.cosine_similarity(f[b, :, i, j], p[g, k], dim=0)
                         for k in classes
@@ -177,6 +181,7 @@ def loss_and_stats(preds_S: Tensor, preds_T: Tensor, gt: Tensor,
                    symmetric: bool = False, pull_weight: float = 0.0,
                    pull_type: str = 'squared',
                    pixel_weight: float = 0.0, pixel_tau: float = 0.1,
+                   pixel_prototypes: str = 'own',
                    loss_weight: float = 1.0) -> Tuple[Tensor, Dict]:
     """The I2CKD loss and its diagnostics, options as in ``I2CKDLoss``.
 
@@ -206,7 +211,7 @@ def loss_and_stats(preds_S: Tensor, preds_T: Tensor, gt: Tensor,
     pixel = None
     if pixel_weight > 0:  # cosines: the prototypes' scale does not matter
         pixel = pixel_term(preds_S, preds_T, labels, ps, pt, present,
-                           pixel_tau, ignore_index)
+                           pixel_tau, ignore_index, pixel_prototypes)
     if normalize:
         ps = ps / ps.norm(dim=-1, keepdim=True).clamp(min=1e-12)
         pt = pt / pt.norm(dim=-1, keepdim=True).clamp(min=1e-12)

@@ -19,6 +19,7 @@ from .prototypes import (LABEL_RESIZE_MODES, PROTOTYPE_SCOPES, accum_dtype,
 DISTANCES = ('euclidean', 'cosine')
 NEGATIVES = ('all', 'hardest')
 PULL_TYPES = ('squared', 'linear')
+PIXEL_PROTOTYPES = ('own', 'teacher')
 NONFINITE = ('raise', 'skip')
 
 # torch.nn.functional.pairwise_distance adds eps to the difference; we use
@@ -112,6 +113,10 @@ class I2CKDLoss(nn.Module):
             means. Defaults to 0 (off).
         pixel_tau (float): Temperature of the pixel-to-prototype softmax.
             Defaults to 0.1.
+        pixel_prototypes (str): Which prototypes a student pixel is compared
+            with: ``'own'`` (default: the student's, a relation) or
+            ``'teacher'`` (the teacher's, which also aligns the student
+            feature with the teacher's prototypes).
         nonfinite (str): ``'raise'`` (default) raises naming the tensor when a
             feature holds NaN/Inf; ``'skip'`` returns a zero loss for that
             step instead (e.g. for fp16 overflow steps under AMP).
@@ -140,6 +145,7 @@ class I2CKDLoss(nn.Module):
                  pull_type: str = 'squared',
                  pixel_weight: float = 0.0,
                  pixel_tau: float = 0.1,
+                 pixel_prototypes: str = 'own',
                  nonfinite: str = 'raise') -> None:
         super().__init__()
         for name, value, allowed in (
@@ -148,6 +154,7 @@ class I2CKDLoss(nn.Module):
             ('distance', distance, DISTANCES),
             ('negatives', negatives, NEGATIVES),
             ('pull_type', pull_type, PULL_TYPES),
+            ('pixel_prototypes', pixel_prototypes, PIXEL_PROTOTYPES),
             ('nonfinite', nonfinite, NONFINITE),
         ):
             if value not in allowed:
@@ -176,6 +183,7 @@ class I2CKDLoss(nn.Module):
         self.pull_type = pull_type
         self.pixel_weight = pixel_weight
         self.pixel_tau = pixel_tau
+        self.pixel_prototypes = pixel_prototypes
         self.nonfinite = nonfinite
         #: Detached diagnostics of the last call (see :meth:`_stats`).
         self.last_stats: Dict[str, Tensor] = {}
@@ -443,8 +451,11 @@ class I2CKDLoss(nn.Module):
         pixel is compared with the prototypes of its own group, over the
         classes present there: ``q = softmax_k(cos(f_p, P_k) / pixel_tau)``
         for the teacher (teacher pixel, teacher prototypes) and the student
-        (student pixel, student prototypes); the term is KL(q_t || q_s).
+        (student pixel, student or teacher prototypes: ``pixel_prototypes``);
+        the term is KL(q_t || q_s).
         """
+        if self.pixel_prototypes == 'teacher':
+            ps = pt
         n, c = s.shape[:2]
         y = labels.reshape(n, 1, -1)
         valid = (y != self.ignore_index) & (y >= 0) & (y < present.shape[1])

@@ -115,6 +115,8 @@ OPTIONS = [
     # + the pixel-to-prototype term, per image and per batch
     dict(normalize=True, margin=0.2, pull_weight=1.0, pixel_weight=0.8),
     dict(prototype_scope='batch', pixel_weight=1.5, pixel_tau=0.5),
+    dict(normalize=True, margin=0.2, pixel_weight=1.0,
+         pixel_prototypes='teacher'),
 ]
 
 
@@ -272,6 +274,36 @@ def test_hand_computed_pixel_term(tau):
     assert float(loss - base) == pytest.approx(2.0 * expected, rel=1e-5)
 
 
+def test_hand_computed_pixel_term_on_teacher_prototypes():
+    """As above, but the student pixels meet the teacher's prototypes,
+    Pt0 = Pt1 = (1, 0): cosines (1, 1) at pixel 0 and (0, 0) at pixel 1, so
+    q_s = q_t = (1/2, 1/2) and the term is 0 although the student's own
+    relations differ (the 'own' term above is not)."""
+    s = torch.tensor([[1., 0., 7.], [0., 1., -3.]]).view(1, 2, 1, 3)
+    t = torch.tensor([[1., 1., 5.], [0., 0., 2.]]).view(1, 2, 1, 3)
+    labels = torch.tensor([[[0, 1, IGNORE]]])
+    crit = I2CKDLoss(num_classes=2, pixel_weight=1.0,
+                     pixel_prototypes='teacher')
+    crit(s, t, labels)
+    assert float(crit.last_stats['pixel']) == pytest.approx(0, abs=1e-7)
+    # a student pixel off the teacher's prototypes: pixel 1 = (0, 1) vs
+    # Pt = (1, 0) and (0.6, 0.8) -> cosines (0, 0.8), teacher (1, 0.6)
+    t2 = torch.tensor([[1., 0.6, 5.], [0., 0.8, 2.]]).view(1, 2, 1, 3)
+    s2 = torch.tensor([[1., 0., 7.], [0., 1., -3.]]).view(1, 2, 1, 3)
+    crit(s2, t2, labels)
+
+    def kl(cos_t, cos_s, tau=0.1):
+        q_t = torch.softmax(torch.tensor(cos_t) / tau, 0)
+        q_s = torch.softmax(torch.tensor(cos_s) / tau, 0)
+        return float((q_t * (q_t.log() - q_s.log())).sum())
+
+    # pixel 0 = (1, 0): student cosines (1, 0.6) = teacher's (1, 0.6)
+    # pixel 1: teacher pixel (0.6, 0.8) -> (0.6, 1); student (0, 0.8)
+    expected = (kl([1., .6], [1., .6]) + kl([.6, 1.], [0., .8])) / 2
+    assert float(crit.last_stats['pixel']) == pytest.approx(expected,
+                                                            rel=1e-5)
+
+
 def test_pixel_term_is_zero_when_student_equals_teacher():
     s, t, labels, k = random_case(3)
     crit = I2CKDLoss(num_classes=k, pixel_weight=1.0, normalize=True)
@@ -374,6 +406,7 @@ def test_empty_batch_gives_zero_loss(scope):
     ('distance', 'manhattan'),
     ('negatives', 'semi-hard'),
     ('pull_type', 'cubic'),
+    ('pixel_prototypes', 'mean'),
     ('nonfinite', 'ignore'),
 ])
 def test_constructor_rejects_unknown_option(name, value):
