@@ -12,20 +12,8 @@ CONFIG=$3
 WORK_DIR=$4
 GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-""}
-# generic resources per node; unset: one GPU per task, empty: none
-GRES=${GRES-gpu:${GPUS_PER_NODE}}
 PY_ARGS=${@:5}
 
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-srun -p "${PARTITION}" \
-    --job-name="${JOB_NAME}" \
-    ${GRES:+--gres="${GRES}"} \
-    --ntasks="${GPUS}" \
-    --ntasks-per-node="${GPUS_PER_NODE}" \
-    --cpus-per-task="${CPUS_PER_TASK}" \
-    --kill-on-bad-exit=1 \
-    ${SRUN_ARGS} \
-    python -u "$(dirname "$0")/train.py" "${CONFIG}" --work-dir="${WORK_DIR}" \
-    --launcher="slurm" ${PY_ARGS}
+source "$(dirname "$0")/launch_common.sh"
+srun_tool train.py "${CONFIG}" --work-dir="${WORK_DIR}" --launcher="slurm" \
+    ${PY_ARGS}

@@ -37,27 +37,21 @@ train_dataloader = dict(
         data_root=data_root,
         data_prefix=dict(img_path='train', seg_map_path='trainannot'),
         pipeline=train_pipeline))
+# val: the same loader, one image a batch, in order, on the val split
 val_dataloader = dict(
+    train_dataloader,
     batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
+        train_dataloader['dataset'],
         data_prefix=dict(img_path='val', seg_map_path='valannot'),
         pipeline=test_pipeline))
 # The test split (233 images); val (101 images) is used during training.
 test_dataloader = dict(
-    batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
+    val_dataloader,
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix=dict(img_path='test', seg_map_path='testannot'),
-        pipeline=test_pipeline))
+        val_dataloader['dataset'],
+        data_prefix=dict(img_path='test', seg_map_path='testannot')))
 
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator

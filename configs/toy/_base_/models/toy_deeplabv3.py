@@ -21,6 +21,20 @@ num_classes = 6
 
 
 def _deeplabv3(base_channels, head_channels, aux_channels):
+
+    def head(loss_weight, **kwargs):
+        # what the decode and the auxiliary head share
+        return dict(
+            **kwargs,
+            dropout_ratio=0.1,
+            num_classes=num_classes,
+            norm_cfg=norm_cfg,
+            align_corners=False,
+            loss_decode=dict(
+                type='CrossEntropyLoss',
+                use_sigmoid=False,
+                loss_weight=loss_weight))
+
     return dict(
         # explicit scope: the distillation configs build these inside
         # MMRazor's registry, which does not hold MMSeg's segmentors
@@ -41,31 +55,21 @@ def _deeplabv3(base_channels, head_channels, aux_channels):
             norm_eval=False,
             style='pytorch',
             contract_dilation=True),
-        decode_head=dict(
+        decode_head=head(
             type='ASPPHead',
             in_channels=base_channels * 8,
             in_index=3,
             channels=head_channels,
             dilations=(1, 12, 24, 36),
-            dropout_ratio=0.1,
-            num_classes=num_classes,
-            norm_cfg=norm_cfg,
-            align_corners=False,
-            loss_decode=dict(
-                type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
-        auxiliary_head=dict(
+            loss_weight=1.0),
+        auxiliary_head=head(
             type='FCNHead',
             in_channels=base_channels * 4,
             in_index=2,
             channels=aux_channels,
             num_convs=1,
             concat_input=False,
-            dropout_ratio=0.1,
-            num_classes=num_classes,
-            norm_cfg=norm_cfg,
-            align_corners=False,
-            loss_decode=dict(
-                type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
+            loss_weight=0.4),
         train_cfg=dict(),
         test_cfg=dict(mode='whole'))
 
