@@ -70,3 +70,31 @@ def test_arms_resolve_to_configs_and_options():
     assert cfg == 'I' and 'margin=1.0' in extra and 'normalize=False' in extra
     with pytest.raises(KeyError, match='unknown arm'):
         study.arm_spec('nope', configs)
+
+
+def test_two_stage_choice_on_val():
+    """Stage 1 ranks by the mean Δ vs cwd on seeds 0-1 (a +1.5, b +1.0,
+    c +0.5, d -1.0); the top 3 go on to seeds 0-2, where b wins
+    (a: (1 + 2 - 3) / 3 = 0, b: (1 + 1 + 1) / 3 = 1, c: (0.5 + 0.5 + 0) / 3)."""
+    cwd = {0: 30.0, 1: 30.0, 2: 30.0}
+    val = {'cwd': cwd,
+           'a+cwd': {0: 31.0, 1: 32.0, 2: 27.0},
+           'b+cwd': {0: 31.0, 1: 31.0, 2: 31.0},
+           'c+cwd': {0: 30.5, 1: 30.5, 2: 30.0},
+           'd+cwd': {0: 29.0, 1: 29.0}}
+    args = type('Args', (), dict(choice_seeds=[0, 1],
+                                 second_stage_seeds=[0, 1, 2], top=3))
+    lines = study.choice_section(val, ['d+cwd', 'c+cwd', 'b+cwd', 'a+cwd'],
+                                 args)
+    text = '\n'.join(lines)
+    stage1 = [ln.split('|')[1].strip() for ln in lines
+              if ln.startswith('| ') and '+cwd' in ln][:4]
+    assert stage1 == ['a+cwd', 'b+cwd', 'c+cwd', 'd+cwd']
+    assert 'chosen: `b+cwd`' in text
+    # sd of the 8 stage-1 deltas (1, 2, 1, 1, .5, .5, -1, -1) is 1.04
+    assert 'standard deviation of 1.04 mIoU' in text
+    # without seed 2 for a finalist, no choice is claimed
+    del val['c+cwd'][2]
+    text = '\n'.join(study.choice_section(
+        val, ['d+cwd', 'c+cwd', 'b+cwd', 'a+cwd'], args))
+    assert 'chosen' not in text and 'incomplete' in text
