@@ -83,7 +83,6 @@ Usage::
 import argparse
 import contextlib
 import glob
-import os
 import os.path as osp
 import statistics
 import sys
@@ -100,7 +99,7 @@ from i2ckd_mm.toy import toy_configs
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(HERE)
 sys.path.insert(0, HERE)  # machine.py
-from machine import machine_lines  # noqa: E402
+from machine import finish_report, machine_lines  # noqa: E402
 CITYSCAPES_CONFIG_NAME = ('i2ckd_bottleneck_deeplabv3_r101-d8_'
                           'deeplabv3_r18-d8_8xb2-40k_cityscapes-512x1024.py')
 IGNORE = 255
@@ -616,17 +615,7 @@ def main(argv: Optional[List[str]] = None) -> str:
                 f'{(m["student_fwd"] + m["student_bwd"]) / t:.0%}, distill '
                 f'losses {(m["distill_fwd"] + m["distill_bwd"]) / t:.0%}, '
                 f'optimizer {m["optim"] / t:.0%} of the step.')
-    lines += [
-        '',
-        f'Total benchmark time {time.time() - t_start:.0f} s; load average '
-        f'at end {os.getloadavg()[0]:.2f}.'
-    ]
-    report = '\n'.join(lines) + '\n'
-    print(report)
-    if args.out:
-        with open(args.out, 'w') as f:
-            f.write(report)
-    return report
+    return finish_report(lines + [''], t_start, args.out)
 
 
 if __name__ == '__main__':

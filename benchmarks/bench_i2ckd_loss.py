@@ -37,7 +37,6 @@ Usage::
 """
 import argparse
 import itertools
-import os
 import os.path as osp
 import importlib.util
 import statistics
@@ -59,7 +58,7 @@ import i2ckd_mm  # noqa: E402,F401  (compat shims before mmseg/mmrazor)
 from mmrazor.models.losses import ChannelWiseDivergence  # noqa: E402
 
 import reference_i2ckd  # noqa: E402
-from machine import machine_lines  # noqa: E402
+from machine import finish_report, machine_lines  # noqa: E402
 from i2ckd_mm.models.losses import I2CKDLoss  # noqa: E402
 
 STEP_CONFIG = osp.join(
@@ -507,16 +506,7 @@ def main(argv: Optional[List[str]] = None) -> str:
             f'**{share:.2f} %** (target <= 5 %: '
             f'{"met" if share <= 5 else "NOT met"}) |', ''
         ]
-    lines += [
-        f'Total benchmark time {time.time() - t_start:.0f} s; load average '
-        f'at end {os.getloadavg()[0]:.2f}.'
-    ]
-    report = '\n'.join(lines) + '\n'
-    print(report)
-    if args.out:
-        with open(args.out, 'w') as f:
-            f.write(report)
-    return report
+    return finish_report(lines, t_start, args.out)
 
 
 if __name__ == '__main__':

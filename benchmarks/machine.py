@@ -2,6 +2,7 @@
 import datetime
 import os
 import platform
+import time
 from typing import List
 
 import torch
@@ -40,3 +41,18 @@ def machine_lines(threads_note: str = '') -> List[str]:
         lines.append('- GPU: none available (torch.cuda.is_available() is '
                      'False): GPU rows were not measured')
     return lines
+
+
+def finish_report(lines: List[str], t_start: float, out: str = None) -> str:
+    """Add the total time and load line, print the markdown report and write
+    it to ``out`` if given; returns the report."""
+    lines = lines + [
+        f'Total benchmark time {time.time() - t_start:.0f} s; load average '
+        f'at end {os.getloadavg()[0]:.2f}.'
+    ]
+    report = '\n'.join(lines) + '\n'
+    print(report)
+    if out:
+        with open(out, 'w') as f:
+            f.write(report)
+    return report
