@@ -56,10 +56,30 @@ FIELDS = ['dataset', 'split', 'arm', 'seed', 'mIoU', 'iterations', 'wall_s']
 STUDENT_ITERS, TEACHER_ITERS = 1000, 1500
 
 
-def _i2ckd(**opts):
-    """Config text overriding I2CKDLoss options."""
-    return ('model = dict(distiller=dict(distill_losses=dict('
-            f'loss_i2ckd=dict({", ".join(f"{k}={v!r}" for k, v in opts.items())}))))\n')
+def _py(obj):
+    """Config text of a value: dicts as ``dict(key=value, ...)``."""
+    if isinstance(obj, dict):
+        return 'dict(' + ', '.join(f'{k}={_py(v)}' for k, v in obj.items()) \
+            + ')'
+    return repr(obj)
+
+
+def _merged(a: dict, b: dict) -> dict:
+    """``a`` updated with ``b``, nested dicts merged key by key."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = (_merged(out[k], v) if isinstance(v, dict)
+                  and isinstance(out.get(k), dict) else v)
+    return out
+
+
+def _i2ckd(extra_distiller=None, **opts):
+    """Config text overriding I2CKDLoss options (and adding distiller
+    entries, e.g. a second location), as one ``model`` assignment."""
+    distiller = dict(distill_losses=dict(loss_i2ckd=opts))
+    if extra_distiller:
+        distiller = _merged(distiller, extra_distiller)
+    return f'model = dict(distiller={_py(distiller)})\n'
 
 
 def _warmup(iters, loss='loss_i2ckd'):
@@ -67,23 +87,18 @@ def _warmup(iters, loss='loss_i2ckd'):
             f" losses=dict({loss}=dict(warmup_iters={iters})))]\n")
 
 
-# A second I2CKD term on the last backbone stage (student 128 ch at 1/4
-# width -> teacher 256 ch), next to the one on the ASPP bottleneck.
-SECOND_LOCATION = (
-    "model = dict(distiller=dict("
-    "student_recorders=dict(feat4=dict(type='ModuleOutputs', "
-    "source='backbone.layer4')),"
-    "teacher_recorders=dict(feat4=dict(type='ModuleOutputs', "
-    "source='backbone.layer4')),"
-    "connectors=dict(loss_i2ckd4_sfeat=dict(type='I2CKDConnector', "
-    "in_channels=128, out_channels=256)),"
-    "distill_losses=dict(loss_i2ckd4=dict(type='I2CKDLoss', "
-    "normalize=True, margin=0.2, pull_weight=1.0)),"
-    "loss_forward_mappings=dict(loss_i2ckd4=dict("
-    "preds_S=dict(from_student=True, recorder='feat4', "
-    "connector='loss_i2ckd4_sfeat'),"
-    "preds_T=dict(from_student=False, recorder='feat4'),"
-    "gt=dict(from_data='gt_sem_seg')))))\n")
+def second_location(in_channel=128, out_channel=256):
+    """The shipped second-location block (configs/_base_/i2ckd/
+    i2ckd_layer4.py, one source for the configs and this study) with the
+    toy students' layer4 channels: 128 at 1/4 width -> 256 in the teacher."""
+    from mmengine.config import Config
+    block = Config.fromfile(osp.join(
+        ROOT, 'configs', '_base_', 'i2ckd',
+        'i2ckd_layer4.py'))['i2ckd_layer4'].to_dict()
+    block['connectors']['loss_i2ckd4_sfeat'].update(
+        in_channel=in_channel, out_channel=out_channel)
+    return block
+
 
 # Every arm states all the loss options it studies, so the arms stay the
 # same whatever the shipped configs choose as their defaults.
@@ -103,7 +118,7 @@ VARIANTS = {
     'np_hardest': _i2ckd(**NP, negatives='hardest'),
     'np_sym': _i2ckd(**NP, symmetric=True),
     'np_warmup': _i2ckd(**NP) + _warmup(200),
-    'np_2loc': _i2ckd(**NP) + SECOND_LOCATION,
+    'np_2loc': _i2ckd(second_location(), **NP),
     # + the pixel-to-prototype KL (pixel_tau 0.1), at weight 1 / 3
     'np_pix': _i2ckd(**NP, pixel_weight=1.0),
     'np_pix3': _i2ckd(**NP, pixel_weight=3.0),

@@ -98,3 +98,25 @@ def test_two_stage_choice_on_val():
     text = '\n'.join(study.choice_section(
         val, ['d+cwd', 'c+cwd', 'b+cwd', 'a+cwd'], args))
     assert 'chosen' not in text and 'incomplete' in text
+
+
+@pytest.mark.parametrize('dataset', ['toyshapes', 'toystreets'])
+def test_second_location_arm_is_the_shipped_toy_config(dataset, tmp_path):
+    """The study's np_2loc+cwd arm and the shipped toy config with the
+    second I2CKD location resolve to the same distiller: the block comes
+    from one file, configs/_base_/i2ckd/i2ckd_layer4.py."""
+    from mmengine.config import Config
+
+    from i2ckd_mm.toy import toy_configs
+    cfg, extra = study.arm_spec('np_2loc+cwd', toy_configs(dataset))
+    arm = tmp_path / 'arm.py'
+    arm.write_text(f'_base_ = [{cfg!r}]\n{extra}')
+    shipped = osp.join(
+        ROOT, 'configs', 'toy',
+        osp.basename(cfg).replace('bottleneck-logits',
+                                  'bottleneck-layer4-logits'))
+    got = Config.fromfile(str(arm)).model.distiller.to_dict()
+    want = Config.fromfile(shipped).model.distiller.to_dict()
+    assert got == want
+    assert got['distill_losses']['loss_i2ckd4']['type'] == 'I2CKDLoss'
+    assert got['student_recorders']['feat4']['source'] == 'backbone.layer4'

@@ -255,7 +255,7 @@ def test_local_teacher_checkpoint_override(tmp_path):
     assert torch.equal(algo.teacher.state_dict()[key], state[key])
 
 
-NAME = re.compile(r'^i2ckd(?:-[a-z]+)?_[a-z-]+_(?P<teacher>[\w.-]+?)_'
+NAME = re.compile(r'^i2ckd(?:-[a-z]+)?_[a-z0-9-]+_(?P<teacher>[\w.-]+?)_'
                   r'(?P<student>[\w.-]+?)_(?P<gpus>\d+)xb(?P<batch>\d+)-'
                   r'(?P<iters>\d+)k_(?P<data>[a-z0-9]+)-(?P<h>\d+)x(?P<w>\d+)'
                   r'\.py$')
