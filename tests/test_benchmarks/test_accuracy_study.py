@@ -101,22 +101,25 @@ def test_two_stage_choice_on_val():
 
 
 @pytest.mark.parametrize('dataset', ['toyshapes', 'toystreets'])
-def test_second_location_arm_is_the_shipped_toy_config(dataset, tmp_path):
-    """The study's np_2loc+cwd arm and the shipped toy config with the
-    second I2CKD location resolve to the same distiller: the block comes
-    from one file, configs/_base_/i2ckd/i2ckd_layer4.py."""
+def test_second_location_arm_is_the_shipped_block(dataset, tmp_path):
+    """The study's np_2loc+cwd arm is the I2CKD + CWD toy config plus the
+    shipped second-location block (configs/_base_/i2ckd/i2ckd_layer4.py,
+    one source for the study and the configs) with the toy layer4
+    channels, 128 -> 256, and nothing else."""
     from mmengine.config import Config
 
     from i2ckd_mm.toy import toy_configs
     cfg, extra = study.arm_spec('np_2loc+cwd', toy_configs(dataset))
     arm = tmp_path / 'arm.py'
     arm.write_text(f'_base_ = [{cfg!r}]\n{extra}')
-    shipped = osp.join(
-        ROOT, 'configs', 'toy',
-        osp.basename(cfg).replace('bottleneck-logits',
-                                  'bottleneck-layer4-logits'))
     got = Config.fromfile(str(arm)).model.distiller.to_dict()
-    want = Config.fromfile(shipped).model.distiller.to_dict()
+    block = Config.fromfile(osp.join(
+        ROOT, 'configs', '_base_', 'i2ckd',
+        'i2ckd_layer4.py')).i2ckd_layer4.to_dict()
+    block['connectors']['loss_i2ckd4_sfeat'].update(in_channel=128,
+                                                     out_channel=256)
+    want = study._merged(Config.fromfile(cfg).model.distiller.to_dict(),
+                         block)
     assert got == want
-    assert got['distill_losses']['loss_i2ckd4']['type'] == 'I2CKDLoss'
     assert got['student_recorders']['feat4']['source'] == 'backbone.layer4'
+    assert got['distill_losses']['loss_i2ckd4']['normalize'] is True
