@@ -439,6 +439,9 @@ def cmd_report(args):
         pairs += [(a, 'cwd') for a in test if a.endswith('+cwd')]
         pairs += [(a, 'cwd') for a in test
                   if a not in ('cwd', 'student') and not a.endswith('+cwd')]
+        # another I2CKD variant alone vs the shipped one alone
+        pairs += [(a, 'np') for a in test
+                  if a.startswith('np_') and not a.endswith('+cwd')]
         if 'literal' in test:
             pairs += [(a, 'literal') for a in test if a.startswith('np')
                       and not a.endswith('+cwd')]

@@ -9,11 +9,12 @@
 #   model['distiller'].connectors.loss_i2ckd4_sfeat.update(
 #       in_channel=C_s, out_channel=C_t)   # student / teacher layer4 channels
 #
-# Measured on our toy CPU proxies together with CWD logit distillation
-# (benchmarks/accuracy_study.md, the arm np_2loc+cwd, chosen on ToyShapes
-# val): +0.98 mIoU [+0.47, +1.49] over CWD alone on ToyStreets test, -0.69
-# [-1.37, +0.00] (tied) on ToyShapes test. Not measured alone or on real
-# data.
+# Measured on our toy CPU proxies (benchmarks/accuracy_study.md; chosen on
+# ToyShapes val, 5 paired seeds on test): alone, vs I2CKD at the bottleneck
+# only, +1.69 mIoU [+1.06, +2.32] on ToyStreets and +0.72 [-0.49, +1.93]
+# (tied) on ToyShapes; with CWD logit distillation, vs CWD alone, +0.98
+# [+0.47, +1.49] on ToyStreets and -0.69 [-1.37, +0.00] (tied) on ToyShapes.
+# Not measured on real data.
 i2ckd_layer4 = dict(
     student_recorders=dict(
         feat4=dict(type='ModuleOutputs', source='backbone.layer4')),
