@@ -48,9 +48,10 @@ i2ckd = dict(
                 # I2CKD with L2-normalised prototypes, margin 0.2 and an
                 # explicit intra-class pull: the shipped variant, which beat
                 # our reading of the paper's literal loss (normalize=False,
-                # margin=1.0, pull_weight=0.0) in our first study; on top of
-                # CWD it did not pay on our toy proxies (README, "Does it
-                # make students better?"; benchmarks/accuracy_study.md).
+                # margin=1.0, pull_weight=0.0) on ToyShapes and tied on
+                # ToyStreets; a second location (i2ckd_layer4.py) helps it
+                # (README, "Does it make students better?";
+                # benchmarks/accuracy_study.md).
                 normalize=True,
                 margin=0.2,
                 pull_weight=1.0)),

@@ -55,8 +55,8 @@ class I2CKDLoss(nn.Module):
     ``pull_weight > 0`` adds an explicit intra-class pull
     ``pull_weight * mean_k d(Ps_k, Pt_k)^2``. The shipped configs use
     ``normalize=True, margin=0.2, pull_weight=1.0``, which beat the literal
-    defaults in our first toy study; ``docs/method.md`` ("Which variant to
-    use") has the current evidence.
+    defaults on one toy proxy and tied on the other; ``docs/method.md``
+    ("Which variant to use") has the evidence.
 
     Ignored pixels (``ignore_index`` after the label resize) never matter:
     their features, even NaN/Inf, reach no prototype. A NaN/Inf feature at a
