@@ -138,7 +138,7 @@ GROUPS = {
                 'np_w3_batch+cwd', 'np_hardest+cwd', 'np_sym+cwd',
                 'np_warmup+cwd', 'np_2loc+cwd', 'np_pix+cwd', 'np_pix3+cwd',
                 'np_pixT+cwd'],
-    # report on test; --best np_2loc (the choice on val)
+    # report on test; BEST = --best, np_2loc by default (the choice on val)
     'final': ['student', 'np', 'cwd', 'BEST+cwd', 'BEST', 'literal'],
 }
 
@@ -522,7 +522,7 @@ def main(argv=None):
                    help=f'arm names or groups {sorted(GROUPS)}; variants: '
                    f'{sorted(VARIANTS)} (+cwd suffix adds CWD), student, cwd')
     r.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2, 3, 4])
-    r.add_argument('--best', default='np',
+    r.add_argument('--best', default='np_2loc',
                    help='the I2CKD variant the final group calls BEST')
     r.add_argument('--jobs', type=int, default=2)
     q = sub.add_parser('report')
