@@ -13,8 +13,8 @@ from mmrazor.registry import MODELS
 from torch import Tensor
 
 from .prototypes import (LABEL_RESIZE_MODES, PROTOTYPE_SCOPES, accum_dtype,
-                         check_labels, class_prototypes_many, raise_together,
-                         resize_labels, world_size)
+                         check_labels, class_prototypes_many, labelled,
+                         raise_together, resize_labels, world_size)
 
 DISTANCES = ('euclidean', 'cosine')
 NEGATIVES = ('all', 'hardest')
@@ -457,8 +457,8 @@ class I2CKDLoss(nn.Module):
         if self.pixel_prototypes == 'teacher':
             ps = pt
         n, c = s.shape[:2]
-        y = labels.reshape(n, 1, -1)
-        valid = (y != self.ignore_index) & (y >= 0) & (y < present.shape[1])
+        valid = labelled(labels.reshape(n, 1, -1), present.shape[1],
+                         self.ignore_index)
         # Zero ignored pixels first: a NaN/Inf there must not reach the
         # softmax (its backward would spread NaN to the connector).
         zero = s.new_zeros(())

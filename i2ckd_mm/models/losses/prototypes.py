@@ -52,6 +52,12 @@ def check_labels(labels: Tensor, num_classes: int, ignore_index: int) -> None:
             'num_classes and the dataset\'s label mapping (reduce_zero_label?)')
 
 
+def labelled(labels: Tensor, num_classes: int, ignore_index: int) -> Tensor:
+    """Where ``labels`` names a class: in ``[0, num_classes)`` and not
+    ``ignore_index`` (which may lie inside that range). Same shape, bool."""
+    return (labels >= 0) & (labels < num_classes) & (labels != ignore_index)
+
+
 def resize_labels(labels: Tensor,
                   size: Tuple[int, int],
                   num_classes: int,
@@ -250,8 +256,8 @@ def class_prototypes_many(feats_list: Sequence[Tensor],
     y = labels.reshape(n, h * w).long()
     # bins: the class of each pixel, or K for ignored ones (which includes an
     # ignore_index inside [0, K)); bin K is never summed.
-    valid = (y >= 0) & (y < num_classes) & (y != ignore_index)
-    bins = torch.where(valid, y, torch.full_like(y, num_classes))
+    bins = torch.where(labelled(y, num_classes, ignore_index), y,
+                       torch.full_like(y, num_classes))
     onehot = None
     if reduction == 'matmul':
         classes = torch.arange(num_classes, device=y.device).view(1, -1, 1)
