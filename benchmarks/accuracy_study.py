@@ -347,10 +347,15 @@ def collect(rows, dataset, split):
     return out
 
 
+def on_seeds(results, arms, seeds):
+    """``results`` of ``arms`` (arm -> seed -> mIoU) kept to ``seeds``."""
+    return {a: {s: v for s, v in results[a].items() if s in seeds}
+            for a in arms}
+
+
 def _mean_delta(results, arm, seeds):
-    sub = {a: {s: v for s, v in results[a].items() if s in seeds}
-           for a in (arm, 'cwd')}
-    return paired(sub, arm, 'cwd')[1].mean()
+    return paired(on_seeds(results, (arm, 'cwd'), seeds), arm,
+                  'cwd')[1].mean()
 
 
 def choice_section(val, explored, args):
@@ -365,8 +370,7 @@ def choice_section(val, explored, args):
              f' (sorted by mean Δ). Stage 2: the {args.top} best on seeds '
              f'{", ".join(map(str, second))}; the one with the highest mean'
              ' Δ there was taken to test.', '']
-    sub = {a: {s: v for s, v in val[a].items() if s in first}
-           for a in ranked + ['cwd']}
+    sub = on_seeds(val, ranked + ['cwd'], first)
     deltas = np.concatenate([paired(sub, a, 'cwd')[1] for a in ranked])
     lines[-2] += (f' With 60 val images one seed\'s val Δ has a standard '
                   f'deviation of {deltas.std(ddof=1):.2f} mIoU across all '
@@ -377,8 +381,7 @@ def choice_section(val, explored, args):
         lines += [f'Stage 2 incomplete: no val result on every seed of '
                   f'{second} for {", ".join(missing)}.', '']
     else:
-        sub = {a: {s: v for s, v in val[a].items() if s in second}
-               for a in top + ['cwd']}
+        sub = on_seeds(val, top + ['cwd'], second)
         top.sort(key=lambda a: -_mean_delta(val, a, second))
         lines += [f'Stage 2 (seeds {", ".join(map(str, second))}); chosen: '
                   f'`{top[0]}`.', '']
@@ -425,8 +428,7 @@ def cmd_report(args):
                       f'{k} {v:.2f}' for k, v in sorted(teacher.items())) +
                   ' mIoU.', '']
         val, test = collect(rows, ds, 'val'), collect(rows, ds, 'test')
-        choice = {a: {s: v for s, v in by_seed.items()
-                      if s in args.choice_seeds} for a, by_seed in val.items()}
+        choice = on_seeds(val, val, args.choice_seeds)
         explored = [a for a in choice if a.endswith('+cwd') and choice[a]]
         if ds == args.choice_dataset and len(explored) > 1 \
                 and choice.get('cwd'):
