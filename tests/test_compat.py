@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 import i2ckd_mm
 from i2ckd_mm import compat
+from load_file import load_file
 
 COMPAT_PY = osp.abspath(compat.__file__)
 FULL_MMCV = importlib.util.find_spec('mmcv._ext') is not None
@@ -44,11 +45,7 @@ def run_py(code, timeout=120):
 
 def load_standalone_compat():
     """A fresh copy of compat.py with its own globals (not applied)."""
-    spec = importlib.util.spec_from_file_location('standalone_compat',
-                                                  COMPAT_PY)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file('standalone_compat', COMPAT_PY)
 
 
 # ------------------------------------------------------------ mmcv.ops shim

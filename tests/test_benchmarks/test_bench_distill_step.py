@@ -6,12 +6,13 @@ rows, every part measured, the parts adding up to the measured step, and the
 two-phase backward giving the gradients of a plain backward. No absolute
 timing is asserted.
 """
-import importlib.util
 import os.path as osp
 import re
 
 import pytest
 import torch
+
+from load_file import load_file
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SCRIPT = osp.join(ROOT, 'benchmarks', 'bench_distill_step.py')
@@ -19,11 +20,7 @@ NUM = r'([0-9.]+)'
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location('bench_distill_step',
-                                                  SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file('bench_distill_step', SCRIPT)
 
 
 @pytest.fixture(scope='module')

@@ -1,7 +1,6 @@
 """tools/demo.py end to end at toy size (data, teacher, I2CKD student, mIoU
 table, export, prediction picture), and the prediction picture itself:
 panels, titles, pixel content and legend."""
-import importlib.util
 import os.path as osp
 import re
 
@@ -10,18 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import TOOLS, run_tool
+from load_file import load_file
 from i2ckd_mm.datasets.toy import TOY_CLASSES, TOY_PALETTE
 
 
-def _load_demo():
-    spec = importlib.util.spec_from_file_location('_tool_demo',
-                                                  osp.join(TOOLS, 'demo.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load_demo()
+demo = load_file('_tool_demo', osp.join(TOOLS, 'demo.py'))
 
 
 def _crop(png, box):

@@ -1,5 +1,4 @@
 """tools/analysis_tools/plot_loss_curves.py on hand-written scalars.json."""
-import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -7,16 +6,15 @@ import sys
 
 import pytest
 
+from load_file import load_file
+
 TOOL = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools',
                 'plot_loss_curves.py')
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location('plot_loss_curves', TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file('plot_loss_curves', TOOL)
 
 
 LINES = [

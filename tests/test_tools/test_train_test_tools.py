@@ -1,6 +1,5 @@
 """tools/train.py (+ --resume) and tools/test.py on the I2CKD toy config."""
 import glob
-import importlib.util
 import json
 import os.path as osp
 import re
@@ -9,14 +8,11 @@ import pytest
 import torch
 
 from conftest import I2CKD_CFG, TOOLS, run_tool
+from load_file import load_file
 
 
 def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'_tool_{name}',
-                                                  osp.join(TOOLS, name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(f'_tool_{name}', osp.join(TOOLS, name))
 
 
 def _iter_of(ckpt):
