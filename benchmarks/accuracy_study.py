@@ -85,9 +85,15 @@ def _i2ckd(extra_distiller=None, **opts):
     return f'model = dict(distiller={_py(distiller)})\n'
 
 
-def _warmup(iters, loss='loss_i2ckd'):
+def _schedule(**losses):
+    """Config text scheduling loss weights with DistillLossWeightScheduleHook,
+    e.g. ``_schedule(loss_i2ckd=dict(warmup_iters=200))``."""
     return ("custom_hooks = [dict(type='mmrazor.DistillLossWeightScheduleHook',"
-            f" losses=dict({loss}=dict(warmup_iters={iters})))]\n")
+            f" losses={_py(losses)})]\n")
+
+
+def _warmup(iters, loss='loss_i2ckd'):
+    return _schedule(**{loss: dict(warmup_iters=iters)})
 
 
 def second_location(in_channel=128, out_channel=256):
@@ -127,6 +133,19 @@ VARIANTS = {
     'np_pix3': _i2ckd(**NP, pixel_weight=3.0),
     # the student pixels against the teacher's prototypes
     'np_pixT': _i2ckd(**NP, pixel_weight=1.0, pixel_prototypes='teacher'),
+    # round 3 (designed after round 2's test results were seen; chosen on
+    # val again): the two-location variant with both I2CKD terms switched
+    # off at half of training (early guidance, then logit KD alone) ...
+    'np_2loc_stop': _i2ckd(second_location(), **NP) + _schedule(
+        loss_i2ckd=dict(stop_iter=STUDENT_ITERS // 2),
+        loss_i2ckd4=dict(stop_iter=STUDENT_ITERS // 2)),
+    # ... at half weight for both terms ...
+    'np_2loc_w05': _i2ckd(_merged(second_location(), dict(
+        distill_losses=dict(loss_i2ckd4=dict(loss_weight=0.5)))),
+        **NP, loss_weight=0.5),
+    # ... and on the last backbone stage only (the bottleneck term at
+    # weight 0: computed for its diagnostics, no gradient)
+    'np_l4': _i2ckd(second_location(), **NP, loss_weight=0.0),
 }
 # CWD alone: the I2CKD+CWD config with the I2CKD term at weight 0 (its
 # diagnostics are still logged, as a reference).
@@ -140,6 +159,9 @@ GROUPS = {
                 'np_pixT+cwd'],
     # report on test; BEST = --best, np_2loc by default (the choice on val)
     'final': ['student', 'np', 'cwd', 'BEST+cwd', 'BEST', 'literal'],
+    # round 3 on ToyShapes val, seeds 0-2, against np_2loc+cwd (round 2's
+    # choice) and cwd
+    'round3': ['np_2loc_stop+cwd', 'np_2loc_w05+cwd', 'np_l4+cwd'],
 }
 
 

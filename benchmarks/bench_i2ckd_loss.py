@@ -375,6 +375,8 @@ def main(argv: Optional[List[str]] = None) -> str:
                    help='channel counts (default 128 256 512)')
     p.add_argument('--batches', type=int, nargs='+',
                    help='batch sizes (default 2 4)')
+    p.add_argument('--sizes', nargs='+', metavar='HxW',
+                   help='feature sizes (default 64x128 128x256)')
     p.add_argument('--no-step', action='store_true',
                    help='skip the full distillation step')
     p.add_argument('--step-size', type=int,
@@ -406,6 +408,14 @@ def main(argv: Optional[List[str]] = None) -> str:
         channels = tuple(args.channels)
     if args.batches:
         batches = tuple(args.batches)
+    if args.sizes:
+        try:
+            sizes = tuple(tuple(int(v) for v in hw.lower().split('x'))
+                          for hw in args.sizes)
+        except ValueError:
+            p.error(f'--sizes takes HxW values, got {args.sizes}')
+        if any(len(hw) != 2 for hw in sizes):
+            p.error(f'--sizes takes HxW values, got {args.sizes}')
     step_size = args.step_size or (128 if args.quick else 512)
     step_runs = args.step_runs or (1 if args.quick else 2)
 

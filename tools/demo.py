@@ -2,7 +2,11 @@
 
     python tools/demo.py [--work-dir work_dirs/toy_demo] [--iters 1000]
         [--teacher-iters 1500] [--skip-student-alone] [--skip-cwd]
-        [--vis-images 3]
+        [--vis-images 3] [--amp]
+
+Training runs on the GPU when MMEngine finds one (``--amp``: mixed
+precision, GPU only); the prediction picture is made on the CPU from the
+exported students.
 
 Steps (each training/test run is tools/train.py / tools/test.py in a
 subprocess, through ``i2ckd_mm.toy.runs``; MMEngine's log with every loss
@@ -40,6 +44,8 @@ I2CKD_CFG, I2CKD_CWD_CFG = _TOY['i2ckd'], _TOY['i2ckd_cwd']
 IGNORE_INDEX = 255
 
 THREADS = {'n': 1}
+#: Extra tools/train.py flags of every training run (``--amp``).
+TRAIN_FLAGS: List[str] = []
 
 
 def run(tool: str, args: Sequence[str]) -> float:
@@ -53,8 +59,8 @@ def run(tool: str, args: Sequence[str]) -> float:
 
 def train(cfg: str, work_dir: str, iters: int,
           options: List[str]) -> Tuple[str, float]:
-    seconds = run('train.py', [cfg, '--work-dir', work_dir, '--cfg-options'] +
-                  schedule_options(iters) + options)
+    seconds = run('train.py', [cfg, '--work-dir', work_dir] + TRAIN_FLAGS +
+                  ['--cfg-options'] + schedule_options(iters) + options)
     ckpt = osp.join(work_dir, f'iter_{iters}.pth')
     if not osp.isfile(ckpt):
         raise FileNotFoundError(f'training did not write {ckpt}')
@@ -314,11 +320,16 @@ def main(argv=None):
         'a 2-core machine shared with other jobs, 2 OpenMP threads spin-'
         'waiting for each other made a step 10-30x slower; use 2+ on an '
         'idle machine')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='train every model with automatic mixed precision '
+        '(tools/train.py --amp; needs a GPU)')
     args = parser.parse_args(argv)
     if not 1 <= args.vis_images <= args.num_val:
         parser.error(f'--vis-images must be in 1..--num-val '
                      f'({args.num_val}), got {args.vis_images}')
     THREADS['n'] = args.threads
+    TRAIN_FLAGS[:] = ['--amp'] if args.amp else []
     t_start = time.time()
     wd = osp.abspath(args.work_dir)
     data_root = osp.join(wd, 'data')

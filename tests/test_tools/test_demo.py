@@ -1,6 +1,7 @@
 """tools/demo.py end to end at toy size (data, teacher, I2CKD student, mIoU
 table, export, prediction picture), and the prediction picture itself:
 panels, titles, pixel content and legend."""
+import os
 import os.path as osp
 import re
 
@@ -125,3 +126,39 @@ def test_demo_runs_end_to_end(tmp_path):
     assert np.array_equal(
         _crop(png, layout['boxes'][(1, 2)]),
         _big(demo.colour_labels(gt, TOY_PALETTE), 4))
+
+
+def test_amp_flag_reaches_every_training_run(tmp_path, monkeypatch):
+    """--amp is passed to tools/train.py of every run (teacher, students);
+    test.py, export and the toy-data tool get no such flag."""
+    calls = []
+
+    class _Stop(Exception):
+        """Ends the demo at its first evaluation: every training is done."""
+
+    def fake_run_tool(tool, args, **kwargs):
+        calls.append((tool, list(args)))
+        if tool == 'test.py':
+            raise _Stop
+        if tool == 'train.py':
+            wd = args[args.index('--work-dir') + 1]
+            iters = [a for a in args if a.startswith('train_cfg.max_iters=')]
+            os.makedirs(wd, exist_ok=True)
+            open(osp.join(wd, f'iter_{iters[0].split("=")[1]}.pth'),
+                 'w').close()
+
+    monkeypatch.setattr(demo, 'run_tool', fake_run_tool)
+    monkeypatch.setattr(demo, 'TRAIN_FLAGS', [])
+    for amp in (True, False):
+        calls.clear()
+        argv = ['--work-dir', str(tmp_path / str(amp)), '--iters', '3',
+                '--teacher-iters', '4'] + (['--amp'] if amp else [])
+        with pytest.raises(_Stop):
+            demo.main(argv)
+        trains = [a for t, a in calls if t == 'train.py']
+        # teacher, student alone, I2CKD, I2CKD + CWD
+        assert len(trains) == 4
+        assert all(('--amp' in a) == amp for a in trains)
+        assert all(a.index('--amp') < a.index('--cfg-options')
+                   for a in trains if amp)
+        assert all('--amp' not in a for t, a in calls if t != 'train.py')

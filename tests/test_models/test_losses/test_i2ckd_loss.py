@@ -755,6 +755,35 @@ def test_loss_under_fp16_cuda_autocast_matches_fp32():
     assert abs(loss.item() - expected.item()) <= bound
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason='needs a CUDA GPU; none here')
+@pytest.mark.parametrize('opts', [{}] + OPTIONS)
+def test_loss_on_cuda_equals_float64_reference(opts):
+    """On the GPU the class sums take the one-hot matmul path (CPU tests
+    mostly see scatter_add): value and student gradient in float32 on CUDA
+    against the float64 CPU reference, at 19 classes on a 8x16
+    feature map (labels 8x larger, resized as in training), then the
+    small hand-made case of the CPU tests. (Small sizes: the reference's
+    pixel term loops over pixels.)"""
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(2, 32, 8, 16, generator=g, dtype=torch.float64)
+    t = torch.randn(2, 32, 8, 16, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 19, (2, 64, 128), generator=g)
+    y[torch.rand(y.shape, generator=g) < 0.05] = IGNORE
+    for s, t, y, k in ((s, t, y, 19), random_case(1)):
+        crit = I2CKDLoss(num_classes=k, **opts)
+        sc = s.float().cuda().requires_grad_()
+        loss = crit(sc, t.float().cuda(), y.cuda())
+        loss.backward()
+        s64 = s.clone().requires_grad_()
+        expected = ref.loss(s64, t, y, k, **opts)
+        expected.backward()
+        assert loss.is_cuda and loss.dtype == torch.float32
+        close(loss.cpu(), expected)
+        torch.testing.assert_close(sc.grad.cpu().double(), s64.grad,
+                                   rtol=1e-4, atol=1e-7)
+
+
 # ------------------------------------------------ properties (hypothesis)
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 
