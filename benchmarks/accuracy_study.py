@@ -20,6 +20,15 @@ What was run (each command resumes: runs already in the CSV are skipped):
     python benchmarks/accuracy_study.py run --dataset toystreets \
         --arms student np cwd np_2loc+cwd np_2loc literal np_w3_batch+cwd \
         --seeds 0 1 2 3 4
+    # 2b. round 3 (after round 2's test results were seen): three changes
+    #    of the chosen variant on ToyShapes val, seeds 0-2; the best by
+    #    mean val delta vs CWD (np_2loc_stop+cwd) to test on both datasets
+    python benchmarks/accuracy_study.py run --dataset toyshapes \
+        --arms round3 --seeds 0 1 2
+    python benchmarks/accuracy_study.py run --dataset toyshapes \
+        --arms np_2loc_stop+cwd --seeds 3 4
+    python benchmarks/accuracy_study.py run --dataset toystreets \
+        --arms np_2loc_stop+cwd --seeds 0 1 2 3 4
     # 3. tables (paired differences, 95 % t intervals, wins) and the chart,
     #    generated from the committed CSV
     python benchmarks/accuracy_study.py report
@@ -411,6 +420,35 @@ def choice_section(val, explored, args):
     return lines
 
 
+def round3_section(val, args):
+    """Round 3 on val: the round-3 variants and round 2's choice (on top of
+    CWD), compared on the same seeds; the highest mean Δ goes to test."""
+    arms = [f'{args.best}+cwd'] + GROUPS['round3']
+    seeds = args.round3_seeds
+    missing = [a for a in arms + ['cwd'] if not set(seeds) <= set(val.get(a,
+                                                                         {}))]
+    lines = ['### Round 3 on val: designed after round 2\'s test results were '
+             'seen', '',
+             'Round 2 (above) chose `' + args.best + '+cwd` on val; its test '
+             'numbers were then seen, so the test split has now been looked '
+             'at twice. Round 3 tried three changes of that variant, again '
+             'chosen on val only (seeds ' + ', '.join(map(str, seeds)) +
+             ', against round 2\'s choice on the same seeds): both I2CKD '
+             'terms switched off at half of training (`np_2loc_stop`, '
+             'early guidance, then CWD alone), both at half weight '
+             '(`np_2loc_w05`), and I2CKD on the last backbone stage only '
+             '(`np_l4`). The arm with the highest mean Δ vs CWD went to '
+             'test on both datasets.', '']
+    if missing:
+        return lines + [f'Incomplete: no val result on every seed of {seeds} '
+                        f'for {", ".join(missing)}.', '']
+    sub = on_seeds(val, arms + ['cwd'], seeds)
+    ranked = sorted(arms, key=lambda a: -_mean_delta(val, a, seeds))
+    lines += comparison_table(sub, [(a, 'cwd') for a in ranked]) + ['']
+    lines += [f'Chosen in round 3: `{ranked[0]}`.', '']
+    return lines
+
+
 def cmd_report(args):
     rows = read_rows(args.csv)
     # the dataset the choice was made on first
@@ -434,7 +472,10 @@ def cmd_report(args):
              'backbone stage (`backbone.layer4`); `np_pix` / `np_pix3` = + '
              'the pixel-to-prototype KL (tau 0.1) at weight 1 / 3; '
              '`np_pixT` = the same at weight 1 against the teacher\'s '
-             'prototypes; `+cwd` = together with `cwd`. '
+             'prototypes; round 3: `np_2loc_stop` = `np_2loc` with both '
+             'I2CKD terms off from iteration 500 of 1000, `np_2loc_w05` = '
+             '`np_2loc` with both terms at weight 0.5, `np_l4` = I2CKD on '
+             '`backbone.layer4` only; `+cwd` = together with `cwd`. '
              'Students: DeepLabV3 ResNetV1c-18 at 1/4 width, 1000 '
              'iterations; teachers: the same at 1/2 width, 1500 iterations. '
              'ToyShapes: 64x64, 6 classes, 300 train / 60 val / 200 test '
@@ -451,10 +492,13 @@ def cmd_report(args):
                   ' mIoU.', '']
         val, test = collect(rows, ds, 'val'), collect(rows, ds, 'test')
         choice = on_seeds(val, val, args.choice_seeds)
-        explored = [a for a in choice if a.endswith('+cwd') and choice[a]]
+        explored = [a for a in GROUPS['explore']
+                    if a != 'cwd' and choice.get(a)]
         if ds == args.choice_dataset and len(explored) > 1 \
                 and choice.get('cwd'):
             lines += choice_section(val, explored, args)
+            if any(val.get(a) for a in GROUPS['round3']):
+                lines += round3_section(val, args)
         # the reported arms: run on all 5 seeds; variants explored on val
         # only (2-3 seeds) are listed apart, so no conclusion rests on them
         others = {a: v for a, v in test.items() if len(v) < 5}
@@ -465,6 +509,9 @@ def cmd_report(args):
         pairs += [(a, 'cwd') for a in test if a.endswith('+cwd')]
         pairs += [(a, 'cwd') for a in test
                   if a not in ('cwd', 'student') and not a.endswith('+cwd')]
+        # a round-3 variant vs round 2's choice (both + CWD)
+        pairs += [(a, f'{args.best}+cwd') for a in GROUPS['round3']
+                  if a in test and f'{args.best}+cwd' in test]
         # another I2CKD variant alone vs the shipped one alone
         pairs += [(a, 'np') for a in test
                   if a.startswith('np_') and not a.endswith('+cwd')]
@@ -559,6 +606,10 @@ def main(argv=None):
     q.add_argument('--second-stage-seeds', nargs='+', type=int,
                    default=[0, 1, 2],
                    help='the val seeds the --top best were compared on')
+    q.add_argument('--best', default='np_2loc',
+                   help='the variant round 2 chose (round 3 starts from it)')
+    q.add_argument('--round3-seeds', nargs='+', type=int, default=[0, 1, 2],
+                   help='the val seeds of round 3')
     q.add_argument('--top', type=int, default=3,
                    help='how many variants go to the second stage')
     q.add_argument('--out', default=osp.join(ROOT, 'benchmarks',

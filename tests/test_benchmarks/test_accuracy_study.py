@@ -123,3 +123,34 @@ def test_second_location_arm_is_the_shipped_block(dataset, tmp_path):
     assert got == want
     assert got['student_recorders']['feat4']['source'] == 'backbone.layer4'
     assert got['distill_losses']['loss_i2ckd4']['normalize'] is True
+
+
+def test_round3_choice_against_round2_on_the_same_seeds():
+    """Round 3 ranks its arms and round 2's choice by mean val Δ vs cwd on
+    seeds 0-2 only (seed 3 is ignored): np_2loc_stop +2, np_2loc +1,
+    np_l4 +0.5, np_2loc_w05 -1."""
+    cwd = {0: 30.0, 1: 30.0, 2: 30.0, 3: 30.0}
+    val = {'cwd': cwd,
+           'np_2loc+cwd': {0: 31.0, 1: 31.0, 2: 31.0, 3: 50.0},
+           'np_2loc_stop+cwd': {0: 32.0, 1: 31.0, 2: 33.0},
+           'np_l4+cwd': {0: 30.5, 1: 30.5, 2: 30.5},
+           'np_2loc_w05+cwd': {0: 29.0, 1: 29.0, 2: 29.0}}
+    args = type('Args', (), dict(best='np_2loc', round3_seeds=[0, 1, 2]))
+    lines = study.round3_section(val, args)
+    ranked = [ln.split('|')[1].strip() for ln in lines
+              if ln.startswith('| ') and '+cwd' in ln]
+    assert ranked == ['np_2loc_stop+cwd', 'np_2loc+cwd', 'np_l4+cwd',
+                      'np_2loc_w05+cwd']
+    assert 'Chosen in round 3: `np_2loc_stop+cwd`' in '\n'.join(lines)
+    del val['np_l4+cwd'][2]
+    text = '\n'.join(study.round3_section(val, args))
+    assert 'Chosen' not in text and 'np_l4+cwd' in text.split('Incomplete')[1]
+
+
+def test_stop_arm_switches_both_i2ckd_terms_off_at_half_of_training():
+    configs = dict(student='S', i2ckd='I', i2ckd_cwd='IC')
+    cfg, extra = study.arm_spec('np_2loc_stop+cwd', configs)
+    assert cfg == 'IC'
+    assert ("losses=dict(loss_i2ckd=dict(stop_iter=500), "
+            "loss_i2ckd4=dict(stop_iter=500))") in extra
+    assert study.STUDENT_ITERS == 1000
