@@ -401,8 +401,12 @@ class I2CKDLoss(nn.Module):
             ``loss_weight`` applied.
         """
         ps, pt, present, s, t, labels = self._prototypes(preds_S, preds_T, gt)
-        if not (self._finite('preds_S (student feature)', ps, preds_S)
-                and self._finite('preds_T (teacher feature)', pt, preds_T)):
+        # one wait for the device for both; which one, only on failure
+        if not bool(torch.isfinite(ps).all() & torch.isfinite(pt).all()) \
+                and not (self._finite('preds_S (student feature)', ps,
+                                      preds_S)
+                         and self._finite('preds_T (teacher feature)', pt,
+                                          preds_T)):
             self.last_stats = {
                 'skipped': preds_S.new_ones((), dtype=torch.float32)
             }
@@ -422,8 +426,10 @@ class I2CKDLoss(nn.Module):
         """Triplet (+pull) loss from prototypes (G, K, C), present (G, K)."""
         # Keep only the classes present somewhere, so the (G, K', K', C)
         # pairwise tensor stays small even with 150 classes.
-        keep = present.any(dim=0)
-        ps, pt, present = ps[:, keep], pt[:, keep], present[:, keep]
+        # (one index for the three: boolean indexing waits for the device
+        # once per tensor)
+        keep = present.any(dim=0).nonzero().squeeze(1)
+        ps, pt, present = (x.index_select(1, keep) for x in (ps, pt, present))
         if self.normalize:
             ps, pt = F.normalize(ps, dim=-1), F.normalize(pt, dim=-1)
         eye = torch.eye(present.shape[1], dtype=torch.bool,

@@ -262,10 +262,21 @@ def class_prototypes_many(feats_list: Sequence[Tensor],
     if reduction == 'matmul':
         classes = torch.arange(num_classes, device=y.device).view(1, -1, 1)
         onehot = (bins.unsqueeze(1) == classes).to(dtype)  # (N, K, hw)
-    sums = [
-        _ClassSums.apply(f.reshape(n, f.shape[1], h * w).to(dtype), bins,
-                         num_classes, onehot) for f in feats_list
-    ]  # (N, K, C_i) each
+    flats = [f.reshape(n, f.shape[1], h * w).to(dtype) for f in feats_list]
+    sums = [_ClassSums.apply(f, bins, num_classes, onehot) for f in flats]
+    if onehot is not None and not bool(
+            torch.stack([torch.isfinite(s).all() for s in sums]).all()):
+        # An ignored pixel has an all-zero one-hot column, but NaN * 0 is
+        # NaN: a NaN/Inf feature there reaches every class's sum. Checking
+        # the small (N, K, C) sums of all maps costs one wait for the device
+        # per call; only then the ignored pixels are zeroed and the sums
+        # taken again, so that ignored pixels never matter (as with
+        # scatter_add) and a labelled NaN still shows.
+        ignored = (bins == num_classes).unsqueeze(1)
+        sums = [
+            _ClassSums.apply(f.masked_fill(ignored, 0), bins, num_classes,
+                             onehot) for f in flats
+        ]
     counts = torch.zeros(n, num_classes + 1, dtype=dtype,
                          device=y.device).scatter_add_(
         1, bins, torch.ones(n, h * w, dtype=dtype,
@@ -308,18 +319,8 @@ class _ClassSums(torch.autograd.Function):
                 onehot: Optional[Tensor]) -> Tensor:
         ctx.save_for_backward(bins)
         if onehot is not None:
-            sums = torch.bmm(onehot, flat.transpose(1, 2))
-            # An ignored pixel has an all-zero one-hot column, but
-            # NaN * 0 is NaN: a NaN/Inf feature there would reach every
-            # class's sum. Checking the small (N, K, C) sums costs nothing;
-            # only then zero the ignored pixels and sum again, so that
-            # ignored pixels never matter (as with scatter_add) and a
-            # labelled NaN still shows.
-            if not bool(torch.isfinite(sums).all()):
-                ignored = (bins == num_classes).unsqueeze(1)
-                sums = torch.bmm(onehot, flat.masked_fill(
-                    ignored, 0).transpose(1, 2))
-            return sums
+            # NaN/Inf at ignored pixels: see class_prototypes_many
+            return torch.bmm(onehot, flat.transpose(1, 2))
         n, c, hw = flat.shape
         sums = flat.new_zeros(n, c, num_classes + 1).scatter_add_(
             2, bins.unsqueeze(1).expand(n, c, hw), flat)

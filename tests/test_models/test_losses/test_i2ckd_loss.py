@@ -561,6 +561,31 @@ def test_nonfinite_skip_returns_zero_with_zero_grad(path, which, path_spy):
 
 
 # ------------------------------------------- num_classes set after building
+@pytest.mark.parametrize('path', ['matmul', 'scatter'])
+def test_host_waits_per_call(path, path_spy):
+    """On a GPU every host decision on a tensor's value waits for the
+    device. One forward+backward makes 3 on the matmul path (bad labels;
+    NaN/Inf in the sums; NaN/Inf in the prototypes) and 2 on the scatter
+    path, plus one ``nonzero`` for the present classes (each boolean
+    index would wait once more, and once more in its backward)."""
+    from torch.profiler import ProfilerActivity, profile
+    s, t, labels, k = random_case(0, dtype=torch.float32)
+    s.requires_grad_()
+    crit = I2CKDLoss(num_classes=k, normalize=True, pull_weight=1.0)
+    reduction = proto_mod.MATMUL_MAX_CLASSES
+    if path == 'scatter':
+        proto_mod.MATMUL_MAX_CLASSES = 0
+    try:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            crit(s, t, labels).backward()
+    finally:
+        proto_mod.MATMUL_MAX_CLASSES = reduction
+    assert set(path_spy) == {path}
+    names = [e.name for e in prof.events()]
+    assert names.count('aten::is_nonzero') == (3 if path == 'matmul' else 2)
+    assert names.count('aten::nonzero') == 1
+
+
 def test_num_classes_may_be_set_later():
     s, t, labels, k = random_case(0)
     crit = I2CKDLoss()  # e.g. the algorithm fills it from the decode head
