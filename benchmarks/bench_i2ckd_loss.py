@@ -212,6 +212,73 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
     return row
 
 
+# ------------------------------------------------------------ primitives
+def bench_primitives(k: int, c: int, h: int, w: int, n: int, device,
+                     args) -> List[str]:
+    """The passes over the features that the loss cannot avoid, each timed
+    alone with the same clock and interleaving, against the floor: a lower
+    bound for any loss built from these PyTorch primitives."""
+    g = torch.Generator().manual_seed(0)
+    hw = h * w
+    f = torch.randn(n, c, hw, generator=g).to(device)
+    t = torch.randn(n, c, hw, generator=g).to(device)
+    bins = torch.randint(0, k + 1, (n, hw), generator=g).to(device)
+    onehot = (bins.unsqueeze(1) == torch.arange(k, device=device).view(
+        1, -1, 1)).float()
+    table = torch.randn(n, k + 1, c, generator=g).to(device)
+    grad = torch.empty_like(f)
+    f_t = f.transpose(1, 2).contiguous()
+    index = bins.unsqueeze(1).expand(n, c, hw)
+
+    def backward_gather():  # _ClassSums.backward: one row per pixel
+        for i in range(n):
+            torch.index_select(table[i].t(), 1, bins[i], out=grad[i])
+
+    def rows_scatter():  # scatter_add's expanded-index path, pixel-major
+        out = f.new_zeros(n, k + 1, c)
+        for i in range(n):
+            out[i].scatter_add_(0, bins[i].unsqueeze(1).expand(hw, c),
+                                f_t[i])
+
+    fns = {
+        'floor': lambda: f + t,
+        'scatter': lambda: f.new_zeros(n, c, k + 1).scatter_add_(2, index, f),
+        'bmm': lambda: torch.bmm(onehot, f.transpose(1, 2)),
+        'gather': backward_gather,
+        'transpose': lambda: f.transpose(1, 2).contiguous(),
+        'rows': rows_scatter,
+    }
+    med = time_interleaved(fns, {name: args.runs for name in fns},
+                           args.warmup, device)
+    ms = {name: v * 1e3 for name, v in med.items()}
+    sums = min(ms['scatter'], ms['bmm'])
+    bound = 2 * sums + ms['gather']
+    what = {
+        'floor': '`F_s + F_t` into a new tensor (the floor)',
+        'scatter': 'class sums of one map by `scatter_add` (forward, '
+                   'K >= 16 on CPU)',
+        'bmm': 'class sums of one map by one-hot `bmm` (forward, GPU and '
+               'K < 16 on CPU)',
+        'gather': 'the student gradient: `index_select` of the class '
+                  'gradients (backward)',
+        'transpose': 'a pixel-major copy of one map (what a row-wise '
+                     'reduction would need first)',
+        'rows': 'class sums by `scatter_add` over rows of the pixel-major '
+                'copy (the copy not counted)',
+    }
+    lines = [f'### The loss\'s unavoidable passes on {device} ({k} classes, '
+             f'{c} channels, {h}x{w}, batch {n})', '',
+             '| primitive | ms (median) | / floor |', '|---|---:|---:|']
+    for name, v in ms.items():
+        lines.append(f'| {what[name]} | {v:.2f} | {v / ms["floor"]:.2f}x |')
+    lines += ['', f'Lower bound from these primitives: class sums of the '
+              f'student and of the teacher map (the faster of scatter/bmm, '
+              f'{sums:.2f} ms each) and the gradient ({ms["gather"]:.2f} '
+              f'ms) = {bound:.2f} ms = **{bound / ms["floor"]:.1f}x the '
+              'floor**, before any other operation of the loss.', '']
+    return lines
+
+
 # -------------------------------------------------------- distillation step
 def _bn_not_syncbn(cfg) -> None:
     """SyncBN needs a process group; a one-process CPU step uses BN."""
@@ -377,6 +444,10 @@ def main(argv: Optional[List[str]] = None) -> str:
                    help='batch sizes (default 2 4)')
     p.add_argument('--sizes', nargs='+', metavar='HxW',
                    help='feature sizes (default 64x128 128x256)')
+    p.add_argument('--primitives', action='store_true',
+                   help='only time the passes the loss cannot avoid (class '
+                   'sums, gradient gather, ...) against the floor, at the '
+                   'first --classes/--channels/--sizes/--batches value')
     p.add_argument('--no-step', action='store_true',
                    help='skip the full distillation step')
     p.add_argument('--step-size', type=int,
@@ -447,6 +518,12 @@ def main(argv: Optional[List[str]] = None) -> str:
         '',
     ]
     t_start = time.time()
+    if args.primitives:
+        for dev_name in devices:
+            lines += bench_primitives(classes[0], channels[0], *sizes[0],
+                                      batches[0], torch.device(dev_name),
+                                      args)
+        return finish_report(lines, t_start, args.out)
     target = None
     for dev_name in devices:
         device = torch.device(dev_name)
