@@ -389,6 +389,19 @@ def _mean_delta(results, arm, seeds):
                   'cwd')[1].mean()
 
 
+def ranked_on_val(val, arms, seeds):
+    """``arms`` sorted by mean val Δ vs CWD on ``seeds``, with their
+    comparison table; ``(None, missing)`` when some of them (or CWD) lack
+    one of the seeds."""
+    missing = [a for a in arms + ['cwd']
+               if not set(seeds) <= set(val.get(a, {}))]
+    if missing:
+        return None, missing
+    ranked = sorted(arms, key=lambda a: -_mean_delta(val, a, seeds))
+    return ranked, comparison_table(on_seeds(val, ranked + ['cwd'], seeds),
+                                    [(a, 'cwd') for a in ranked])
+
+
 def choice_section(val, explored, args):
     """The two-stage choice on val: every variant + CWD on the first seeds,
     the ``--top`` best by mean Δ vs CWD on the second-stage seeds too; the
@@ -407,16 +420,13 @@ def choice_section(val, explored, args):
                   f'deviation of {deltas.std(ddof=1):.2f} mIoU across all '
                   'stage-1 runs, so this choice is weak evidence.')
     lines += comparison_table(sub, [(a, 'cwd') for a in ranked]) + ['']
-    missing = [a for a in top + ['cwd'] if not set(second) <= set(val[a])]
-    if missing:
+    top, table = ranked_on_val(val, top, second)
+    if top is None:
         lines += [f'Stage 2 incomplete: no val result on every seed of '
-                  f'{second} for {", ".join(missing)}.', '']
+                  f'{second} for {", ".join(table)}.', '']
     else:
-        sub = on_seeds(val, top + ['cwd'], second)
-        top.sort(key=lambda a: -_mean_delta(val, a, second))
         lines += [f'Stage 2 (seeds {", ".join(map(str, second))}); chosen: '
-                  f'`{top[0]}`.', '']
-        lines += comparison_table(sub, [(a, 'cwd') for a in top]) + ['']
+                  f'`{top[0]}`.', ''] + table + ['']
     return lines
 
 
@@ -425,8 +435,6 @@ def round3_section(val, args):
     CWD), compared on the same seeds; the highest mean Δ goes to test."""
     arms = [f'{args.best}+cwd'] + GROUPS['round3']
     seeds = args.round3_seeds
-    missing = [a for a in arms + ['cwd'] if not set(seeds) <= set(val.get(a,
-                                                                         {}))]
     lines = ['### Round 3 on val: designed after round 2\'s test results were '
              'seen', '',
              'Round 2 (above) chose `' + args.best + '+cwd` on val; its test '
@@ -439,14 +447,11 @@ def round3_section(val, args):
              '(`np_2loc_w05`), and I2CKD on the last backbone stage only '
              '(`np_l4`). The arm with the highest mean Δ vs CWD went to '
              'test on both datasets.', '']
-    if missing:
+    ranked, table = ranked_on_val(val, arms, seeds)
+    if ranked is None:
         return lines + [f'Incomplete: no val result on every seed of {seeds} '
-                        f'for {", ".join(missing)}.', '']
-    sub = on_seeds(val, arms + ['cwd'], seeds)
-    ranked = sorted(arms, key=lambda a: -_mean_delta(val, a, seeds))
-    lines += comparison_table(sub, [(a, 'cwd') for a in ranked]) + ['']
-    lines += [f'Chosen in round 3: `{ranked[0]}`.', '']
-    return lines
+                        f'for {", ".join(table)}.', '']
+    return lines + table + ['', f'Chosen in round 3: `{ranked[0]}`.', '']
 
 
 def cmd_report(args):
