@@ -268,22 +268,27 @@ class I2CKDLoss(nn.Module):
         if self.label_resize == 'mode':  # every pixel votes: check all
             check_labels(gt, self._num_classes, self.ignore_index)
 
-    def _finite(self, name: str, protos: Tensor, feats: Tensor) -> bool:
-        """Whether ``feats`` reached the prototypes without NaN/Inf.
+    def _finite(self, ps: Tensor, pt: Tensor, preds_S: Tensor,
+                preds_T: Tensor) -> bool:
+        """Whether the features reached the prototypes without NaN/Inf.
 
         Checked on the (G, K, C) prototypes, not the (N, C, h, w) features:
         a NaN/Inf at a labelled pixel makes its class's prototype
         non-finite (with the one-hot matmul, every class's: NaN * 0 is NaN),
         one at an ignored pixel reaches none, and with 'global' scope the
-        all-reduce spreads it, so all ranks decide alike.
+        all-reduce spreads it, so all ranks decide alike. Both prototype
+        sets are checked at once (one wait for a GPU); which one failed is
+        looked up only then, for the message.
         """
-        if bool(torch.isfinite(protos).all()):
+        if bool(torch.isfinite(ps).all() & torch.isfinite(pt).all()):
             return True
         if self.nonfinite == 'raise':
+            name, feats = (('preds_S (student feature)', preds_S)
+                           if not bool(torch.isfinite(ps).all()) else
+                           ('preds_T (teacher feature)', preds_T))
             raise FloatingPointError(
                 f'I2CKDLoss: {name} contains NaN or Inf at a labelled pixel '
-                f'(shape '
-                f'{tuple(feats.shape)}, dtype {feats.dtype}); set '
+                f'(shape {tuple(feats.shape)}, dtype {feats.dtype}); set '
                 'nonfinite="skip" to skip such steps instead')
         return False
 
@@ -401,12 +406,7 @@ class I2CKDLoss(nn.Module):
             ``loss_weight`` applied.
         """
         ps, pt, present, s, t, labels = self._prototypes(preds_S, preds_T, gt)
-        # one wait for the device for both; which one, only on failure
-        if not bool(torch.isfinite(ps).all() & torch.isfinite(pt).all()) \
-                and not (self._finite('preds_S (student feature)', ps,
-                                      preds_S)
-                         and self._finite('preds_T (teacher feature)', pt,
-                                          preds_T)):
+        if not self._finite(ps, pt, preds_S, preds_T):
             self.last_stats = {
                 'skipped': preds_S.new_ones((), dtype=torch.float32)
             }
