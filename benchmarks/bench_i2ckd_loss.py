@@ -480,13 +480,11 @@ def main(argv: Optional[List[str]] = None) -> str:
     if args.batches:
         batches = tuple(args.batches)
     if args.sizes:
-        try:
-            sizes = tuple(tuple(int(v) for v in hw.lower().split('x'))
-                          for hw in args.sizes)
-        except ValueError:
+        sizes = tuple(hw.lower().split('x') for hw in args.sizes)
+        if not all(len(hw) == 2 and all(v.isdigit() for v in hw)
+                   for hw in sizes):
             p.error(f'--sizes takes HxW values, got {args.sizes}')
-        if any(len(hw) != 2 for hw in sizes):
-            p.error(f'--sizes takes HxW values, got {args.sizes}')
+        sizes = tuple((int(h), int(w)) for h, w in sizes)
     step_size = args.step_size or (128 if args.quick else 512)
     step_runs = args.step_runs or (1 if args.quick else 2)
 
