@@ -1,7 +1,7 @@
 """Single-teacher distillation with a truly frozen teacher and labels."""
 import contextlib
 import warnings
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from mmengine.structures import BaseDataElement
@@ -35,6 +35,37 @@ def preserved_rng_state():
             torch.cuda.set_rng_state_all(cuda)
 
 
+#: ``teacher_precision`` values and the autocast dtype each runs the teacher
+#: under (None: no autocast of its own).
+TEACHER_PRECISIONS = {
+    'fp32': None,
+    'bf16': torch.bfloat16,
+    'fp16': torch.float16,
+}
+
+
+def as_loss_input(data: Any, fp32: bool) -> Any:
+    """``data`` with every floating-point tensor contiguous and, with
+    ``fp32``, float32, in the same (nested list / tuple / dict) structure.
+
+    A tensor that already is so is returned as it is (no copy); integer and
+    bool tensors and non-tensors are returned unchanged.
+    """
+    if isinstance(data, Tensor):
+        if data.is_floating_point():
+            # one copy does both: the dtype and, after a channels_last
+            # teacher, the layout the losses saw before these options
+            return data.to(torch.float32 if fp32 else data.dtype,
+                           memory_format=torch.contiguous_format)
+        return data
+    if isinstance(data, (list, tuple)):
+        return type(data)(as_loss_input(x, fp32) for x in data)
+    if isinstance(data, dict):
+        return type(data)(
+            (k, as_loss_input(v, fp32)) for k, v in data.items())
+    return data
+
+
 @MODELS.register_module()
 class I2CKDDistill(SingleTeacherDistill):
     """Distill an MMSeg student from a frozen MMSeg teacher, with labels.
@@ -66,11 +97,34 @@ class I2CKDDistill(SingleTeacherDistill):
       disagree.
 
     Args:
+    Optionally the teacher costs less (``teacher_precision``,
+    ``teacher_channels_last``): its forward runs under ``torch.autocast`` of
+    a 16-bit dtype on the device it computes on, and what its recorders
+    (and deliveries) kept is cast to float32 before a loss or the student
+    sees it. The student's forward is outside that autocast: under an AMP
+    optimizer wrapper it runs in the wrapper's autocast, otherwise in
+    float32, exactly as with the default.
+
+    Args:
         distiller (dict): A :class:`GTAwareDistiller` config.
         teacher (dict | BaseModel): The teacher MMSeg segmentor.
         teacher_ckpt (str, optional): Path or URL of the teacher weights.
         teacher_ckpt_trusted (bool): Fully unpickle the teacher checkpoint.
             Defaults to False.
+        teacher_precision (str): ``'fp32'`` (default): the teacher's forward
+            gets no autocast of its own (float32, or the AMP wrapper's
+            autocast in an AMP run: the behaviour before this option).
+            ``'bf16'`` / ``'fp16'``: it runs under ``torch.autocast`` of
+            that dtype on its device type (CPU autocast takes both in
+            torch >= 2.3), nested inside an AMP autocast if there is one;
+            a device whose autocast refuses the dtype raises a
+            RuntimeError at the first step instead of running in float32.
+            The recorded teacher tensors are then cast to (contiguous)
+            float32: the losses compute in float32 as with the default.
+        teacher_channels_last (bool): Keep the teacher's weights and its
+            input in ``torch.channels_last`` memory format (cuDNN/oneDNN
+            convolutions may be faster so; recorded tensors are made
+            contiguous again). Defaults to False.
         **kwargs: ``architecture`` (the student), ``data_preprocessor``,
             ``calculate_student_loss`` etc. as in ``SingleTeacherDistill``.
     """
@@ -80,10 +134,22 @@ class I2CKDDistill(SingleTeacherDistill):
                  teacher,
                  teacher_ckpt: Optional[str] = None,
                  teacher_ckpt_trusted: bool = False,
+                 teacher_precision: str = 'fp32',
+                 teacher_channels_last: bool = False,
                  **kwargs) -> None:
         if kwargs.pop('teacher_trainable', False):
             raise ValueError('I2CKDDistill keeps the teacher frozen; '
                              'teacher_trainable=True is not supported')
+        if teacher_precision not in TEACHER_PRECISIONS:
+            raise ValueError(
+                'I2CKDDistill: teacher_precision must be one of '
+                f'{sorted(TEACHER_PRECISIONS)}, got {teacher_precision!r}')
+        if not isinstance(teacher_channels_last, bool):
+            raise ValueError(
+                'I2CKDDistill: teacher_channels_last must be True or False, '
+                f'got {teacher_channels_last!r}')
+        self.teacher_precision = teacher_precision
+        self.teacher_channels_last = teacher_channels_last
         # Same start as the student alone (see the class docstring): build the
         # student first, then build everything else without touching the
         # random numbers that follow the student's construction.
@@ -109,6 +175,10 @@ class I2CKDDistill(SingleTeacherDistill):
             self.teacher._is_init = True
         self.teacher.requires_grad_(False)
         self.teacher.eval()
+        if teacher_channels_last:
+            # 4-D weights only; later .to(device) and load_state_dict keep
+            # the format (preserve_format, copy_ into the parameter)
+            self.teacher.to(memory_format=torch.channels_last)
 
     def _set_loss_num_classes(self) -> None:
         """Give every I2CKDLoss the student's class count; check that the
@@ -196,6 +266,54 @@ class I2CKDDistill(SingleTeacherDistill):
                 'data preprocessor should pad labels with the inputs')
         return gt
 
+    @contextlib.contextmanager
+    def teacher_autocast(self, device_type: str):
+        """The autocast the teacher's forward runs under (``'fp32'``: none,
+        whatever autocast is active stays as it is)."""
+        dtype = TEACHER_PRECISIONS[self.teacher_precision]
+        if dtype is None:
+            yield
+            return
+        with torch.autocast(device_type, dtype=dtype):
+            # torch.autocast only warns and runs unautocast when a device
+            # type does not take the dtype: that would be a float32 teacher
+            # under a bf16/fp16 name, so stop here instead.
+            if not (torch.is_autocast_enabled(device_type)
+                    and torch.get_autocast_dtype(device_type) == dtype):
+                raise RuntimeError(
+                    f'I2CKDDistill: teacher_precision='
+                    f'{self.teacher_precision!r} needs torch.autocast with '
+                    f'{dtype} on {device_type!r}, which this torch '
+                    f'({torch.__version__}) does not enable there; use '
+                    "teacher_precision='fp32' or another device")
+            yield
+
+    def teacher_forward(self, batch_inputs: Tensor,
+                        data_samples: Optional[List[BaseDataElement]]
+                        ) -> None:
+        """Run the frozen teacher (``no_grad``, ``mode='tensor'``) with its
+        recorders and deliveries on, in ``teacher_precision`` (and
+        channels_last); leave float32 records behind when it ran under an
+        autocast of its own."""
+        inputs = batch_inputs
+        if self.teacher_channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with self.distiller.teacher_recorders, self.distiller.deliveries:
+            with torch.no_grad(), self.teacher_autocast(inputs.device.type):
+                self.teacher(inputs, data_samples, mode='tensor')
+        fp32 = self.teacher_precision != 'fp32'
+        if not (fp32 or self.teacher_channels_last):
+            return  # the records are what they always were
+        for recorder in self.distiller.teacher_recorders.recorders.values():
+            buffer = recorder.data_buffer  # the recorder's own list
+            buffer[:] = [as_loss_input(x, fp32) for x in buffer]
+        for delivery in self.distiller.deliveries.deliveries.values():
+            # outputs the teacher hands to the student's forward
+            queue = delivery.data_queue
+            kept = [as_loss_input(x, fp32) for x in queue]
+            queue.clear()
+            queue.extend(kept)
+
     def loss(self,
              batch_inputs: Tensor,
              data_samples: Optional[List[BaseDataElement]] = None
@@ -207,9 +325,7 @@ class I2CKDDistill(SingleTeacherDistill):
         distill = not self.distillation_stopped
         if distill:  # after a stop, the teacher's forward is not needed
             self.distiller.set_deliveries_override(False)
-            with self.distiller.teacher_recorders, self.distiller.deliveries:
-                with torch.no_grad():
-                    self.teacher(batch_inputs, data_samples, mode='tensor')
+            self.teacher_forward(batch_inputs, data_samples)
 
         self.distiller.set_deliveries_override(True)
         with self.distiller.student_recorders, self.distiller.deliveries:
