@@ -59,7 +59,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from i2ckd_mm.toy import (data_options, last_metrics, run_tool,
+from i2ckd_mm.toy import (data_options, last_metrics, run_tool, schedule_options,
                           split_options, toy_configs)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -171,6 +171,10 @@ GROUPS = {
     # round 3 on ToyShapes val, seeds 0-2, against np_2loc+cwd (round 2's
     # choice) and cwd
     'round3': ['np_2loc_stop+cwd', 'np_2loc_w05+cwd', 'np_l4+cwd'],
+    # round 4 (--protocol pretrained / gpu): pretrained starts, fresh
+    # splits; the shipped I2CKD alone and the recommended I2CKD + CWD
+    # (two locations)
+    'round4': ['student', 'cwd', 'np', 'np_2loc+cwd'],
 }
 
 
@@ -570,6 +574,287 @@ def plot(chart, path):
     fig.savefig(path)
 
 
+# ------------------------------------------- round 4: pretrained protocol
+# Issue 16: students and teachers start from backbones pretrained on ToyNet
+# classification (i2ckd_mm/toy/pretrain.py, their own images and seed), a
+# teacher closer to the student (the paper's gap is 3.9 mIoU), fresh
+# val/test splits (generator seed PT_DATA_SEED, never used before), val mIoU
+# during training (curves) and per-class test IoU. Rows go to their own CSV
+# files, so the earlier rounds' rows and report stay as they are.
+PT_DATA_SEED = 16
+#: Per-class test IoU and val curves of the protocol runs:
+#: <csv stem>_classes.csv and <csv stem>_curves.csv beside its CSV.
+CLASS_FIELDS = ['dataset', 'split', 'arm', 'seed', 'class', 'IoU']
+CURVE_FIELDS = ['dataset', 'arm', 'seed', 'iteration', 'mIoU']
+
+
+def _toy_data(dataset, **kw):
+    return dict(dict(dataset=dataset, num_train=300, num_val=60,
+                     num_test=200), **kw)
+
+
+#: protocol -> everything a run of it needs. ``pretrain``: role -> the
+#: backbone overrides and pretraining options (the checkpoint is
+#: ``<work-dir>/pretrain/<role>_<depth>w<width>.pth``, shared by the
+#: datasets); ``iters`` / ``teacher_iters``: schedules; ``val_points``: val
+#: evaluations per run (the curves); ``data``: generator arguments per
+#: dataset; ``configs``: role -> config path per dataset.
+PROTOCOLS = {
+    # round 4 on CPU: the toy pair, teacher 1/2 width, student 1/4 width
+    'pretrained': dict(
+        csv=osp.join(ROOT, 'benchmarks', 'accuracy_study_pretrained.csv'),
+        pretrain=dict(student=dict(iters=1500, batch_size=64, size=64),
+                      teacher=dict(iters=1500, batch_size=64, size=64)),
+        iters=400, teacher_iters=1000, val_points=4, layer4=(128, 256),
+        data=dict(toyshapes=_toy_data('toyshapes'),
+                  toystreets=_toy_data('toystreets')),
+        configs=None),  # toy_configs(dataset)
+    # benchmarks/gpu_study.sh: ToyStreets 256x512, R50 -> R18 full width
+    'gpu': dict(
+        csv=osp.join(ROOT, 'benchmarks', 'accuracy_study_gpu.csv'),
+        pretrain=dict(student=dict(iters=1500, batch_size=128, size=96,
+                                   device='cuda', amp=True),
+                      teacher=dict(iters=1500, batch_size=128, size=96,
+                                   device='cuda', amp=True)),
+        iters=800, teacher_iters=1200, val_points=4, layer4=(512, 2048),
+        data=dict(toystreets=_toy_data('toystreets', height=256,
+                                       width=512, num_train=600)),
+        configs=dict(toystreets={
+            'teacher': 'deeplabv3_r50-d8_1xb8-gpu_toystreets-256x512.py',
+            'student': 'deeplabv3_r18-d8_1xb8-gpu_toystreets-256x512.py',
+            'i2ckd': 'i2ckd_bottleneck_deeplabv3_r50-d8_deeplabv3_r18-d8_'
+                     '1xb8-gpu_toystreets-256x512.py',
+            'i2ckd_cwd': 'i2ckd-cwd_bottleneck-logits_deeplabv3_r50-d8_'
+                         'deeplabv3_r18-d8_1xb8-gpu_toystreets-256x512.py'}),
+    ),
+}
+
+
+#: ``--tiny``: the overrides of a dry run (CPU, a few steps and images).
+TINY = dict(
+    pretrain=dict(student=dict(iters=2, batch_size=4, size=64,
+                               device='cpu', amp=False),
+                  teacher=dict(iters=2, batch_size=4, size=64,
+                               device='cpu', amp=False)),
+    iters=4, teacher_iters=2, val_points=2,
+    data=dict(toyshapes=dict(num_train=4, num_val=2, num_test=2),
+              toystreets=dict(num_train=4, num_val=2, num_test=2)),
+    options=['train_dataloader.batch_size=2',
+             'train_dataloader.num_workers=0',
+             'train_dataloader.persistent_workers=False',
+             'val_dataloader.num_workers=0',
+             'val_dataloader.persistent_workers=False',
+             'test_dataloader.num_workers=0',
+             'test_dataloader.persistent_workers=False'])
+
+
+def protocol(name, dataset, **overrides):
+    """The settings of ``PROTOCOLS[name]`` for ``dataset`` (config paths
+    resolved), with ``overrides`` (e.g. a dry run's sizes) applied."""
+    if dataset not in PROTOCOLS[name]['data']:
+        raise ValueError(f'protocol {name!r} has no dataset {dataset!r}; '
+                         f'it has {sorted(PROTOCOLS[name]["data"])}')
+    p = _merged(PROTOCOLS[name], overrides)
+    if p['configs'] is None:
+        configs = toy_configs(dataset)
+    else:
+        configs = {k: osp.join(ROOT, 'configs', 'toy', v)
+                   for k, v in p['configs'][dataset].items()}
+    return dict(p, name=name, dataset=dataset, configs=configs,
+                data=p['data'][dataset])
+
+
+def protocol_arm(name, proto):
+    """(config path, extra config text) of an arm under ``proto``: as
+    :func:`arm_spec`, with the second location's connector sized for the
+    protocol's layer4 channels (student, teacher)."""
+    cfg, extra = arm_spec(name, proto['configs'])
+    variant = name[:-4] if name.endswith('+cwd') else name
+    if variant == 'np_2loc' and tuple(proto['layer4']) != (128, 256):
+        extra = _i2ckd(second_location(*proto['layer4']), **NP)
+    return cfg, extra
+
+
+def backbone_checkpoint(wd, role, backbone):
+    return osp.join(wd, 'pretrain', f"{role}_r{backbone['depth']}"
+                    f"w{backbone['base_channels']}.pth")
+
+
+def ensure_pretrained(wd, proto, role):
+    """The pretrained backbone checkpoint of ``role`` (``student`` /
+    ``teacher``), pretrained now if missing (tools/pretrain_toy_backbone.py,
+    one thread on CPU); its meta (accuracy, seconds) is printed."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'pretrain_tool', osp.join(ROOT, 'tools', 'pretrain_toy_backbone.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg = proto['configs'][role]
+    ckpt = backbone_checkpoint(wd, role, tool.backbone_of(cfg, role))
+    if not osp.isfile(ckpt):
+        opts = proto['pretrain'][role]
+        args = [cfg, ckpt, '--model', role]
+        for k, v in opts.items():
+            if k == 'amp':
+                args += ['--amp'] if v else []
+            else:
+                args += [f"--{k.replace('_', '-')}", str(v)]
+        if opts.get('device', 'cpu') == 'cpu':
+            args += ['--threads', '1']
+        os.makedirs(osp.dirname(ckpt), exist_ok=True)
+        run_tool('pretrain_toy_backbone.py', args,
+                 log_file=ckpt[:-4] + '.log')
+    return ckpt
+
+
+def init_options(prefix, ckpt):
+    """--cfg-options starting the backbone at ``prefix`` (``model`` or
+    ``model.architecture``) from the ``Pretrained`` checkpoint ``ckpt``."""
+    return [f'{prefix}.backbone.init_cfg.type=Pretrained',
+            f'{prefix}.backbone.init_cfg.checkpoint={ckpt}']
+
+
+#: Config text of every protocol run: per-class IoU in the metrics.
+CLASS_METRIC = (
+    "custom_imports = dict(imports=['i2ckd_mm', 'i2ckd_mm.toy.metrics'], "
+    "allow_failed_imports=False)\n"
+    "val_evaluator = dict(type='ClassIoUMetric', iou_metrics=['mIoU'])\n"
+    "test_evaluator = val_evaluator\n")
+
+
+def ensure_protocol_data(wd, proto):
+    from i2ckd_mm.toy import make_toy_shapes, make_toy_streets
+    data_root = osp.join(wd, 'data')
+    if not osp.isdir(osp.join(data_root, 'img_dir', 'test')):
+        d = dict(proto['data'])
+        make = (make_toy_shapes if d.pop('dataset') == 'toyshapes' else
+                make_toy_streets)
+        make(data_root + '.tmp', seed=PT_DATA_SEED, **d)
+        os.replace(data_root + '.tmp', data_root)
+    return data_root
+
+
+def curve_points(run_dir):
+    """(iteration, val mIoU) of every validation MMEngine logged in the
+    training run under ``run_dir``."""
+    import glob
+    import json
+    out = []
+    for path in sorted(glob.glob(osp.join(run_dir, '*', 'vis_data',
+                                          'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                r = json.loads(line) if line.strip() else {}
+                if 'mIoU' in r:
+                    out.append((int(r['step']), float(r['mIoU'])))
+    return sorted(dict(out).items())
+
+
+def _append(path, fields, rows):
+    with _LOCK:
+        new = not osp.isfile(path)
+        with open(path, 'a', newline='') as f:
+            w = csv.DictWriter(f, fields)
+            if new:
+                w.writeheader()
+            w.writerows(rows)
+
+
+def side_csv(proto, kind):
+    return proto['csv'][:-4] + f'_{kind}.csv'
+
+
+def protocol_run(proto, wd, arm, seed, data_root, teacher_ckpt=None,
+                 student_ckpt=None, teacher_backbone=None):
+    """Train one arm (or the teacher) under ``proto``, from the pretrained
+    backbone, validate ``val_points`` times, test the last checkpoint with
+    per-class IoU, and append its rows (main CSV, classes, curves)."""
+    ds = proto['dataset']
+    if {'val', 'test'} <= {r['split'] for r in read_rows(proto['csv'])
+                           if r['dataset'] == ds and r['arm'] == arm
+                           and r['seed'] == seed}:
+        return arm, seed, 'in the CSV already'
+    if arm == 'teacher':
+        cfg, extra = proto['configs']['teacher'], ''
+        iters, run_dir = proto['teacher_iters'], osp.join(wd, 'teacher')
+        opts = init_options('model', teacher_backbone)
+    else:
+        cfg, extra = protocol_arm(arm, proto)
+        iters = proto['iters']
+        run_dir = osp.join(wd, 'runs', arm, f'seed{seed}')
+        opts = init_options('model' if arm == 'student' else
+                            'model.architecture', student_ckpt)
+        if arm != 'student':
+            opts.append(f'model.teacher_ckpt={teacher_ckpt}')
+    os.makedirs(run_dir, exist_ok=True)
+    cfg_path = osp.join(run_dir, 'config.py')
+    with open(cfg_path, 'w') as f:
+        f.write(f'_base_ = [{cfg!r}]\n{extra}{CLASS_METRIC}')
+    every = max(1, iters // proto['val_points'])
+    opts = (data_options(data_root) + [f'randomness.seed={seed}'] + opts +
+            schedule_options(iters) + [f'train_cfg.val_interval={every}'] +
+            list(proto.get('options', [])))
+    ckpt = osp.join(run_dir, f'iter_{iters}.pth')
+    if not osp.isfile(ckpt):
+        run_tool('train.py', [cfg_path, '--work-dir', run_dir,
+                              '--cfg-options'] + opts,
+                 log_file=osp.join(run_dir, 'train.log'))
+    wall = training_seconds(run_dir, ckpt)
+    curve = curve_points(run_dir)
+    if not curve:
+        raise RuntimeError(f'no val mIoU under {run_dir}')
+    test_dir = osp.join(run_dir, 'test')
+    run_tool('test.py', [cfg_path, ckpt, '--work-dir', test_dir,
+                         '--cfg-options'] + opts + split_options('test'),
+             log_file=osp.join(run_dir, 'test.log'))
+    test = last_metrics(test_dir)
+    from i2ckd_mm.toy.metrics import CLASS_KEY
+    base = dict(dataset=ds, arm=arm, seed=seed)
+    _append(side_csv(proto, 'classes'), CLASS_FIELDS, [
+        dict(base, split='test', **{'class': k[len(CLASS_KEY):]},
+             IoU=f'{v:.2f}') for k, v in test.items()
+        if k.startswith(CLASS_KEY)])
+    _append(side_csv(proto, 'curves'), CURVE_FIELDS, [
+        dict(base, iteration=i, mIoU=f'{m:.2f}') for i, m in curve])
+    base.update(iterations=iters, wall_s=f'{wall:.0f}')
+    append_rows([dict(base, split='val', mIoU=f'{curve[-1][1]:.2f}'),
+                 dict(base, split='test', mIoU=f"{test['mIoU']:.2f}")],
+                proto['csv'])
+    return arm, seed, f"val {curve[-1][1]:.2f}, test {test['mIoU']:.2f}"
+
+
+def cmd_protocol(args, overrides=None):
+    """``run --protocol``: pretrain (if missing), data, teacher, arms."""
+    proto = protocol(args.protocol, args.dataset, **(overrides or {}))
+    if args.csv:
+        proto['csv'] = osp.abspath(args.csv)
+    root = osp.abspath(args.work_dir)
+    wd = osp.join(root, args.dataset)
+    names = []
+    for a in args.arms:
+        names += GROUPS.get(a, [a])
+    names = list(dict.fromkeys(names))
+    # only what the requested arms need: the teacher (and its backbone) for
+    # distillation arms or 'teacher', the student's backbone for the arms
+    teacher = osp.join(wd, 'teacher', f"iter_{proto['teacher_iters']}.pth")
+    data_root = ensure_protocol_data(wd, proto)
+    if any(n != 'student' for n in names) and not osp.isfile(teacher) or \
+            'teacher' in names:
+        t_backbone = ensure_pretrained(root, proto, 'teacher')
+        print(protocol_run(proto, wd, 'teacher', 0, data_root,
+                           teacher_backbone=t_backbone), flush=True)
+    names = [n for n in names if n != 'teacher']
+    s_ckpt = ensure_pretrained(root, proto, 'student') if names else None
+    jobs = [(n, s) for s in args.seeds for n in names]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(protocol_run, proto, wd, n, s, data_root,
+                               teacher, s_ckpt) for n, s in jobs]
+        for fut in futures:
+            arm, seed, status = fut.result()
+            print(f'{args.dataset} {arm:16s} seed {seed}: {status}',
+                  flush=True)
+
+
 def cmd_walltimes(args):
     """Rewrite the wall_s column from the run folders (e.g. for runs that an
     interrupted study process had started), with training_seconds()."""
@@ -601,6 +886,16 @@ def main(argv=None):
     r.add_argument('--best', default='np_2loc',
                    help='the I2CKD variant the final group calls BEST')
     r.add_argument('--jobs', type=int, default=2)
+    r.add_argument('--protocol', choices=sorted(PROTOCOLS),
+                   help='round 4: pretrained starts, fresh splits (seed '
+                   f'{PT_DATA_SEED}), curves and per-class IoU, own CSV '
+                   "files; 'pretrained' (CPU toy pair) or 'gpu' "
+                   '(benchmarks/gpu_study.sh)')
+    r.add_argument('--csv', help='--protocol: write rows there instead')
+    r.add_argument('--tiny', action='store_true',
+                   help='--protocol: a dry run at tiny size (a few '
+                   'iterations and images, CPU) to check the pipeline and '
+                   'time it')
     q = sub.add_parser('report')
     q.add_argument('--csv', default=CSV)
     q.add_argument('--choice-seeds', nargs='+', type=int, default=[0, 1],
@@ -625,6 +920,8 @@ def main(argv=None):
     t.add_argument('--csv', default=CSV)
     t.add_argument('--work-dir', default='work_dirs/accuracy_study')
     args = p.parse_args(argv)
+    if args.cmd == 'run' and args.protocol:
+        return cmd_protocol(args, TINY if args.tiny else None)
     dict(run=cmd_run, report=cmd_report, walltimes=cmd_walltimes)[args.cmd](
         args)
 
