@@ -536,6 +536,11 @@ def cmd_report(args):
                           [(a, 'cwd') for a in others if a.endswith('+cwd')]
                       ) + ['']
         chart[ds] = (test, teacher.get('test'))
+    for name in ('pretrained', 'gpu'):
+        path = PROTOCOLS[name]['csv']
+        if args.csv == CSV and osp.isfile(path):
+            lines += protocol_section(name, path, args.curves_plot
+                                      if name == 'pretrained' else None)
     text = '\n'.join(lines) + '\n'
     print(text)
     if args.out:
@@ -612,13 +617,18 @@ PROTOCOLS = {
     # benchmarks/gpu_study.sh: ToyStreets 256x512, R50 -> R18 full width
     'gpu': dict(
         csv=osp.join(ROOT, 'benchmarks', 'accuracy_study_gpu.csv'),
-        pretrain=dict(student=dict(iters=1500, batch_size=128, size=96,
+        # sized to finish in <= 8 min on one H200 (an estimate from
+        # results_gpu.md; not run on a GPU when written): backbones 800
+        # steps x 96 images (64x64, rendered on the CPU), teacher 600 and
+        # students 500 iterations with AMP, 6 runs on the GPU at once
+        pretrain=dict(student=dict(iters=800, batch_size=96, size=64,
                                    device='cuda', amp=True),
-                      teacher=dict(iters=1500, batch_size=128, size=96,
+                      teacher=dict(iters=800, batch_size=96, size=64,
                                    device='cuda', amp=True)),
-        iters=800, teacher_iters=1200, val_points=4, layer4=(512, 2048),
+        iters=500, teacher_iters=600, val_points=4, layer4=(512, 2048),
+        train_args=['--amp'],
         data=dict(toystreets=_toy_data('toystreets', height=256,
-                                       width=512, num_train=600)),
+                                       width=512, num_train=400)),
         configs=dict(toystreets={
             'teacher': 'deeplabv3_r50-d8_1xb8-gpu_toystreets-256x512.py',
             'student': 'deeplabv3_r18-d8_1xb8-gpu_toystreets-256x512.py',
@@ -636,7 +646,7 @@ TINY = dict(
                                device='cpu', amp=False),
                   teacher=dict(iters=2, batch_size=4, size=64,
                                device='cpu', amp=False)),
-    iters=4, teacher_iters=2, val_points=2,
+    iters=4, teacher_iters=2, val_points=2, train_args=[],
     data=dict(toyshapes=dict(num_train=4, num_val=2, num_test=2),
               toystreets=dict(num_train=4, num_val=2, num_test=2)),
     options=['train_dataloader.batch_size=2',
@@ -704,7 +714,28 @@ def ensure_pretrained(wd, proto, role):
         os.makedirs(osp.dirname(ckpt), exist_ok=True)
         run_tool('pretrain_toy_backbone.py', args,
                  log_file=ckpt[:-4] + '.log')
+    record_backbone(proto, role, ckpt)
     return ckpt
+
+
+PRETRAIN_FIELDS = ['role', 'depth', 'width', 'iters', 'batch_size', 'size',
+                   'seed', 'heldout_acc', 'wall_s']
+
+
+def record_backbone(proto, role, ckpt):
+    """One row of ``<csv stem>_pretrain.csv`` per role, from the
+    checkpoint's meta (held-out ToyNet accuracy, wall time)."""
+    from i2ckd_mm.toy.pretrain import load_meta
+    path = side_csv(proto, 'pretrain')
+    if any(r['role'] == role for r in read_side(path, 'heldout_acc')
+           if 'seed' in r):
+        return
+    m = load_meta(ckpt)
+    _append(path, PRETRAIN_FIELDS, [dict(
+        role=role, depth=m['depth'], width=m['base_channels'],
+        iters=m['iters'], batch_size=m['batch_size'], size=m['size'],
+        seed=m['seed'], heldout_acc=f"{m['eval_acc']:.2f}",
+        wall_s=f"{m['seconds']:.0f}")])
 
 
 def init_options(prefix, ckpt):
@@ -796,8 +827,8 @@ def protocol_run(proto, wd, arm, seed, data_root, teacher_ckpt=None,
             list(proto.get('options', [])))
     ckpt = osp.join(run_dir, f'iter_{iters}.pth')
     if not osp.isfile(ckpt):
-        run_tool('train.py', [cfg_path, '--work-dir', run_dir,
-                              '--cfg-options'] + opts,
+        run_tool('train.py', [cfg_path, '--work-dir', run_dir] +
+                 list(proto.get('train_args', [])) + ['--cfg-options'] + opts,
                  log_file=osp.join(run_dir, 'train.log'))
     wall = training_seconds(run_dir, ckpt)
     curve = curve_points(run_dir)
@@ -837,7 +868,15 @@ def cmd_protocol(args, overrides=None):
     # only what the requested arms need: the teacher (and its backbone) for
     # distillation arms or 'teacher', the student's backbone for the arms
     teacher = osp.join(wd, 'teacher', f"iter_{proto['teacher_iters']}.pth")
-    data_root = ensure_protocol_data(wd, proto)
+    with ThreadPoolExecutor(2) as pool:  # backbones pretrain meanwhile
+        backbones = [pool.submit(ensure_pretrained, root, proto, role)
+                     for role in ('student', 'teacher') if role != 'teacher'
+                     or 'teacher' in names or (not osp.isfile(teacher) and
+                                               any(n != 'student'
+                                                   for n in names))]
+        data_root = ensure_protocol_data(wd, proto)
+        for b in backbones:
+            b.result()
     if any(n != 'student' for n in names) and not osp.isfile(teacher) or \
             'teacher' in names:
         t_backbone = ensure_pretrained(root, proto, 'teacher')
@@ -853,6 +892,218 @@ def cmd_protocol(args, overrides=None):
             arm, seed, status = fut.result()
             print(f'{args.dataset} {arm:16s} seed {seed}: {status}',
                   flush=True)
+
+
+#: Round 4's comparisons: (arm, reference).
+PT_PAIRS = [('cwd', 'student'), ('np', 'student'), ('np_2loc+cwd', 'student'),
+            ('np_2loc+cwd', 'cwd'), ('np', 'cwd')]
+#: What kind of class each ToyStreets class is (from the generator's design,
+#: i2ckd_mm/toy/streets.py), for reading the per-class table.
+CLASS_KINDS = {'pole': 'thin', 'traffic light': 'small', 'traffic sign':
+               'small', 'bicycle': 'thin, rare', 'person': 'small',
+               'fence': 'thin', 'road': 'large', 'building': 'large',
+               'sky': 'large', 'car': 'medium', 'truck': 'medium, rare',
+               'sidewalk': 'large', 'vegetation': 'medium',
+               'terrain': 'medium'}
+GOAL = 1.0  # issue 16: I2CKD + CWD >= CWD + 1.0 mIoU, interval above zero
+
+
+def read_side(path, value):
+    if not osp.isfile(path):
+        return []
+    with open(path, newline='') as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r['seed'] = int(r['seed'])
+        r[value] = float(r[value])
+    return rows
+
+
+def goal_check(test, best='np_2loc+cwd', ref='cwd'):
+    """(mean Δ, lo, hi, seeds, met) of ``best`` vs ``ref`` against GOAL."""
+    seeds, d = paired(test, best, ref)
+    if len(d) < 2:
+        return None
+    m, (lo, hi) = t_interval(d)
+    return m, lo, hi, len(d), bool(m >= GOAL and lo > 0)
+
+
+def class_table(classes, ds, arms, pairs):
+    """Mean test IoU per class per arm (seeds every arm has), and paired
+    per-class Δ with 95 % t intervals for ``pairs``."""
+    by = {}
+    for r in classes:
+        if r['dataset'] == ds and r['split'] == 'test':
+            by.setdefault(r['arm'], {}).setdefault(r['class'], {})[
+                r['seed']] = r['IoU']
+    arms = [a for a in arms if a in by]
+    if not arms:
+        return []
+    names = list(by[arms[0]])
+    head = '| class | ' + ' | '.join(arms) + ' | ' + ' | '.join(
+        f'Δ {a} vs {b} [95 % CI]' for a, b in pairs) + ' |'
+    lines = [head, '|' + '---|' * (1 + len(arms) + len(pairs))]
+    for c in names:
+        kind = CLASS_KINDS.get(c) if ds == 'toystreets' else None
+        cells = [f'{c} ({kind})' if kind else c]
+        for a in arms:
+            v = np.array([x for x in by[a].get(c, {}).values()
+                          if not np.isnan(x)])
+            cells.append(f'{v.mean():.1f}' if len(v) else 'n/a')
+        for a, b in pairs:
+            sa, sb = by.get(a, {}).get(c, {}), by.get(b, {}).get(c, {})
+            common = [s for s in sorted(set(sa) & set(sb))
+                      if not (np.isnan(sa[s]) or np.isnan(sb[s]))]
+            d = np.array([sa[s] - sb[s] for s in common])
+            if len(d) < 2:
+                cells.append('n/a')
+                continue
+            m, (lo, hi) = t_interval(d)
+            mark = '**' if lo > 0 or hi < 0 else ''
+            cells.append(f'{mark}{m:+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return lines
+
+
+def protocol_section(name, path, curves_plot=None):
+    """The report section of a round-4 protocol CSV (``pretrained``: the
+    CPU study; ``gpu``: benchmarks/gpu_study.sh)."""
+    rows = read_rows(path)
+    classes = read_side(path[:-4] + '_classes.csv', 'IoU')
+    curves = read_side(path[:-4] + '_curves.csv', 'mIoU')
+    backbones = read_side(path[:-4] + '_pretrain.csv', 'heldout_acc')
+    p = PROTOCOLS[name]
+    title = ('Round 4: pretrained backbones, a closer teacher, fresh test '
+             'splits' if name == 'pretrained' else
+             'GPU study (benchmarks/gpu_study.sh): ToyStreets 256x512, '
+             'R50 -> R18 full width')
+    lines = [f'## {title}', '',
+             f'Generated from `benchmarks/{osp.basename(path)}` '
+             f'({len(rows)} rows) and its `_classes` / `_curves` / '
+             '`_pretrain` files. Protocol (issue 16): both backbones start '
+             'from a ToyNet-classification checkpoint (`tools/'
+             'pretrain_toy_backbone.py`: 12 classes of procedurally drawn '
+             'objects and textures, their own renderer and seed '
+             f'{PT_DATA_SEED + 1000}, never a segmentation image) loaded as '
+             "an MMSeg `init_cfg=dict(type='Pretrained', ...)` through the "
+             'weights-only loader; fresh data from generator seed '
+             f'{PT_DATA_SEED} (train, val and test splits never used before;'
+             ' no choice was made on them: the arms and schedules were fixed '
+             'before any result of this round); every arm and the teacher '
+             f"validated {p['val_points']} times during training (curves); "
+             'per-class IoU on test. Arms: `student` alone, `cwd`, `np` '
+             '(the shipped I2CKD at the bottleneck) and `np_2loc+cwd` (the '
+             'recommended I2CKD + CWD: I2CKD at the bottleneck and '
+             '`backbone.layer4`, with CWD).', '']
+    if backbones:
+        lines += ['| pretrained backbone | depth | width | steps x batch | '
+                  'image | ToyNet held-out top-1 | wall s |',
+                  '|---|---|---|---|---|---|---|']
+        for b in backbones:
+            lines.append(f"| {b['role']} | {b['depth']} | {b['width']} | "
+                         f"{b['iters']} x {b['batch_size']} | {b['size']} | "
+                         f"{b['heldout_acc']:.1f} % | {b['wall_s']} |")
+        lines.append('')
+    goals = {}
+    for ds in sorted(dict.fromkeys(r['dataset'] for r in rows)):
+        teacher = {r['split']: r for r in rows
+                   if r['dataset'] == ds and r['arm'] == 'teacher'}
+        test = collect(rows, ds, 'test')
+        val = collect(rows, ds, 'val')
+        lines += [f'### {ds}', '']
+        if teacher:
+            t = teacher.get('test', teacher.get('val'))
+            lines.append(
+                f"Teacher ({t['iterations']} iterations, seed 0, "
+                f"{t['wall_s']} s): " + ', '.join(
+                    f"{k} {v['mIoU']:.2f}" for k, v in sorted(
+                        teacher.items())) + ' mIoU.')
+            if 'student' in test and 'test' in teacher:
+                st = np.mean(list(test['student'].values()))
+                sv = np.mean(list(val.get('student', {0: np.nan}).values()))
+                lines[-1] += (f" Teacher - student alone (mean of "
+                              f"{len(test['student'])} seeds): "
+                              f"**{teacher['test']['mIoU'] - st:.2f} mIoU on "
+                              f"test**, {teacher['val']['mIoU'] - sv:.2f} on "
+                              'val (the paper: 78.07 - 74.21 = 3.86).')
+            lines.append('')
+        walls = {}
+        for r in rows:
+            if r['dataset'] == ds and r['split'] == 'test' \
+                    and r['arm'] != 'teacher':
+                walls.setdefault(r['arm'], []).append(float(r['wall_s']))
+        iters = sorted({r['iterations'] for r in rows if r['dataset'] == ds
+                        and r['arm'] != 'teacher'})
+        lines += [f"Students: {', '.join(iters)} iterations; training wall "
+                  'time per run (mean s, 1 thread): ' + ', '.join(
+                      f'{a} {np.mean(v):.0f}' for a, v in sorted(
+                          walls.items())) + '.', '']
+        lines += arm_table(test, 'test') + ['']
+        lines += comparison_table(test, PT_PAIRS) + ['']
+        g = goal_check(test)
+        if g:
+            goals[ds] = g
+        lines += ['Per-class test IoU (mean over seeds) and paired per-class '
+                  'Δ (bold: the interval excludes zero):', '']
+        lines += class_table(classes, ds, ['student', 'cwd', 'np',
+                                           'np_2loc+cwd'],
+                             [('np_2loc+cwd', 'cwd'), ('np', 'student')])
+        lines.append('')
+    if goals:
+        lines += ['### The goal', '']
+        for ds, (m, lo, hi, n, met) in goals.items():
+            lines.append(
+                f'- {ds}: np_2loc+cwd vs cwd {m:+.2f} [{lo:+.2f}, {hi:+.2f}]'
+                f', {n} seeds: goal (>= +{GOAL:.1f}, interval above zero) '
+                + ('**met**' if met else '**not met**') + '.')
+        lines.append('')
+    if curves_plot and curves:
+        plot_curves(curves, rows, curves_plot)
+        lines += [f'![val mIoU vs iteration](../docs/images/'
+                  f'{osp.basename(curves_plot)})', '']
+    return lines
+
+
+def plot_curves(curves, rows, path):
+    """Val mIoU vs iteration, every arm in one panel per dataset: mean over
+    seeds (line) and the seeds' range (band); the teacher's final val mIoU
+    dashed."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    datasets = sorted(dict.fromkeys(r['dataset'] for r in curves))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.2 * len(datasets),
+                                                        3.9), dpi=110,
+                             squeeze=False)
+    colours = {'student': '#7f7f7f', 'cwd': '#4c72b0', 'np': '#55a868',
+               'np_2loc+cwd': '#c44e52'}
+    for ax, ds in zip(axes[0], datasets):
+        for arm in ['student', 'np', 'cwd', 'np_2loc+cwd']:
+            pts = {}
+            for r in curves:
+                if r['dataset'] == ds and r['arm'] == arm:
+                    pts.setdefault(int(r['iteration']), []).append(r['mIoU'])
+            if not pts:
+                continue
+            it = sorted(pts)
+            mean = [np.mean(pts[i]) for i in it]
+            n = min(len(v) for v in pts.values())
+            ax.plot(it, mean, marker='o', ms=3, color=colours.get(arm),
+                    label=f'{arm} ({n} seeds)')
+            ax.fill_between(it, [min(pts[i]) for i in it],
+                            [max(pts[i]) for i in it], alpha=0.15,
+                            color=colours.get(arm))
+        t = [r['mIoU'] for r in rows if r['dataset'] == ds
+             and r['arm'] == 'teacher' and r['split'] == 'val']
+        if t:
+            ax.axhline(t[0], color='k', ls='--', lw=1, label='teacher (end)')
+        ax.set_xlabel('iteration')
+        ax.set_ylabel('val mIoU (%)')
+        ax.set_title(f'{ds}: pretrained starts, mean over seeds (band: range)')
+        ax.legend(loc='lower right', fontsize=8)
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path)
 
 
 def cmd_walltimes(args):
@@ -878,7 +1129,9 @@ def main(argv=None):
     r = sub.add_parser('run')
     r.add_argument('--dataset', choices=('toyshapes', 'toystreets'),
                    default='toyshapes')
-    r.add_argument('--work-dir', default='work_dirs/accuracy_study')
+    r.add_argument('--work-dir',
+                   help='default work_dirs/accuracy_study (with --protocol '
+                   'P: work_dirs/accuracy_study_P)')
     r.add_argument('--arms', nargs='+', default=['final'],
                    help=f'arm names or groups {sorted(GROUPS)}; variants: '
                    f'{sorted(VARIANTS)} (+cwd suffix adds CWD), student, cwd')
@@ -916,10 +1169,16 @@ def main(argv=None):
                                              'accuracy_study.md'))
     q.add_argument('--plot', default=osp.join(ROOT, 'docs', 'images',
                                               'accuracy_study.png'))
+    q.add_argument('--curves-plot', default=osp.join(
+        ROOT, 'docs', 'images', 'accuracy_study_pretrained_curves.png'),
+        help='round 4: val mIoU vs iteration of every arm')
     t = sub.add_parser('walltimes', help=cmd_walltimes.__doc__.split('\n')[0])
     t.add_argument('--csv', default=CSV)
     t.add_argument('--work-dir', default='work_dirs/accuracy_study')
     args = p.parse_args(argv)
+    if args.cmd == 'run' and args.work_dir is None:
+        args.work_dir = 'work_dirs/accuracy_study' + (
+            f'_{args.protocol}' if args.protocol else '')
     if args.cmd == 'run' and args.protocol:
         return cmd_protocol(args, TINY if args.tiny else None)
     dict(run=cmd_run, report=cmd_report, walltimes=cmd_walltimes)[args.cmd](

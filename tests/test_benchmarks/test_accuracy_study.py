@@ -154,3 +154,119 @@ def test_stop_arm_switches_both_i2ckd_terms_off_at_half_of_training():
     assert ("losses=dict(loss_i2ckd=dict(stop_iter=500), "
             "loss_i2ckd4=dict(stop_iter=500))") in extra
     assert study.STUDENT_ITERS == 1000
+
+
+# ------------------------------------------------------------ round 4
+def test_class_iou_metric_returns_each_class_by_hand():
+    """Two batches: class 0 intersect 3+1 of union 4+4 -> 50 %; class 1
+    2 of 8 -> 25 %; class 2 in neither labels nor predictions -> NaN; the
+    mean is MMSeg's (nanmean of 0.5, 0.25 -> 37.5)."""
+    import torch
+
+    from i2ckd_mm.toy.metrics import ClassIoUMetric
+    m = ClassIoUMetric(iou_metrics=['mIoU'])
+    m.dataset_meta = dict(classes=('a', 'b', 'c'))
+    t = torch.tensor
+    results = [(t([3., 2., 0.]), t([4., 5., 0.]), t([3., 4., 0.]),
+                t([4., 3., 0.])),
+               (t([1., 0., 0.]), t([4., 3., 0.]), t([2., 3., 0.]),
+                t([3., 0., 0.]))]
+    out = m.compute_metrics(results)
+    assert out['IoU.a'] == 50.0 and out['IoU.b'] == 25.0
+    assert np.isnan(out['IoU.c'])
+    assert out['mIoU'] == pytest.approx(37.5)
+
+
+def test_gpu_protocol_pair_builds_with_matching_channels():
+    """The GPU study's I2CKD + CWD two-location arm: R50 teacher and
+    full-width R18 student, connectors 128 -> 512 (bottleneck) and 512 ->
+    2048 (layer4); one distillation loss step runs on a 64x128 image."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmrazor.registry import MODELS
+
+    proto = study.protocol('gpu', 'toystreets')
+    cfg_path, extra = study.protocol_arm('np_2loc+cwd', proto)
+    assert cfg_path.endswith('gpu_toystreets-256x512.py')
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        arm = osp.join(d, 'arm.py')
+        with open(arm, 'w') as f:
+            f.write(f'_base_ = [{cfg_path!r}]\n{extra}')
+        cfg = Config.fromfile(arm)
+    con = cfg.model.distiller.connectors
+    assert (con.loss_i2ckd_sfeat.in_channel,
+            con.loss_i2ckd_sfeat.out_channel) == (128, 512)
+    assert (con.loss_i2ckd4_sfeat.in_channel,
+            con.loss_i2ckd4_sfeat.out_channel) == (512, 2048)
+    assert cfg.model.teacher.backbone.depth == 50
+    assert cfg.model.architecture.backbone.base_channels == 64
+    init_default_scope('mmrazor')
+    model = MODELS.build(cfg.model)
+    from mmseg.structures import SegDataSample
+    from mmengine.structures import PixelData
+    torch.manual_seed(0)
+    sample = SegDataSample(gt_sem_seg=PixelData(
+        data=torch.randint(0, 14, (1, 64, 128))))
+    sample.set_metainfo(dict(img_shape=(64, 128), pad_shape=(64, 128)))
+    data = model.data_preprocessor(
+        dict(inputs=[torch.randint(0, 255, (3, 64, 128), dtype=torch.uint8)
+                     for _ in range(2)], data_samples=[sample, sample]),
+        True)
+    model.train()
+    losses = model(**data, mode='loss')
+    for k in ('distill.loss_i2ckd', 'distill.loss_i2ckd4',
+              'distill.loss_cwd'):
+        assert torch.isfinite(losses[k]) and losses[k] > 0, k
+
+
+def test_round4_section_from_csv_rows(tmp_path, monkeypatch):
+    """The report section reads the protocol's CSV files: the teacher -
+    student gap, paired Δ, the per-class Δ and the goal verdict, all from
+    the rows (np_2loc+cwd - cwd = 1.5, 1.5, 2.0 -> +1.67, met)."""
+    path = str(tmp_path / 'pt.csv')
+    base = dict(dataset='toystreets', iterations=600, wall_s=10)
+    rows = [dict(base, arm='teacher', seed=0, split=s, mIoU=m,
+                 iterations=1000) for s, m in (('val', 60.0),
+                                                ('test', 58.0))]
+    for seed, (st, cwd, np_, best) in enumerate(
+            [(50, 53, 51, 54.5), (51, 54, 52, 55.5), (52, 55, 53, 57)]):
+        for arm, v in (('student', st), ('cwd', cwd), ('np', np_),
+                       ('np_2loc+cwd', best)):
+            for split in ('val', 'test'):
+                rows.append(dict(base, arm=arm, seed=seed, split=split,
+                                 mIoU=v))
+    study.append_rows(rows, path)
+    cls = []
+    for seed in range(3):
+        for arm, pole in (('cwd', 10.0), ('np_2loc+cwd', 12.0 + seed),
+                          ('student', 5.0), ('np', 6.0)):
+            cls.append(dict(dataset='toystreets', split='test', arm=arm,
+                            seed=seed, **{'class': 'pole'}, IoU=pole))
+    study._append(path[:-4] + '_classes.csv', study.CLASS_FIELDS, cls)
+    study._append(path[:-4] + '_curves.csv', study.CURVE_FIELDS,
+                  [dict(dataset='toystreets', arm='cwd', seed=0,
+                        iteration=300, mIoU=50.0)])
+    text = '\n'.join(study.protocol_section('pretrained', path,
+                                            str(tmp_path / 'c.png')))
+    # teacher 58 - mean student test 51 = 7.00
+    assert '**7.00 mIoU on test**' in text
+    assert '| np_2loc+cwd | cwd | 3 | +1.67 | [+0.95, +2.38] | 3/3 | ' \
+        'improves |' in text
+    # pole: +2, +3, +4 over cwd -> +3.0 [+0.5, +5.5]; a thin class
+    assert '| pole (thin) |' in text and '**+3.0 [+0.5, +5.5]**' in text
+    assert 'toystreets: np_2loc+cwd vs cwd +1.67 [+0.95, +2.38], 3 seeds: ' \
+        'goal (>= +1.0, interval above zero) **met**' in text
+    assert osp.isfile(tmp_path / 'c.png')
+
+
+def test_curve_points_read_every_validation(tmp_path):
+    import json
+    d = tmp_path / '20261203_000000' / 'vis_data'
+    d.mkdir(parents=True)
+    with open(d / 'scalars.json', 'w') as f:
+        for r in ({'loss': 1.0, 'step': 10}, {'mIoU': 20.5, 'step': 100},
+                  {'loss': 0.5, 'step': 150}, {'mIoU': 30.25, 'step': 200}):
+            f.write(json.dumps(r) + '\n')
+    assert study.curve_points(str(tmp_path)) == [(100, 20.5), (200, 30.25)]
