@@ -116,7 +116,8 @@ class I2CKDDistill(SingleTeacherDistill):
             autocast in an AMP run: the behaviour before this option).
             ``'bf16'`` / ``'fp16'``: it runs under ``torch.autocast`` of
             that dtype on its device type (CPU autocast takes both in
-            torch >= 2.3), nested inside an AMP autocast if there is one;
+            torch >= 2.3, but fp16 convolutions are very slow on CPUs: a
+            warning says so), nested inside an AMP autocast if there is one;
             a device whose autocast refuses the dtype raises a
             RuntimeError at the first step instead of running in float32.
             The recorded teacher tensors are then cast to (contiguous)
@@ -150,6 +151,7 @@ class I2CKDDistill(SingleTeacherDistill):
                 f'got {teacher_channels_last!r}')
         self.teacher_precision = teacher_precision
         self.teacher_channels_last = teacher_channels_last
+        self._warned_cpu_fp16 = False
         # Same start as the student alone (see the class docstring): build the
         # student first, then build everything else without touching the
         # random numbers that follow the student's construction.
@@ -286,6 +288,16 @@ class I2CKDDistill(SingleTeacherDistill):
                     f'{dtype} on {device_type!r}, which this torch '
                     f'({torch.__version__}) does not enable there; use '
                     "teacher_precision='fp32' or another device")
+            if (device_type == 'cpu' and dtype == torch.float16
+                    and not self._warned_cpu_fp16):
+                # it runs, correctly, but torch has no fast fp16 CPU
+                # convolution: measured 75x slower than fp32 (R101, 128x256)
+                warnings.warn(
+                    "I2CKDDistill: teacher_precision='fp16' on a CPU runs "
+                    'the teacher through slow fp16 kernels (about 75x the '
+                    "fp32 time in benchmarks/results_step_cost.md); 'bf16' "
+                    'is the fast 16-bit choice on CPUs')
+                self._warned_cpu_fp16 = True
             yield
 
     def teacher_forward(self, batch_inputs: Tensor,

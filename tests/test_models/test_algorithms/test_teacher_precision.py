@@ -350,3 +350,20 @@ def test_autocast_that_a_device_refuses_raises(monkeypatch):
                           r"needs torch.autocast with torch.float64 on "
                           r"'cpu'"):
         alg(**data, mode='loss')
+
+
+def test_fp16_on_cpu_warns_once_that_it_is_slow():
+    alg = build(teacher_precision='fp16')
+    data = batch(alg)
+    with pytest.warns(UserWarning, match=r"teacher_precision='fp16' on a "
+                      r"CPU .* 'bf16' is the fast 16-bit choice"):
+        alg(**data, mode='loss')
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # the second step says nothing
+        alg(**data, mode='loss')
+    # bf16 does not warn
+    alg = build(teacher_precision='bf16')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        alg(**batch(alg), mode='loss')
