@@ -98,8 +98,12 @@ from i2ckd_mm.toy import toy_configs
 
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(HERE)
-sys.path.insert(0, HERE)  # machine.py
+sys.path.insert(0, HERE)  # machine.py, bench_i2ckd_loss.py
 from machine import finish_report, machine_lines  # noqa: E402
+# the loss of an earlier revision ("before" rows) and the profiler's peak
+# tensor memory: one implementation, the loss benchmark's
+from bench_i2ckd_loss import load_baseline, peak_memory  # noqa: E402
+from i2ckd_mm.models.losses import I2CKDLoss  # noqa: E402
 CITYSCAPES_CONFIG_NAME = ('i2ckd_bottleneck_deeplabv3_r101-d8_'
                           'deeplabv3_r18-d8_8xb2-40k_cityscapes-512x1024.py')
 IGNORE = 255
@@ -107,6 +111,17 @@ IGNORE = 255
 #: Part names of a step, in report order.
 PARTS = ('pre', 'teacher', 'student_fwd', 'student_bwd', 'distill_fwd',
          'distill_bwd', 'optim')
+#: The loss revision of the "before" rows (issue 15: the loss before its
+#: sync-free rewrite).
+BASELINE_REV = '6829419'
+#: Operators that make the host wait for the device on a GPU: a scalar read
+#: (``.item()``, ``bool(t)``, ``int(t)`` all end in ``_local_scalar_dense``)
+#: or an output whose size depends on values (``nonzero``, also behind
+#: boolean-mask indexing; ``unique``; ``masked_select``). Counted at any
+#: depth of the profiler's call tree.
+HOST_WAIT_OPS = ('aten::_local_scalar_dense', 'aten::nonzero',
+                 'aten::_unique2', 'aten::unique_dim',
+                 'aten::unique_consecutive', 'aten::masked_select')
 
 
 def cityscapes_config() -> str:
@@ -125,14 +140,17 @@ def cityscapes_config() -> str:
 
 # ---------------------------------------------------------------- building
 def build_models(cfg_path: str, size: Optional[Tuple[int, int]],
-                 device: torch.device, student_only: bool = False):
+                 device: torch.device, student_only: bool = False,
+                 options: Optional[dict] = None, cwd_only: bool = False):
     """Model, optimizer wrapper and class count of a config, random weights.
 
     A distillation config gives the I2CKDDistill algorithm (with
     ``student_only``: its student as a plain segmentor); a plain MMSeg
     config gives the segmentor. ``size`` (h, w) sets the data
     preprocessor's crop/pad size; no pretrained weights are loaded. The
-    optimizer is the config's ``optim_wrapper``.
+    optimizer is the config's ``optim_wrapper``. ``options`` are further
+    keys of the algorithm (``teacher_precision``, ...); ``cwd_only`` drops
+    the I2CKD losses (and their connectors) of an I2CKD + CWD config.
     """
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
@@ -153,6 +171,9 @@ def build_models(cfg_path: str, size: Optional[Tuple[int, int]],
             model = SEG_MODELS.build(student_cfg)
             distill = False
         elif distill:
+            model_cfg.update(options or {})
+            if cwd_only:
+                drop_i2ckd_losses(model_cfg.distiller)
             model_cfg.teacher_ckpt = None
             if 'cfg_path' not in model_cfg.teacher:
                 model_cfg.teacher.pretrained = None
@@ -163,6 +184,42 @@ def build_models(cfg_path: str, size: Optional[Tuple[int, int]],
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
     student = model.student if distill else model
     return model, optim, student.decode_head.num_classes
+
+
+def drop_i2ckd_losses(distiller) -> None:
+    """Remove the I2CKD losses, their mappings and connectors from a
+    distiller config (what is left: the other losses, e.g. CWD)."""
+    names = [n for n, c in distiller.distill_losses.items()
+             if c.get('type') == 'I2CKDLoss']
+    if len(names) == len(distiller.distill_losses):
+        raise ValueError('cwd_only: the config has no other loss than '
+                         f'I2CKD ({names})')
+    for name in names:
+        distiller.distill_losses.pop(name)
+        for record in distiller.loss_forward_mappings.pop(name).values():
+            if record.get('connector'):
+                distiller.connectors.pop(record['connector'])
+
+
+def use_baseline_loss(alg, baseline_cls, cfg_path: str) -> int:
+    """Replace every I2CKDLoss of ``alg`` by ``baseline_cls`` (the loss of
+    an earlier revision, :func:`bench_i2ckd_loss.load_baseline`) built with
+    the config's options and the class count the algorithm gave it;
+    returns how many were replaced."""
+    from mmengine.config import Config
+    cfgs = Config.fromfile(cfg_path).model.distiller.distill_losses
+    replaced = 0
+    for name, loss in list(alg.distiller.distill_losses.items()):
+        if not isinstance(loss, I2CKDLoss):
+            continue
+        kwargs = {k: v for k, v in cfgs[name].items() if k != 'type'}
+        kwargs['num_classes'] = loss.num_classes
+        alg.distiller.distill_losses[name] = baseline_cls(**kwargs).to(
+            next(alg.parameters()).device)
+        replaced += 1
+    if not replaced:
+        raise ValueError(f'no I2CKDLoss in {cfg_path} to replace')
+    return replaced
 
 
 def make_batch(h: int, w: int, n: int, num_classes: int, block: int,
@@ -218,40 +275,55 @@ class Clock:
 @contextlib.contextmanager
 def forward_timers(alg, clock: Clock, parts: Dict[str, float]):
     """Add the teacher's, the student's and the distill losses' forward wall
-    time of ``alg``'s calls made inside the block to ``parts``."""
-    handles, starts = [], {}
+    time of ``alg``'s calls made inside the block to ``parts``.
 
-    def pre(name):
-        def hook(module, args):
-            starts[name] = clock()
-        return hook
+    The teacher's part is the whole of ``alg.teacher_forward``: recorders
+    on, its autocast (``teacher_precision``), the channels_last copy of the
+    input and the cast of its records to float32, i.e. all the teacher
+    costs a step. The parts are also marked for the profiler
+    (``record_function('part::<name>')``, see :func:`op_census`).
+    """
+    handles, starts, marks = [], {}, {}
 
-    def post(name):
-        def hook(module, args, out):
-            parts[name] += clock() - starts.pop(name)
-        return hook
+    def pre(module, args):
+        marks['student_fwd'] = torch.profiler.record_function(
+            'part::student_fwd').__enter__()
+        starts['student_fwd'] = clock()
 
-    for name, module in (('teacher', alg.teacher),
-                         ('student_fwd', alg.student)):
-        handles.append(module.register_forward_pre_hook(pre(name)))
-        handles.append(module.register_forward_hook(post(name)))
+    def post(module, args, out):
+        parts['student_fwd'] += clock() - starts.pop('student_fwd')
+        marks.pop('student_fwd').__exit__(None, None, None)
+
+    handles.append(alg.student.register_forward_pre_hook(pre))
+    handles.append(alg.student.register_forward_hook(post))
     distiller = alg.distiller
     original = distiller.compute_distill_losses
+    teacher_forward = alg.teacher_forward
+
+    def timed_teacher(*args, **kwargs):
+        with torch.profiler.record_function('part::teacher'):
+            t0 = clock()
+            teacher_forward(*args, **kwargs)
+            parts['teacher'] += clock() - t0
 
     def timed(*args, **kwargs):
         # The student forward is done: let the distill losses read aliases
         # of the recorded student tensors (see alias_student_records).
         alias_student_records(alg)
-        t0 = clock()
-        out = original(*args, **kwargs)
-        parts['distill_fwd'] += clock() - t0
+        with torch.profiler.record_function('part::distill_fwd'):
+            t0 = clock()
+            out = original(*args, **kwargs)
+            parts['distill_fwd'] += clock() - t0
         return out
 
-    distiller.compute_distill_losses = timed  # the instance attribute wins
+    # instance attributes win over the class methods
+    distiller.compute_distill_losses = timed
+    alg.teacher_forward = timed_teacher
     try:
         yield
     finally:
-        del distiller.compute_distill_losses  # back to the class method
+        del distiller.compute_distill_losses  # back to the class methods
+        del alg.teacher_forward
         for h in handles:
             h.remove()
 
@@ -318,18 +390,20 @@ def split_backward(alg, losses: Dict[str, torch.Tensor], clock: Clock,
         raise KeyError(f'unexpected loss keys: {sorted(losses)}')
     recorded = recorded_student_tensors(alg)
     params = [p for p in alg.distiller.parameters() if p.requires_grad]
-    t0 = clock()
-    grads = torch.autograd.grad(distill_total, recorded + params,
-                                allow_unused=True)
-    for p, g in zip(params, grads[len(recorded):]):
-        if g is not None:
-            p.grad = g if p.grad is None else p.grad + g
-    t1 = clock()
+    with torch.profiler.record_function('part::distill_bwd'):
+        t0 = clock()
+        grads = torch.autograd.grad(distill_total, recorded + params,
+                                    allow_unused=True)
+        for p, g in zip(params, grads[len(recorded):]):
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad + g
+        t1 = clock()
     used = [(t, g) for t, g in zip(recorded, grads) if g is not None]
-    torch.autograd.backward(
-        [student_total] + [t for t, _ in used],
-        [torch.ones_like(student_total)] + [g for _, g in used])
-    t2 = clock()
+    with torch.profiler.record_function('part::student_bwd'):
+        torch.autograd.backward(
+            [student_total] + [t for t, _ in used],
+            [torch.ones_like(student_total)] + [g for _, g in used])
+        t2 = clock()
     parts['distill_bwd'] += t1 - t0
     parts['student_bwd'] += t2 - t1
 
@@ -350,20 +424,65 @@ def instrumented_step(model, optim, data: dict, clock: Clock,
             losses = model(**batch, mode='loss')
         split_backward(model, losses, clock, parts)
     else:
-        losses = model(**batch, mode='loss')
-        total, _ = model.parse_losses(losses)
-        t1 = clock()
-        parts['student_fwd'] += t1 - t
-        total.backward()
-        parts['student_bwd'] += clock() - t1
+        with torch.profiler.record_function('part::student_fwd'):
+            losses = model(**batch, mode='loss')
+            total, _ = model.parse_losses(losses)
+            t1 = clock()
+            parts['student_fwd'] += t1 - t
+        with torch.profiler.record_function('part::student_bwd'):
+            total.backward()
+            parts['student_bwd'] += clock() - t1
     if update:
-        t = clock()
-        optim.step()
-        optim.zero_grad()
-        parts['optim'] += clock() - t
+        with torch.profiler.record_function('part::optim'):
+            t = clock()
+            optim.step()
+            optim.zero_grad()
+            parts['optim'] += clock() - t
     parts['total'] = clock() - t_start
     parts['wall'] = time.perf_counter() - wall_start
     return dict(parts)
+
+
+def op_census(model, optim, data: dict, clock: Clock) -> Dict[str, int]:
+    """Operators and host waits of one (instrumented) step, by part.
+
+    One step runs under ``torch.profiler`` (CPU activity). ``ops_<part>``
+    counts the *top-level* ATen operators issued in a part: ``aten::``
+    events with no ``aten::`` event above them in the profiler's call tree
+    (what the Python code calls, forward and backward: an op's internal
+    calls, e.g. ``aten::conv2d`` -> ``aten::convolution``, are not counted
+    again; MMRazor's ChannelWiseDivergence forward+backward is 27 so).
+    ``waits_<part>`` counts the :data:`HOST_WAIT_OPS` at any depth. The
+    parts are the ``part::<name>`` ranges that :func:`instrumented_step`
+    marks; the step updates the weights like any other.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        instrumented_step(model, optim, data, clock)
+    return count_by_part(prof.events())
+
+
+def count_by_part(events) -> Dict[str, int]:
+    """``ops_<part>`` / ``waits_<part>`` of profiler events (see
+    :func:`op_census`); events outside any ``part::`` range count as part
+    ``other``."""
+    counts = defaultdict(int)
+    for e in events:
+        if not e.name.startswith('aten::'):
+            continue
+        part, top, p = None, True, e.cpu_parent
+        while p is not None:
+            if p.name.startswith('aten::'):
+                top = False
+            elif p.name.startswith('part::') and part is None:
+                part = p.name[len('part::'):]
+            p = p.cpu_parent
+        part = part or 'other'
+        if top:
+            counts[f'ops_{part}'] += 1
+        if e.name in HOST_WAIT_OPS:
+            counts[f'waits_{part}'] += 1
+    return dict(counts)
 
 
 def split_check(alg, optim, data: dict, clock: Clock) -> float:
@@ -426,6 +545,144 @@ def bench_setting(variants: Dict[str, tuple], data: dict, runs: int,
     return result
 
 
+# ------------------------------------------------------ teacher settings
+def teacher_setting(text: str) -> dict:
+    """``'bf16'`` -> ``dict(teacher_precision='bf16')``; a ``+cl`` suffix
+    adds ``teacher_channels_last=True`` (``'bf16+cl'``)."""
+    precision, _, suffix = text.partition('+')
+    if suffix not in ('', 'cl'):
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: a teacher setting is fp32, bf16 or fp16, optionally '
+            'with +cl (channels_last)')
+    from i2ckd_mm.models.algorithms.i2ckd_distill import TEACHER_PRECISIONS
+    if precision not in TEACHER_PRECISIONS:
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: teacher precision must be one of '
+            f'{sorted(TEACHER_PRECISIONS)}')
+    options = dict(teacher_precision=precision)
+    if suffix:
+        options['teacher_channels_last'] = True
+    return options
+
+
+def teacher_label(options: dict) -> str:
+    """'bf16 teacher', 'fp32 channels_last teacher', ..."""
+    return (options['teacher_precision'] +
+            (' channels_last' if options.get('teacher_channels_last') else '')
+            + ' teacher')
+
+
+def recorded_teacher_tensors(alg) -> List[torch.Tensor]:
+    """The floating-point tensors the teacher recorders hold (top level)."""
+    return [x for r in alg.distiller.teacher_recorders.recorders.values()
+            for x in r.data_buffer
+            if isinstance(x, torch.Tensor) and x.is_floating_point()]
+
+
+def bench_teacher(cfg_path: str, size: Tuple[int, int], batch: int,
+                  teachers: List[str], runs: int, device: torch.device,
+                  clock: Clock, slow_runs: int = 1) -> List[dict]:
+    """The teacher's forward alone (``alg.teacher_forward``: no_grad,
+    recorders on, as a step runs it), per teacher setting, same weights.
+
+    Returns one row per setting: median time, peak tensor memory of one
+    call (:func:`bench_i2ckd_loss.peak_memory`: CPU profiler allocation
+    events / CUDA max_memory_allocated, above what was allocated before),
+    and the largest difference of the recorded teacher tensors from the
+    first setting's, relative to their largest magnitude. An fp16 teacher
+    on a CPU (slow kernels) is timed ``slow_runs`` times.
+    """
+    h, w = size
+    models = {}
+    for text in teachers:
+        torch.manual_seed(0)  # the same teacher weights for every setting
+        alg, _, k = build_models(cfg_path, size, device,
+                                 options=teacher_setting(text))
+        models[text] = alg.eval()
+    first = models[teachers[0]]
+    data = first.data_preprocessor(make_batch(h, w, batch, k, 32), True)
+    inputs, samples = data['inputs'], data['data_samples']
+
+    def forward(alg):
+        def run():
+            with torch.no_grad():
+                alg.teacher_forward(inputs, samples)
+        return run
+
+    slow = {t for t in teachers if device.type == 'cpu'
+            and teacher_setting(t)['teacher_precision'] == 'fp16'}
+    times = {t: [] for t in teachers}
+    for t in teachers:  # warm-up (and the records compared below)
+        forward(models[t])()
+    records = {t: recorded_teacher_tensors(models[t]) for t in teachers}
+    for r in range(runs):
+        order = teachers[r % len(teachers):] + teachers[:r % len(teachers)]
+        for t in order:
+            if t in slow and r >= slow_runs:
+                continue
+            t0 = clock()
+            forward(models[t])()
+            times[t].append(clock() - t0)
+    rows = []
+    ref = records[teachers[0]]
+    scale = max(float(x.abs().max()) for x in ref)
+    for t in teachers:
+        diff = max(float((x.float() - y.float()).abs().max())
+                   for x, y in zip(records[t], ref)) / scale
+        rows.append(dict(
+            teacher=t, label=teacher_label(teacher_setting(t)), h=h, w=w,
+            batch=batch, runs=len(times[t]),
+            ms=statistics.median(times[t]) * 1e3,
+            peak=peak_memory(forward(models[t]), device),
+            diff=diff, dtypes=sorted({str(x.dtype).replace('torch.', '')
+                                      for x in records[t]})))
+    return rows
+
+
+TEACHER_HEAD = [
+    '| teacher model, input | teacher | runs | forward ms (median) | vs '
+    'first | peak tensor memory MiB | vs first | max feature Δ vs first '
+    '(rel.) | records as |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---|',
+]
+
+
+def teacher_rows(name: str, rows: List[dict]) -> List[str]:
+    base = rows[0]
+    return ['| ' + ' | '.join([
+        f'{name}, {r["h"]}x{r["w"]}, batch {r["batch"]}', r['label'],
+        str(r['runs']), f'{r["ms"]:.1f}', f'{r["ms"] / base["ms"]:.2f}x',
+        f'{r["peak"] / 2**20:.1f}', f'{r["peak"] / base["peak"]:.2f}x',
+        f'{r["diff"]:.1e}', ', '.join(r['dtypes'])]) + ' |' for r in rows]
+
+
+CENSUS_HEAD = [
+    '| setting | variant | ops: teacher fwd | ops: student fwd + bwd | '
+    'ops: distill losses fwd + bwd | host waits: distill losses | host '
+    'waits: rest of the step (optimizer) |',
+    '|---|---|---:|---:|---:|---:|---:|',
+]
+
+
+def census_rows(setting: str, census: Dict[str, Dict[str, int]]
+                ) -> List[str]:
+    rows = []
+    for name, c in census.items():
+        distill = 'ops_distill_fwd' in c
+        waits = sum(v for k, v in c.items() if k.startswith('waits_'))
+        dwaits = c.get('waits_distill_fwd', 0) + c.get('waits_distill_bwd', 0)
+        cells = [
+            setting, name, str(c['ops_teacher']) if distill else '-',
+            f'{c.get("ops_student_fwd", 0)} + {c.get("ops_student_bwd", 0)}',
+            (f'{c.get("ops_distill_fwd", 0)} + '
+             f'{c.get("ops_distill_bwd", 0)}') if distill else '-',
+            str(dwaits) if distill else '-',
+            f'{waits - dwaits} ({c.get("waits_optim", 0)})',
+        ]
+        rows.append('| ' + ' | '.join(cells) + ' |')
+    return rows
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -469,6 +726,15 @@ TABLE_HEAD = [
 ]
 
 
+def _size(text: str) -> Tuple[int, int]:
+    try:
+        h, w = (int(x) for x in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r}: a size is HxW, e.g. '
+                                         '128x256') from None
+    return h, w
+
+
 def main(argv: Optional[List[str]] = None) -> str:
     """Run the benchmark, print the markdown report and return it."""
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -502,9 +768,37 @@ def main(argv: Optional[List[str]] = None) -> str:
     p.add_argument('--clock', choices=('cpu', 'wall'),
                    help='what is timed: process CPU time (default on CPU) '
                    'or wall time (default, and the only choice, on CUDA)')
+    p.add_argument('--baseline', default=BASELINE_REV,
+                   help='git revision of the I2CKD loss of the "loss '
+                   f'before" rows (default {BASELINE_REV}); none: no such '
+                   'rows')
+    p.add_argument('--step-teachers', nargs='*', default=['bf16'],
+                   help='teacher settings of extra step rows with the '
+                   'current loss (fp32|bf16|fp16, +cl for channels_last; '
+                   'default bf16); the plain rows are the default fp32')
+    p.add_argument('--big-before', action='store_true',
+                   help='512x1024 too: the "loss before" row (+1 I2CKD '
+                   'step per run)')
+    p.add_argument('--teachers', nargs='+', type=str,
+                   default=['fp32', 'bf16', 'fp32+cl', 'bf16+cl'],
+                   help='teacher settings of the teacher-forward table, the '
+                   'first the reference (default fp32 bf16 fp32+cl bf16+cl)')
+    p.add_argument('--teacher-sizes', nargs='+', type=_size,
+                   help='HxW of the teacher-forward table (default 64x128 '
+                   '128x256 256x512 with the Cityscapes R101 teacher; '
+                   'quick: 64x64 128x128 with the toy teacher)')
+    p.add_argument('--teacher-batch', type=int, default=2)
+    p.add_argument('--teacher-runs', type=int,
+                   help='timed teacher forwards per setting (default 5, '
+                   'quick 3)')
     p.add_argument('--note', action='append', default=[],
                    help='a line added to the report\'s header (repeatable)')
     args = p.parse_args(argv)
+    for text in args.step_teachers + args.teachers:
+        try:
+            teacher_setting(text)
+        except argparse.ArgumentTypeError as e:
+            p.error(str(e))
     if args.device == 'cuda' and not torch.cuda.is_available():
         p.error('--device cuda but torch.cuda.is_available() is False')
     torch.set_num_threads(args.threads)
@@ -519,9 +813,32 @@ def main(argv: Optional[List[str]] = None) -> str:
         print(msg, file=sys.stderr, flush=True)
 
     toy = toy_configs('toyshapes')
-    variants = {'student alone': toy['student'], 'I2CKD': toy['i2ckd']}
+    baseline = (None if args.baseline == 'none' else
+                load_baseline(args.baseline))
+    step_teachers = [teacher_setting(t) for t in args.step_teachers]
+
+    def distill_variants(name, cfg, cwd_only=False, before=True):
+        """The rows of one distillation config: the loss before (if a
+        baseline is given and the config has I2CKD), the current loss, and
+        the current loss with each --step-teachers setting."""
+        out = {}
+        spec = dict(cfg=cfg, cwd_only=cwd_only)
+        if before and baseline is not None and not cwd_only:
+            out[f'{name}, loss before ({args.baseline})'] = dict(
+                spec, before=True)
+        out[name] = spec
+        for options in step_teachers:
+            out[f'{name}, {teacher_label(options)}'] = dict(
+                spec, options=options)
+        return out
+
+    variants = {'student alone': dict(cfg=toy['student'])}
     if not args.quick:
-        variants['I2CKD + CWD'] = toy['i2ckd_cwd']
+        variants.update(distill_variants('CWD', toy['i2ckd_cwd'],
+                                         cwd_only=True))
+    variants.update(distill_variants('I2CKD', toy['i2ckd']))
+    if not args.quick:
+        variants.update(distill_variants('I2CKD + CWD', toy['i2ckd_cwd']))
     settings = [
         # block: side of the square regions of one label class
         dict(name='ToyShapes 64x64, batch 8', variants=variants,
@@ -530,15 +847,25 @@ def main(argv: Optional[List[str]] = None) -> str:
     ]
     if not (args.quick or args.no_big):
         big = cityscapes_config()
+        big_variants = {'student alone': dict(cfg=big, student_only=True)}
+        big_variants.update(distill_variants('I2CKD', big,
+                                             before=args.big_before))
         settings.append(
             dict(name=f'Cityscapes R101 -> R18, 512x1024, batch '
                  f'{args.big_batch}',
-                 # ('architecture', path): the config's student alone
-                 variants={'student alone': ('architecture', big),
-                           'I2CKD': big},
+                 variants=big_variants,
                  size=(512, 1024), batch=args.big_batch, block=32,
                  runs=args.big_runs, warmup=args.big_warmup,
                  extras=args.big_extras))
+    if args.quick:
+        teacher_cfg, teacher_name = toy['i2ckd'], 'ToyShapes R18 1/2 width'
+        teacher_sizes = args.teacher_sizes or [(64, 64), (128, 128)]
+    else:
+        teacher_cfg = cityscapes_config()
+        teacher_name = 'Cityscapes DeepLabV3 R101'
+        teacher_sizes = args.teacher_sizes or [(64, 128), (128, 256),
+                                               (256, 512)]
+    teacher_runs = args.teacher_runs or (3 if args.quick else 5)
 
     t_start = time.time()
     lines = ['# What distillation costs: one training step, by part', '']
@@ -556,8 +883,9 @@ def main(argv: Optional[List[str]] = None) -> str:
         f'variant: toy {warmup}, 512x1024 {args.big_warmup}; random weights, '
         'random images, blocky random labels; the configs\' own optimizers '
         '(toy: AdamW, Cityscapes: SGD momentum 0.9)',
-        '- parts: forward hooks on the teacher and the student and a timer '
-        'around `distiller.compute_distill_losses`; the backward split '
+        '- parts: a timer around `alg.teacher_forward`, forward hooks on '
+        'the student and a timer around `distiller.compute_distill_losses`;'
+        ' the backward split '
         'exactly in two phases with `torch.autograd.grad` (distill losses + '
         'connector down to the recorded student feature, then the student '
         'with both gradients); `split check` = max gradient difference of '
@@ -566,18 +894,26 @@ def main(argv: Optional[List[str]] = None) -> str:
         '(median over runs); `plain train_step` = uninstrumented '
         '`model.train_step`, interleaved (method: the docstring of '
         '`benchmarks/bench_distill_step.py`)',
+        f'- variants: `loss before ({args.baseline})` = the I2CKD loss of '
+        'that git revision (`bench_i2ckd_loss.load_baseline`) in place of '
+        'the current one, same config options; `<p> teacher` = '
+        '`I2CKDDistill(teacher_precision=<p>)` with the current loss (the '
+        'other rows: the default, fp32); `CWD` = the I2CKD + CWD config '
+        'without its I2CKD loss and connector',
         '',
     ]
     lines += TABLE_HEAD
-    results = {}
+    results, censuses = {}, {}
     for st in settings:
         name, (h, w) = st['name'], st['size']
         log(f'[{args.device}] {name}: building ...')
         variants, classes = {}, set()
-        for vname, cfg in st['variants'].items():
-            student_only = isinstance(cfg, tuple)
-            model, optim, k = build_models(cfg[1] if student_only else cfg,
-                                           (h, w), device, student_only)
+        for vname, spec in st['variants'].items():
+            model, optim, k = build_models(
+                spec['cfg'], (h, w), device, spec.get('student_only', False),
+                spec.get('options'), spec.get('cwd_only', False))
+            if spec.get('before'):
+                use_baseline_loss(model, baseline, spec['cfg'])
             variants[vname] = (model, optim)
             classes.add(k)
         if len(classes) != 1:
@@ -594,8 +930,53 @@ def main(argv: Optional[List[str]] = None) -> str:
                             st['extras'], clock, log)
         results[name] = res
         lines += table_rows(name, res, check, 'student alone')
+        if st['extras']:  # one more step per variant, under the profiler
+            censuses[name] = {
+                vname: op_census(model, optim, data, clock)
+                for vname, (model, optim) in variants.items()}
         del variants
     lines += ['']
+    if censuses:
+        lines += [
+            '## Operators and host waits of one step', '',
+            'One more step per variant under `torch.profiler` (CPU): `ops` '
+            '= top-level ATen operators issued in a part (an op\'s own '
+            'internal calls not counted again; MMRazor\'s CWD '
+            'forward+backward alone is 27 so), forward + backward; the '
+            'distill losses\' part includes the connector. `host waits` = '
+            'operators that make the host wait for a GPU ('
+            + ', '.join(f'`{o[6:]}`' for o in HOST_WAIT_OPS) + ', at any '
+            'depth): in the distill losses, and in the rest of the step '
+            '(the student\'s task loss, data preprocessing, and in brackets '
+            'the optimizer\'s: AdamW reads its step count once per '
+            'parameter). Counts do not depend on the device\'s speed.', '']
+        lines += CENSUS_HEAD
+        for name, census in censuses.items():
+            lines += census_rows(name, census)
+        lines += ['']
+    lines += [
+        '## The teacher\'s forward alone', '',
+        '`alg.teacher_forward` (no_grad, recorders on, autocast and the '
+        'float32 cast of its records included) of one algorithm per teacher '
+        'setting, the same weights; median '
+        f'of {teacher_runs} runs after one warm-up, the settings '
+        'interleaved; peak tensor memory of one call above what was '
+        'allocated before (CPU: profiler allocation events, incl. the '
+        'records it leaves; allocator caching not counted); feature Δ = '
+        'max |record - first setting\'s record| / max |first\'s record|.'
+        + (' fp16 on a CPU: 1 run (its convolutions take ~75x the fp32 '
+           'time).' if any(teacher_setting(t)['teacher_precision'] == 'fp16'
+                            for t in args.teachers) else ''), '']
+    lines += TEACHER_HEAD
+    teacher_results = []
+    for (h, w) in teacher_sizes:
+        log(f'[{args.device}] teacher forward {teacher_name} {h}x{w}: '
+            f'{args.teachers}')
+        rows = bench_teacher(teacher_cfg, (h, w), args.teacher_batch,
+                             args.teachers, teacher_runs, device, clock)
+        teacher_results.append(rows)
+        lines += teacher_rows(teacher_name, rows)
+    lines += ['', '## Summary', '']
     for name, res in results.items():
         base = res['student alone']
         for vname, m in res.items():
@@ -614,7 +995,11 @@ def main(argv: Optional[List[str]] = None) -> str:
                 f'{m["teacher"] / t:.0%}, student fwd+bwd '
                 f'{(m["student_fwd"] + m["student_bwd"]) / t:.0%}, distill '
                 f'losses {(m["distill_fwd"] + m["distill_bwd"]) / t:.0%}, '
-                f'optimizer {m["optim"] / t:.0%} of the step.')
+                f'optimizer {m["optim"] / t:.0%} of the step; beyond the '
+                'student alone + the teacher forward: '
+                f'{_ms(t - base["total"] - m["teacher"])} ms '
+                f'({(t - base["total"] - m["teacher"]) / t:+.1%} of the '
+                'step).')
     return finish_report(lines + [''], t_start, args.out)
 
 
