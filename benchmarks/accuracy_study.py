@@ -29,8 +29,18 @@ What was run (each command resumes: runs already in the CSV are skipped):
         --arms np_2loc_stop+cwd --seeds 3 4
     python benchmarks/accuracy_study.py run --dataset toystreets \
         --arms np_2loc_stop+cwd --seeds 0 1 2 3 4
+    # 4. round 4 (issue 16): pretrained backbones (ToyNet classification,
+    #    pretrained on the first call), teacher 1500 iterations, fresh
+    #    splits (generator seed 16), students 400 iterations, 5 seeds;
+    #    rows in accuracy_study_pretrained*.csv
+    python benchmarks/accuracy_study.py run --protocol pretrained \
+        --dataset toyshapes --arms teacher round4 --seeds 0 1 2 3 4
+    python benchmarks/accuracy_study.py run --protocol pretrained \
+        --dataset toystreets --arms teacher round4 --seeds 0 1 2 3 4
+    #    the same on one GPU (ToyStreets 256x512, R50 -> R18): gpu_study.sh
     # 3. tables (paired differences, 95 % t intervals, wins) and the chart,
-    #    generated from the committed CSV
+    #    generated from the committed CSV (and round 4's section and curves
+    #    from its CSV files)
     python benchmarks/accuracy_study.py report
 
 Protocol:
