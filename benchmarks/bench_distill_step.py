@@ -12,10 +12,24 @@ Prints a markdown report with, for each setting, the median time of
   optimizer update (student + connector parameters).
 
 Settings: the ToyShapes configs (``i2ckd_mm.toy.toy_configs``: ``student``,
-``i2ckd``, ``i2ckd_cwd``) at 64x64, batch 8, and one DeepLabV3-R101 ->
-DeepLabV3-R18 step of the shipped Cityscapes config at 512x1024, batch 2
-(the recipe's images per GPU; batch 1 cannot train: BN of the ASPP
-image-pool branch sees one value per channel).
+``i2ckd``, ``i2ckd_cwd``, and CWD alone = ``i2ckd_cwd`` without its I2CKD
+loss) at 64x64, batch 8, and one DeepLabV3-R101 -> DeepLabV3-R18 step of
+the shipped Cityscapes config at 512x1024, batch 2 (the recipe's images per
+GPU; batch 1 cannot train: BN of the ASPP image-pool branch sees one value
+per channel). Each distillation config is run as it is (fp32 teacher, the
+current loss), with the I2CKD loss of git revision ``--baseline``
+("loss before", :func:`bench_i2ckd_loss.load_baseline`; 512x1024: with
+``--big-before``) and with each ``--step-teachers`` setting of
+``I2CKDDistill(teacher_precision=..., teacher_channels_last=...)``
+(default: a bf16 teacher), all interleaved in one run.
+
+Two more tables: the **operators and host waits** of one step per variant,
+by part (:func:`op_census`: top-level ATen operators and the operators that
+make a host wait for a GPU, from ``torch.profiler``), and the **teacher's
+forward alone** (:func:`bench_teacher`) at growing sizes, per
+``--teachers`` setting (fp32, bf16, with and without channels_last): median
+time, peak tensor memory, the recorded features' difference from fp32.
+
 Weights are random (``teacher_ckpt=None``, ``pretrained=None``): the cost of
 a step does not depend on the values of the weights. SyncBN stays in the
 configs: with no process group it runs as plain BN (as in
@@ -25,8 +39,9 @@ of pixels ignored).
 
 How the parts are measured (instrumented, not estimated):
 
-* forward parts: wall time between a forward pre-hook and a forward hook on
-  ``alg.teacher`` and on ``alg.student`` (the student's forward in
+* forward parts: the time of ``alg.teacher_forward`` (the teacher with its
+  recorders, autocast and record cast: all a step spends on it), the wall
+  time between a forward pre-hook and a forward hook on ``alg.student`` (the student's forward in
   ``mode='loss'`` computes its task losses), and around
   ``alg.distiller.compute_distill_losses`` (connectors + distill losses);
   all inside one ordinary ``alg(**batch, mode='loss')`` call;
@@ -77,7 +92,8 @@ clock reading.
 Usage::
 
     python benchmarks/bench_distill_step.py --quick          # ~20 s smoke run
-    python benchmarks/bench_distill_step.py --out benchmarks/results_step_cost.md
+    python benchmarks/bench_distill_step.py --big-before --out benchmarks/results_step_cost.md
+    python benchmarks/bench_distill_step.py --no-big --step-teachers bf16 bf16+cl
     python benchmarks/bench_distill_step.py --device cuda --out results_step_cost_cuda.md
 """
 import argparse
