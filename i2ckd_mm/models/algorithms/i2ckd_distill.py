@@ -356,3 +356,31 @@ class I2CKDDistill(SingleTeacherDistill):
                 dict(gt_sem_seg=gt))
             losses.update(add_prefix(distill_losses, 'distill'))
         return losses
+
+    def check_losses(self) -> None:
+        """Raise the deferred input errors of the distillation losses.
+
+        ``I2CKDLoss`` never waits for the device during the step: it leaves
+        a small status on the device (bad label ids, NaN/Inf at a labelled
+        pixel), and its ``check()`` reads it. Every distill loss with a
+        ``check`` method is checked here.
+        """
+        for loss_module in self.distiller.distill_losses.values():
+            check = getattr(loss_module, 'check', None)
+            if callable(check):
+                check()
+
+    def train_step(self, data, optim_wrapper) -> Dict[str, Tensor]:
+        """MMEngine's train step, then :meth:`check_losses`.
+
+        The check reads the losses' device status right after the optimizer
+        step, where MMEngine reads the loss values for logging anyway (a
+        wait for the device in every iteration), so it adds no wait of its
+        own; an error stops the run in the iteration it happened in. That
+        iteration's I2CKD contribution was zero (bad label ids count as
+        ignored, a NaN/Inf step gives a zero loss and gradient), so the
+        weights it updated carry nothing of the bad input.
+        """
+        log_vars = super().train_step(data, optim_wrapper)
+        self.check_losses()
+        return log_vars

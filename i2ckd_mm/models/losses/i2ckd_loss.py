@@ -13,8 +13,9 @@ from mmrazor.registry import MODELS
 from torch import Tensor
 
 from .prototypes import (LABEL_RESIZE_MODES, PROTOTYPE_SCOPES, accum_dtype,
-                         check_labels, class_prototypes_many, labelled,
-                         raise_together, resize_labels, world_size)
+                         bad_ids, bad_label_message, class_sums, label_bins,
+                         raise_together, reduce_scope, resize_labels,
+                         world_size)
 
 DISTANCES = ('euclidean', 'cosine')
 NEGATIVES = ('all', 'hardest')
@@ -25,13 +26,8 @@ NONFINITE = ('raise', 'skip')
 # torch.nn.functional.pairwise_distance adds eps to the difference; we use
 # the same constant so the loss matches torch.nn.TripletMarginLoss exactly.
 _PAIRWISE_EPS = 1e-6
-
-
-def _distance(a: Tensor, b: Tensor, kind: str) -> Tensor:
-    """Distance over the last dim with broadcasting, ``(..., C) -> (...)``."""
-    if kind == 'euclidean':
-        return (a - b + _PAIRWISE_EPS).norm(p=2, dim=-1)
-    return 1.0 - F.cosine_similarity(a, b, dim=-1)
+# and the norm clamp of torch.nn.functional.cosine_similarity
+_COSINE_EPS = 1e-8
 
 
 @MODELS.register_module()
@@ -61,6 +57,17 @@ class I2CKDLoss(nn.Module):
     Ignored pixels (``ignore_index`` after the label resize) never matter:
     their features, even NaN/Inf, reach no prototype. A NaN/Inf feature at a
     labelled pixel raises or skips the step (``nonfinite``).
+
+    The loss never waits for the device (no ``.item()``, ``nonzero``,
+    boolean indexing or branch on a tensor's value): absent classes take
+    part with weight 0 in fixed (G, K) and (G, K, K) shapes, so the shapes
+    depend only on N, C, K and the feature size, and ``torch.compile(loss,
+    fullgraph=True)`` and CUDA-graph capture work. Bad input found on the
+    device (label ids that are neither a class nor ``ignore_index``; NaN/Inf
+    at a labelled pixel) is reported by :meth:`check`, which
+    ``I2CKDDistill`` calls after every optimizer step; the bad step itself
+    contributes a zero loss (bad ids count as ignored). Shape and dtype
+    errors still raise at the call.
 
     Args:
         num_classes (int, optional): Number of classes K; labels outside
@@ -117,9 +124,16 @@ class I2CKDLoss(nn.Module):
             with: ``'own'`` (default: the student's, a relation) or
             ``'teacher'`` (the teacher's, which also aligns the student
             feature with the teacher's prototypes).
-        nonfinite (str): ``'raise'`` (default) raises naming the tensor when a
-            feature holds NaN/Inf; ``'skip'`` returns a zero loss for that
-            step instead (e.g. for fp16 overflow steps under AMP).
+        nonfinite (str): ``'raise'`` (default): a step whose feature holds
+            NaN/Inf at a labelled pixel gives a zero loss and zero gradient,
+            and :meth:`check` raises naming the tensor; ``'skip'``: the same
+            zero loss without the error (e.g. for fp16 overflow steps under
+            AMP), logged as ``skipped``.
+        check_interval (int): The loss calls :meth:`check` itself (one wait
+            for the device) once this many calls went unchecked, so that a
+            loss used without ``I2CKDDistill`` still reports bad input.
+            Defaults to 50 (MMEngine's log interval); never reached under
+            ``I2CKDDistill``, which checks every iteration.
 
     Shapes:
         - preds_S: (N, C, h, w) student feature (after the connector).
@@ -146,7 +160,8 @@ class I2CKDLoss(nn.Module):
                  pixel_weight: float = 0.0,
                  pixel_tau: float = 0.1,
                  pixel_prototypes: str = 'own',
-                 nonfinite: str = 'raise') -> None:
+                 nonfinite: str = 'raise',
+                 check_interval: int = 50) -> None:
         super().__init__()
         for name, value, allowed in (
             ('prototype_scope', prototype_scope, PROTOTYPE_SCOPES),
@@ -167,6 +182,10 @@ class I2CKDLoss(nn.Module):
                              f'{pixel_weight}')
         if not pixel_tau > 0:
             raise ValueError(f'pixel_tau must be > 0, got {pixel_tau}')
+        if (isinstance(check_interval, bool)
+                or not isinstance(check_interval, int) or check_interval < 1):
+            raise ValueError('I2CKDLoss: check_interval must be an integer '
+                             f'>= 1, got {check_interval!r}')
         self._num_classes: Optional[int] = None
         if num_classes is not None:
             self.set_num_classes(num_classes)
@@ -185,8 +204,13 @@ class I2CKDLoss(nn.Module):
         self.pixel_tau = pixel_tau
         self.pixel_prototypes = pixel_prototypes
         self.nonfinite = nonfinite
-        #: Detached diagnostics of the last call (see :meth:`_stats`).
-        self.last_stats: Dict[str, Tensor] = {}
+        self.check_interval = check_interval
+        # (label extremes, finite flags, feature shapes/dtypes) of every
+        # call not yet read by check(): small device tensors, no wait
+        self._pending = []
+        # inputs of the diagnostics of the last call, computed when read
+        self._stats_in: Dict[str, Tensor] = {}
+        self._last_stats: Dict[str, Tensor] = {}
 
     # ------------------------------------------------------------------
     @property
@@ -265,59 +289,64 @@ class I2CKDLoss(nn.Module):
         if gt.dtype.is_floating_point or gt.dtype == torch.bool:
             raise TypeError('I2CKDLoss: gt must be an integer tensor, got '
                             f'dtype {gt.dtype}')
-        if self.label_resize == 'mode':  # every pixel votes: check all
-            check_labels(gt, self._num_classes, self.ignore_index)
 
-    def _finite(self, ps: Tensor, pt: Tensor, preds_S: Tensor,
-                preds_T: Tensor) -> bool:
-        """Whether the features reached the prototypes without NaN/Inf.
+    # ------------------------------------------------------------ checks
+    def check(self) -> None:
+        """Raise the error of any call since the last check (one wait).
 
-        Checked on the (G, K, C) prototypes, not the (N, C, h, w) features:
-        a NaN/Inf at a labelled pixel makes its class's prototype
-        non-finite (with the one-hot matmul, every class's: NaN * 0 is NaN),
-        one at an ignored pixel reaches none, and with 'global' scope the
-        all-reduce spreads it, so all ranks decide alike. Both prototype
-        sets are checked at once (one wait for a GPU); which one failed is
-        looked up only then, for the message.
+        The loss never waits for the device itself: each call leaves a small
+        status on the device (the extremes of its label ids and whether the
+        student and teacher prototypes are finite), and this method reads
+        all of them at once. ``I2CKDDistill`` calls it after every optimizer
+        step, right before MMEngine reads the loss values (which waits for
+        the device anyway), so an error stops the run in the iteration it
+        happened in; the loss also calls it itself after ``check_interval``
+        unchecked eager calls. The failing call's own contribution to its
+        step was zero (bad label ids count as ignored, a NaN/Inf step gives
+        a zero loss with a zero gradient), so nothing reached the weights.
+
+        Raises:
+            ValueError: A call saw label ids that are neither a class nor
+                the ignore index (the smallest and largest such ids).
+            FloatingPointError: A call saw NaN/Inf at a labelled pixel and
+                ``nonfinite='raise'``.
         """
-        if bool(torch.isfinite(ps).all() & torch.isfinite(pt).all()):
-            return True
-        if self.nonfinite == 'raise':
-            name, feats = (('preds_S (student feature)', preds_S)
-                           if not bool(torch.isfinite(ps).all()) else
-                           ('preds_T (teacher feature)', preds_T))
-            raise FloatingPointError(
-                f'I2CKDLoss: {name} contains NaN or Inf at a labelled pixel '
-                f'(shape {tuple(feats.shape)}, dtype {feats.dtype}); set '
-                'nonfinite="skip" to skip such steps instead')
-        return False
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        values = torch.stack([torch.cat([ext, fin.long()])
+                              for ext, fin, _ in pending]).tolist()
+        for n_call, (row, (_, _, meta)) in enumerate(zip(values, pending)):
+            late = (f' (reported {len(pending) - n_call - 1} call(s) after '
+                    'it was made)') if n_call < len(pending) - 1 else ''
+            ids = bad_ids(row[:2])
+            if ids:
+                raise ValueError(
+                    bad_label_message(ids, self._num_classes,
+                                      self.ignore_index) + late)
+            if self.nonfinite == 'raise' and not (row[2] and row[3]):
+                name, (shape, dtype) = (
+                    ('preds_S (student feature)', meta[0]) if not row[2] else
+                    ('preds_T (teacher feature)', meta[1]))
+                raise FloatingPointError(
+                    f'I2CKDLoss: {name} contains NaN or Inf at a labelled '
+                    f'pixel (shape {shape}, dtype {dtype}); set '
+                    'nonfinite="skip" to skip such steps instead' + late)
 
-    def _triplet_term(self, anchor: Tensor, pos: Tensor, neg: Tensor,
-                      pair_mask: Tensor):
-        """Mean hinge over valid triplets; anchors (G,K,C), mask (G,K,K)."""
-        d_pos = _distance(anchor, pos, self.distance)  # (G, K)
-        d_neg = _distance(anchor.unsqueeze(2), neg.unsqueeze(1),
-                          self.distance)  # (G, K, K): anchor k, negative j
-        if self.negatives == 'hardest':
-            if d_neg.shape[2] == 0:
-                # no class present at all: amin over an empty dim raises
-                d_neg = d_pos
-            else:
-                d_neg = d_neg.masked_fill(~pair_mask,
-                                          float('inf')).amin(dim=2)
-            mask = pair_mask.any(dim=2)
-            hinge = F.relu(d_pos - d_neg + self.margin)
-        else:
-            mask = pair_mask
-            hinge = F.relu(d_pos.unsqueeze(2) - d_neg + self.margin)
-        hinge = torch.where(mask, hinge, torch.zeros_like(hinge))
-        n_trip = mask.sum()
-        return hinge.sum() / n_trip.clamp(min=1), hinge, mask, d_pos, d_neg
+    def _record_status(self, extremes: Tensor, finite: Tensor,
+                       preds_S: Tensor, preds_T: Tensor) -> None:
+        self._pending.append(
+            (extremes, finite, ((tuple(preds_S.shape), preds_S.dtype),
+                                (tuple(preds_T.shape), preds_T.dtype))))
+        if (len(self._pending) >= self.check_interval
+                and not torch.compiler.is_compiling()):
+            self.check()
 
-    def _prepare(self, preds_S: Tensor, preds_T: Tensor,
-                 gt: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """Validated student/teacher features at the teacher's size in the
-        accumulation dtype, and labels (N, h', w') at that size."""
+    # -------------------------------------------------------- prototypes
+    def _prepare(self, preds_S: Tensor, preds_T: Tensor, gt: Tensor):
+        """Validated features at the teacher's size in the accumulation
+        dtype, flattened (N, C, h'w'), the teacher's detached; labels
+        (N, h', w') at that size; the label extremes (:func:`label_bins`)."""
         num_classes = self._require_num_classes()
         self._check_inputs(preds_S, preds_T, gt)
         dtype = accum_dtype(preds_S.dtype)
@@ -328,10 +357,43 @@ class I2CKDLoss(nn.Module):
                               align_corners=False)
         labels = resize_labels(gt, size, num_classes, self.ignore_index,
                                self.label_resize)
-        if self.label_resize == 'nearest':
-            # the pixels the loss uses: 1/64 of a full-size check
-            check_labels(labels, num_classes, self.ignore_index)
-        return s, t, labels
+        # Validated on the pixels the loss reads: the resized labels for
+        # 'nearest' (1/64 of a full-size check), every pixel for 'mode'
+        # (every pixel votes).
+        bins, extremes = label_bins(labels, num_classes, self.ignore_index)
+        if self.label_resize == 'mode':
+            extremes = label_bins(gt, num_classes, self.ignore_index)[1]
+        return s.flatten(2), t.flatten(2), bins, extremes
+
+    def _sums(self, preds_S: Tensor, preds_T: Tensor, gt: Tensor,
+              scope: str):
+        """Class sums (2, G, C, K) of student and teacher, counts (G, K),
+        the prepared features (N, C, hw), bins (N, hw) and label extremes."""
+        if scope not in PROTOTYPE_SCOPES:
+            raise ValueError(f'I2CKDLoss: scope must be one of '
+                             f'{PROTOTYPE_SCOPES}, got {scope!r}')
+        together = scope == 'global' and world_size() > 1
+        error = None
+        try:
+            s, t, bins, extremes = self._prepare(preds_S, preds_T, gt)
+            if together:
+                # A rank that raised alone would leave the others in the
+                # all_reduce: its checks run now, on every rank, and all
+                # ranks raise together (one wait; 'global' only).
+                ids = bad_ids(extremes.tolist())
+                if ids:
+                    raise ValueError(bad_label_message(
+                        ids, self._num_classes, self.ignore_index))
+        except Exception as e:  # noqa: B902 (re-raised on every rank)
+            if not together:
+                raise
+            error = e
+        if together:
+            raise_together(error, "I2CKDLoss(prototype_scope='global')")
+        bins = bins.flatten(1)
+        sums, counts = class_sums([s, t], bins, self._num_classes)
+        (sums, ), counts = reduce_scope([sums], counts, scope)
+        return sums, counts, s, t, bins, extremes
 
     def prototypes(self,
                    preds_S: Tensor,
@@ -342,15 +404,13 @@ class I2CKDLoss(nn.Module):
         """Student and teacher class prototypes, as the loss computes them.
 
         The one prototype path of the package: :meth:`forward` and the
-        visualisation (``PrototypeVisHook``) both call it. Inputs are
-        checked, the student feature is bilinearly resized to the teacher's
-        size, the labels are resized to it (``label_resize``), and the
-        per-class means are taken in the accumulation dtype (at least
-        float32) with autocast off. The teacher feature is detached.
-
-        With ``scope='global'`` and several ranks, the input checks run on
-        every rank before any collective and all ranks raise together if
-        one rank's input is bad (see ``prototype_scope``).
+        visualisation (``PrototypeVisHook``) both use :meth:`_sums`. Inputs
+        are checked, the student feature is bilinearly resized to the
+        teacher's size, the labels are resized to it (``label_resize``),
+        and the per-class means are taken in the accumulation dtype (at
+        least float32) with autocast off. The teacher feature is detached.
+        Unlike :meth:`forward`, this method checks the labels at once (one
+        wait) and raises on bad ids.
 
         Args:
             preds_S (Tensor): Student feature (N, C, h, w).
@@ -366,35 +426,22 @@ class I2CKDLoss(nn.Module):
             bool, with G = N for ``'image'`` and 1 otherwise. Student
             prototypes carry the gradient to ``preds_S``.
         """
-        return self._prototypes(preds_S, preds_T, gt, scope)[:3]
-
-    def _prototypes(self, preds_S: Tensor, preds_T: Tensor, gt: Tensor,
-                    scope: Optional[str] = None):
-        """:meth:`prototypes` plus the prepared student/teacher features
-        (N, C, h', w') and labels (N, h', w') they were computed from."""
         scope = self.prototype_scope if scope is None else scope
-        if scope not in PROTOTYPE_SCOPES:
-            raise ValueError(f'I2CKDLoss: scope must be one of '
-                             f'{PROTOTYPE_SCOPES}, got {scope!r}')
-        together = scope == 'global' and world_size() > 1
         with torch.autocast(device_type=preds_S.device.type, enabled=False):
-            error = None
-            try:
-                s, t, labels = self._prepare(preds_S, preds_T, gt)
-            except Exception as e:  # noqa: B902 (re-raised on every rank)
-                if not together:
-                    raise
-                error = e
-            if together:
-                raise_together(error,
-                               "I2CKDLoss(prototype_scope='global')")
-            (ps, pt), counts = class_prototypes_many(
-                [s, t], labels, self._num_classes, self.ignore_index, scope)
-        return ps, pt, counts > 0, s, t, labels
+            sums, counts, _, _, _, extremes = self._sums(
+                preds_S, preds_T, gt, scope)
+            ids = bad_ids(extremes.tolist())
+            if ids:
+                raise ValueError(bad_label_message(ids, self._num_classes,
+                                                   self.ignore_index))
+            ps, pt = (sums / counts.clamp(min=1).unsqueeze(1)).transpose(
+                2, 3).unbind(0)
+        return ps, pt.detach(), counts > 0
 
+    # ------------------------------------------------------------- loss
     def forward(self, preds_S: Tensor, preds_T: Tensor,
                 gt: Tensor) -> Tensor:
-        """Compute the I2CKD loss.
+        """Compute the I2CKD loss, without waiting for the device.
 
         Args:
             preds_S (Tensor): Student feature (N, C, h, w).
@@ -403,101 +450,178 @@ class I2CKDLoss(nn.Module):
 
         Returns:
             Tensor: Scalar loss (float32, or float64 for float64 input),
-            ``loss_weight`` applied.
+            ``loss_weight`` applied; zero, with a zero gradient, for a step
+            whose features hold NaN/Inf at a labelled pixel (reported by
+            :meth:`check` for ``nonfinite='raise'``).
         """
-        ps, pt, present, s, t, labels = self._prototypes(preds_S, preds_T, gt)
-        if not self._finite(ps, pt, preds_S, preds_T):
-            self.last_stats = {
-                'skipped': preds_S.new_ones((), dtype=torch.float32)
-            }
-            # Zero loss whose gradient is zero (not NaN) for every input.
-            return preds_S.nan_to_num(0.0, 0.0, 0.0).float().sum() * 0.0
-        # fp16/bf16 features under autocast: the triplets in fp32 too.
+        # fp16/bf16 features under autocast: prototypes and triplets in fp32
         with torch.autocast(device_type=preds_S.device.type, enabled=False):
-            loss, stats = self._loss_from_prototypes(ps, pt, present)
+            sums, counts, s, t, bins, extremes = self._sums(
+                preds_S, preds_T, gt, self.prototype_scope)
+            means = sums / counts.clamp(min=1).unsqueeze(1)
+            # NaN/Inf at a labelled pixel makes its class's mean non-finite
+            # (one at an ignored pixel reaches none; with 'global' scope the
+            # all_reduce spreads it, so all ranks decide alike). Such a step
+            # counts no class and no prototype: zero loss, zero gradient.
+            finite = torch.isfinite(means.sum((1, 2, 3)))  # student, teacher
+            ok = finite.all()
+            means = torch.where(ok, means, 0.0)
+            weights = counts.clamp(max=1) * ok  # (G, K): present classes
+            loss = self._loss_from_prototypes(means, weights)
             if self.pixel_weight > 0:
-                pixel = self._pixel_term(s, t, labels, ps, pt, present)
+                pixel = self._pixel_term(s, t, bins, means, weights, ok)
                 loss = loss + self.pixel_weight * pixel
-                stats['pixel'] = pixel.detach().float()
-        self.last_stats = stats
+                self._stats_in['pixel'] = pixel.detach()
+            if self.nonfinite == 'skip':
+                self._stats_in['skipped'] = ~ok
+        self._record_status(extremes, finite, preds_S, preds_T)
         return self.loss_weight * loss
 
-    def _loss_from_prototypes(self, ps: Tensor, pt: Tensor, present: Tensor):
-        """Triplet (+pull) loss from prototypes (G, K, C), present (G, K)."""
-        # Keep only the classes present somewhere, so the (G, K', K', C)
-        # pairwise tensor stays small even with 150 classes.
-        # (one index for the three: boolean indexing waits for the device
-        # once per tensor)
-        keep = present.any(dim=0).nonzero().squeeze(1)
-        ps, pt, present = (x.index_select(1, keep) for x in (ps, pt, present))
-        if self.normalize:
-            ps, pt = F.normalize(ps, dim=-1), F.normalize(pt, dim=-1)
-        eye = torch.eye(present.shape[1], dtype=torch.bool,
-                        device=present.device)
-        pair_mask = present.unsqueeze(2) & present.unsqueeze(1) & ~eye
-        loss, hinge, mask, d_pos, d_neg = self._triplet_term(
-            ps, pt, pt, pair_mask)
-        if self.symmetric:
-            loss_t = self._triplet_term(pt, ps, ps, pair_mask)[0]
-            loss = 0.5 * (loss + loss_t)
-        pull = loss.new_zeros(())
-        if self.pull_weight > 0:
-            d = d_pos if self.pull_type == 'linear' else d_pos.pow(2)
-            n_present = present.sum().clamp(min=1)
-            pull = torch.where(present, d, torch.zeros_like(d)).sum() / n_present
-            loss = loss + self.pull_weight * pull
-        return loss, self._stats(hinge, mask, d_pos, d_neg, present, pull)
+    def _pairwise(self, anchors: Tensor, others: Tensor) -> Tensor:
+        """Distances (G, K, K) from each anchor row to each other row of
+        (G, K, C) prototypes; ``[g, k, j] = d(anchors_k, others_j)``."""
+        if self.distance == 'euclidean':
+            # the eps of pairwise_distance: ||a - b + eps|| = ||(a+eps) - b||;
+            # no matmul form, which loses the small same-class distances
+            return torch.cdist(anchors + _PAIRWISE_EPS, others,
+                               compute_mode='donot_use_mm_for_euclid_dist')
+        # F.cosine_similarity: each vector over max(norm, 1e-8)
+        a, b = (x / x.norm(dim=-1, keepdim=True).clamp_min(_COSINE_EPS)
+                for x in (anchors, others))
+        return 1.0 - torch.bmm(a, b.transpose(1, 2))
 
-    def _pixel_term(self, s: Tensor, t: Tensor, labels: Tensor, ps: Tensor,
-                    pt: Tensor, present: Tensor) -> Tensor:
+    def _loss_from_prototypes(self, means: Tensor, w: Tensor) -> Tensor:
+        """Triplet (+pull) loss from prototypes (2, G, C, K) and class
+        weights ``w`` (G, K), 1 for a present class, else 0."""
+        if self.normalize:
+            means = F.normalize(means, dim=2)
+        ps, pt = means.transpose(2, 3).unbind(0)  # (G, K, C) each
+        dist = self._pairwise(ps, pt)  # anchor k (student), teacher j
+        d_pos = dist.diagonal(dim1=1, dim2=2)  # (G, K)
+        loss, stats = self._triplets(dist, d_pos, w)
+        if self.symmetric:
+            dist_t = (self._pairwise(pt, ps) if self.distance == 'euclidean'
+                      else dist.transpose(1, 2))
+            loss = 0.5 * (loss + self._triplets(
+                dist_t, dist_t.diagonal(dim1=1, dim2=2), w)[0])
+        n_present = w.sum()
+        if self.pull_weight > 0:
+            d = d_pos if self.pull_type == 'linear' else d_pos * d_pos
+            pull = (w * d).sum() / n_present.clamp(min=1)
+            loss = loss + self.pull_weight * pull
+        else:
+            pull = None
+        self._stats_in = dict(stats, d_pos=d_pos.detach(), w=w, pull=pull)
+        return loss
+
+    def _triplets(self, dist: Tensor, d_pos: Tensor, w: Tensor):
+        """Mean hinge over the triplets (anchor k, negative j != k) of the
+        classes present in a group; ``dist`` (G, K, K), ``d_pos`` (G, K)
+        its diagonal, ``w`` (G, K) 0/1. Shapes never depend on which
+        classes are present: absent ones take part with weight 0."""
+        if self.negatives == 'hardest':
+            pair = (w.unsqueeze(2) * w.unsqueeze(1)).bool() & ~torch.eye(
+                w.shape[1], dtype=torch.bool, device=w.device)
+            d_neg = dist.masked_fill(~pair, float('inf')).amin(dim=2)
+            # an anchor without a negative has d_neg = inf: hinge 0
+            hinge = F.relu(d_pos - d_neg + self.margin)
+            anchors = pair.any(dim=2).to(w.dtype)
+            n_trip = anchors.sum()
+            loss = (anchors * hinge).sum() / n_trip.clamp(min=1)
+            return loss, dict(hinge=hinge.detach(), mask=anchors,
+                              d_neg=d_neg.detach(), n_trip=n_trip)
+        # every (k, j) pair of present classes, diagonal included: there the
+        # hinge is exactly the margin (d_pos - d_pos + m), which is taken
+        # out again, so no K x K mask is needed
+        hinge = F.relu(d_pos.unsqueeze(2) - dist + self.margin)
+        n_present = w.sum()
+        per_image = w.sum(dim=1)
+        n_trip = (per_image * per_image).sum() - n_present
+        total = torch.einsum('gk,gkj,gj->', w, hinge, w)
+        loss = (total - self.margin * n_present) / n_trip.clamp(min=1)
+        return loss, dict(hinge=hinge.detach(), mask=None,
+                          d_neg=dist.detach(), n_trip=n_trip)
+
+    def _pixel_term(self, s: Tensor, t: Tensor, bins: Tensor, means: Tensor,
+                    w: Tensor, ok: Tensor) -> Tensor:
         """Pixel-to-prototype KL, mean over labelled pixels (ours).
 
-        ``s``/``t`` (N, C, h, w) features, ``labels`` (N, h, w), prototypes
-        (G, K, C) with G = N (image scope) or 1, ``present`` (G, K). Each
-        pixel is compared with the prototypes of its own group, over the
-        classes present there: ``q = softmax_k(cos(f_p, P_k) / pixel_tau)``
-        for the teacher (teacher pixel, teacher prototypes) and the student
-        (student pixel, student or teacher prototypes: ``pixel_prototypes``);
-        the term is KL(q_t || q_s).
+        ``s``/``t`` (N, C, hw) features, ``bins`` (N, hw), prototypes
+        ``means`` (2, G, C, K) with G = N (image scope) or 1, ``w`` (G, K)
+        the present classes. Each pixel is compared with the prototypes of
+        its own group, over the classes present there:
+        ``q = softmax_k(cos(f_p, P_k) / pixel_tau)`` for the teacher
+        (teacher pixel, teacher prototypes) and the student (student pixel,
+        student or teacher prototypes: ``pixel_prototypes``); the term is
+        KL(q_t || q_s).
         """
-        if self.pixel_prototypes == 'teacher':
-            ps = pt
-        n, c = s.shape[:2]
-        valid = labelled(labels.reshape(n, 1, -1), present.shape[1],
-                         self.ignore_index)
+        n = s.shape[0]
+        num_classes = w.shape[1]
+        valid = ((bins < num_classes) & ok).unsqueeze(1)  # (N, 1, hw)
         # Zero ignored pixels first: a NaN/Inf there must not reach the
         # softmax (its backward would spread NaN to the connector).
-        zero = s.new_zeros(())
-        fs = F.normalize(torch.where(valid, s.reshape(n, c, -1), zero), dim=1)
-        ft = F.normalize(torch.where(valid, t.reshape(n, c, -1), zero), dim=1)
-        absent = ~present.unsqueeze(-1)  # (G, K, 1)
+        fs = F.normalize(torch.where(valid, s, 0.0), dim=1)
+        ft = F.normalize(torch.where(valid, t, 0.0), dim=1)
+        ps, pt = F.normalize(means, dim=2).unbind(0)  # (G, C, K)
+        if self.pixel_prototypes == 'teacher':
+            ps = pt
+        absent = (w == 0).unsqueeze(-1)  # (G, K, 1)
         logq = []
         for f, p in ((fs, ps), (ft, pt)):
-            p = F.normalize(p, dim=-1).expand(n, -1, -1)
-            logits = torch.bmm(p, f) / self.pixel_tau  # (N, K, hw)
-            logq.append(logits.masked_fill(absent, float('-inf'))
-                        .log_softmax(dim=1))
+            logits = torch.bmm(p.transpose(1, 2).expand(n, -1, -1),
+                               f) / self.pixel_tau  # (N, K, hw)
+            # a finite fill: a group with no class (all ignored, or a
+            # skipped step) gets a uniform softmax, not NaN; exp(-1e4) is 0
+            logq.append(logits.masked_fill(absent, -1e4).log_softmax(dim=1))
         logq_s, logq_t = logq
-        # absent classes: q_t = 0 and log q = -inf; 0 * (-inf) would be NaN
-        kl = torch.where(absent, zero,
+        kl = torch.where(absent, 0.0,
                          logq_t.exp() * (logq_t - logq_s)).sum(dim=1)
         valid = valid.squeeze(1)
-        n_valid = valid.sum()
-        return torch.where(valid, kl, zero).sum() / n_valid.clamp(min=1)
+        return (torch.where(valid, kl, 0.0).sum() /
+                valid.sum().clamp(min=1))
+
+    # ------------------------------------------------------- diagnostics
+    @property
+    def last_stats(self) -> Dict[str, Tensor]:
+        """Detached diagnostics of the last call: ``active`` (fraction of
+        triplets with a positive hinge), ``d_pos`` / ``d_neg`` (mean
+        same-class / other-class prototype distance), ``triplets``,
+        ``pull``, and ``pixel`` / ``skipped`` where those options are on.
+        Computed when first read after a call (a few small operations),
+        so a call whose diagnostics nobody reads does not pay for them."""
+        if self._stats_in:
+            self._last_stats = self._stats(**self._stats_in)
+            self._stats_in = {}
+        return self._last_stats
+
+    @last_stats.setter
+    def last_stats(self, value: Dict[str, Tensor]) -> None:
+        self._stats_in = {}
+        self._last_stats = value
 
     @torch.no_grad()
-    def _stats(self, hinge, mask, d_pos, d_neg, present, pull):
-        """Diagnostics: active-triplet fraction and mean distances."""
-        n_trip = mask.sum().clamp(min=1).float()
-        anchor_mask = mask if self.negatives == 'hardest' else mask.any(2)
-        neg_mask = mask if self.negatives == 'all' else anchor_mask
-        d_neg = torch.where(neg_mask, d_neg, torch.zeros_like(d_neg))
-        return {
-            'active': ((hinge > 0) & mask).sum().float() / n_trip,
-            'd_pos': torch.where(present, d_pos,
-                                 torch.zeros_like(d_pos)).sum() /
-            present.sum().clamp(min=1).float(),
-            'd_neg': d_neg.sum() / neg_mask.sum().clamp(min=1).float(),
-            'triplets': mask.sum().float(),
-            'pull': pull.detach().float(),
+    def _stats(self, hinge, mask, d_neg, n_trip, d_pos, w, pull, pixel=None,
+               skipped=None):
+        denom = n_trip.clamp(min=1)
+        n_present = w.sum()
+        if mask is None:  # all negatives: K x K with the diagonal taken out
+            active = (torch.einsum('gk,gkj,gj->', w, (hinge > 0).to(w.dtype),
+                                   w) - n_present * (self.margin > 0)) / denom
+            neg = (torch.einsum('gk,gkj,gj->', w, d_neg, w) -
+                   (w * d_pos).sum()) / denom
+        else:  # hardest: one triplet per anchor
+            active = (mask * (hinge > 0)).sum() / denom
+            neg = torch.where(mask > 0, d_neg, 0.0).sum() / denom
+        stats = {
+            'active': active.float(),
+            'd_pos': ((w * d_pos).sum() / n_present.clamp(min=1)).float(),
+            'd_neg': neg.float(),
+            'triplets': n_trip.float(),
+            'pull': (pull.detach().float() if pull is not None else
+                     w.new_zeros((), dtype=torch.float32)),
         }
+        if pixel is not None:
+            stats['pixel'] = pixel.float()
+        if skipped is not None:
+            stats['skipped'] = skipped.float()
+        return stats

@@ -2,9 +2,13 @@
 
 I2CKD (Karine et al., arXiv 2403.18490) compares teacher and student
 *class prototypes*. This module computes them without a Python loop over
-classes (a one-hot matmul or one ``scatter_add``), in at least float32
+classes (one ``scatter_add`` per feature map), in at least float32
 whatever the input dtype, per image, per batch, or per batch across all
 distributed ranks. See ``docs/method.md`` for the method as implemented.
+
+Nothing here waits for the device: shapes depend only on N, C, K and the
+feature size, and bad label ids are reported as a small device tensor
+(:func:`label_bins`) that the caller reads when it chooses to.
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -12,19 +16,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 PROTOTYPE_SCOPES = ('image', 'batch', 'global')
 LABEL_RESIZE_MODES = ('nearest', 'mode')
-REDUCTIONS = ('auto', 'matmul', 'scatter')
-#: Below this many classes 'auto' sums by one-hot matmul on CPU, from it on
-#: by scatter_add. The matmul does K multiply-adds per feature value, so its
-#: time grows with K; scatter_add does one add, but with few classes its
-#: writes pile onto the same few accumulators. Measured crossover (forward
-#: only, the backward is the same index_select for both; 1 thread, 256
-#: channels, 2 x 64 x 128): ~16 classes (bmm 3.4 / scatter 3.3 ms at 16,
-#: 4.2 / 3.3 ms at 19, 1.4 / 8.4 ms at 2).
-MATMUL_MAX_CLASSES = 16
 
 
 def accum_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -46,16 +40,64 @@ def check_labels(labels: Tensor, num_classes: int, ignore_index: int) -> None:
     bad = ((labels < 0) | (labels >= num_classes)) & (labels != ignore_index)
     if bool(bad.any()):
         values = torch.unique(labels[bad])[:10].tolist()
-        raise ValueError(
-            f'labels contain class ids {values} that are neither in '
-            f'[0, {num_classes}) nor the ignore index {ignore_index}; check '
-            'num_classes and the dataset\'s label mapping (reduce_zero_label?)')
+        raise ValueError(bad_label_message(values, num_classes, ignore_index))
 
 
 def labelled(labels: Tensor, num_classes: int, ignore_index: int) -> Tensor:
     """Where ``labels`` names a class: in ``[0, num_classes)`` and not
     ``ignore_index`` (which may lie inside that range). Same shape, bool."""
     return (labels >= 0) & (labels < num_classes) & (labels != ignore_index)
+
+
+def bad_label_message(values: Sequence[int], num_classes: int,
+                      ignore_index: int) -> str:
+    """The error text for label ids outside ``[0, K)`` + ignore (one text
+    for the immediate and the deferred check)."""
+    return (f'labels contain class ids {list(values)} that are neither in '
+            f'[0, {num_classes}) nor the ignore index {ignore_index}; check '
+            'num_classes and the dataset\'s label mapping (reduce_zero_label?)')
+
+
+def label_bins(labels: Tensor, num_classes: int,
+               ignore_index: int) -> Tuple[Tensor, Tensor]:
+    """Class bins of the pixels and the extremes of the bad ids, no wait.
+
+    Args:
+        labels (Tensor): Integer labels of any shape.
+        num_classes (int): Number of classes K.
+        ignore_index (int): The id of ignored pixels.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``bins`` (same shape, int64): the class of a
+        labelled pixel, K for ignored pixels and for bad ids (so that a bad
+        id never indexes out of range), and ``extremes`` (2,) int64: the
+        smallest and the largest label id after every class id and the
+        ignore index were replaced by 0 (never a bad id): both are 0 exactly
+        when every id is a class or the ignore index; otherwise the nonzero
+        one(s) are the smallest and the largest bad id (:func:`bad_ids`).
+    """
+    labels = labels.long()
+    good = labels.clamp(0, num_classes - 1) == labels  # in [0, K)
+    if 0 <= ignore_index < num_classes:
+        # an ignore index inside the class range is not a class
+        bins = torch.where(good & (labels != ignore_index), labels,
+                           num_classes)
+    else:
+        bins = torch.where(good, labels, num_classes)
+    if labels.numel() == 0:  # aminmax has no identity (a shape, no wait)
+        return bins, labels.new_zeros(2)
+    # good ids and the ignore index -> 0, which is never a bad id (0 < K):
+    # the minimum is then the smallest negative bad id (or 0), the maximum
+    # the largest bad id >= K (or 0)
+    ok = good | (labels == ignore_index)
+    extremes = torch.stack(torch.aminmax(torch.where(ok, 0, labels)))
+    return bins, extremes
+
+
+def bad_ids(extremes: Sequence[int]) -> List[int]:
+    """The smallest and largest bad label id named by :func:`label_bins`'s
+    ``extremes`` (read on the host): empty if the labels were good."""
+    return sorted({int(v) for v in extremes} - {0})
 
 
 def resize_labels(labels: Tensor,
@@ -88,13 +130,20 @@ def resize_labels(labels: Tensor,
         # gathering those rows/columns reads only h*w pixels (no float copy
         # of the full-resolution labels) and is exact in integers.
         (src_h, src_w), (h, w) = labels.shape[-2:], size
+        if src_h % h == 0 and src_w % w == 0:
+            # integer scale (the usual 1/8): floor(i * H / h) = i * (H / h),
+            # a strided view, no copy
+            return labels[:, ::src_h // h, ::src_w // w]
         rows = torch.arange(h, device=labels.device) * src_h // h
         cols = torch.arange(w, device=labels.device) * src_w // w
         return labels[:, rows][:, :, cols]
-    valid = labels != ignore_index
-    bins = torch.where(valid, labels, torch.full_like(labels, num_classes))
-    onehot = F.one_hot(bins, num_classes + 1).permute(0, 3, 1, 2).float()
-    votes = F.adaptive_avg_pool2d(onehot, size)[:, :num_classes]
+    # Bad ids (reported by the caller, see label_bins) and ignored pixels
+    # vote for no class. A comparison, not F.one_hot: it validates ids
+    # itself (a device wait) and would index out of range on bad ones.
+    bins, _ = label_bins(labels, num_classes, ignore_index)
+    classes = torch.arange(num_classes, device=labels.device)
+    onehot = (bins.unsqueeze(1) == classes.view(1, -1, 1, 1)).float()
+    votes = F.adaptive_avg_pool2d(onehot, size)
     best_votes, best = votes.max(dim=1)
     return torch.where(best_votes > 0, best, torch.full_like(best,
                                                              ignore_index))
@@ -174,12 +223,81 @@ class _SumWithGlobalValue(torch.autograd.Function):
         return grad * ctx.world_size
 
 
+def class_sums(feats_list: Sequence[Tensor], bins: Tensor,
+               num_classes: int) -> Tuple[Tensor, Tensor]:
+    """Per-class feature sums and pixel counts, channel-major, no wait.
+
+    ``S[i, n, :, k] = sum_{p: bins[n, p] = k} F_i[n, :, p]``: one
+    ``scatter_add`` per map into K + 1 bins (bin K collects the ignored
+    pixels and is dropped, so their features, even NaN/Inf, reach no sum),
+    the maps' sums stacked so that what follows runs once for all of them.
+    The gradient of a scatter_add is a gather of the class gradients: one
+    write of the (N, C, hw) gradient.
+
+    Args:
+        feats_list (Sequence[Tensor]): M feature maps (N, C, hw) with the
+            same shape and dtype (at least float32).
+        bins (Tensor): (N, hw) int64 class bins in [0, K] (:func:`label_bins`).
+        num_classes (int): Number of classes K.
+
+    Returns:
+        tuple[Tensor, Tensor]: sums (M, N, C, K) and counts (N, K), in the
+        features' dtype.
+    """
+    n, c, hw = feats_list[0].shape
+    index = bins.view(n, 1, hw).expand(n, c, hw)
+    zeros = feats_list[0].new_zeros(n, c, num_classes + 1)
+    sums = torch.stack([zeros.scatter_add(2, index, f)
+                        for f in feats_list])[..., :num_classes]
+    counts = zeros.new_zeros(n, num_classes + 1).scatter_add_(
+        1, bins, zeros.new_ones(()).expand(n, hw))[:, :num_classes]
+    return sums, counts
+
+
+def reduce_scope(sums: Sequence[Tensor], counts: Tensor,
+                 scope: str) -> Tuple[List[Tensor], Tensor]:
+    """Group per-image sums (..., N, C, K) and counts (N, K) by scope.
+
+    ``'image'``: unchanged (G = N). ``'batch'``: summed over the batch
+    (G = 1). ``'global'``: summed over the batch and then over all ranks in
+    one all_reduce of every sum and the counts together, whose backward
+    keeps DDP's averaged gradient equal to one process on the global batch
+    (:class:`_SumWithGlobalValue`); world size 1 needs no communication.
+    """
+    if scope == 'image':
+        return list(sums), counts
+    sums = [s.sum(-3, keepdim=True) for s in sums]
+    counts = counts.sum(0, keepdim=True)
+    if scope == 'global' and world_size() > 1:
+        parts = sums + [counts]
+        packed = _SumWithGlobalValue.apply(
+            torch.cat([p.reshape(-1) for p in parts]))
+        parts = [chunk.view_as(p) for chunk, p in zip(
+            packed.split([p.numel() for p in parts]), parts)]
+        sums, counts = parts[:-1], parts[-1]
+    return sums, counts
+
+
+def _flatten_checked(feats_list: Sequence[Tensor], labels: Tensor):
+    for feats in feats_list:
+        if feats.dim() != 4 or labels.dim() != 3:
+            raise ValueError(
+                'expected feats N x C x h x w and labels N x h x w, got '
+                f'{tuple(feats.shape)} and {tuple(labels.shape)}')
+        n, _, h, w = feats.shape
+        if labels.shape != (n, h, w):
+            raise ValueError(f'labels {tuple(labels.shape)} do not match '
+                             f'features {tuple(feats.shape)} (need N x h x w)')
+    # fp16/bf16 features are summed in fp32; fp64 stays fp64.
+    dtype = accum_dtype(feats_list[0].dtype)
+    return [f.flatten(2).to(dtype) for f in feats_list]
+
+
 def class_prototypes(feats: Tensor,
                      labels: Tensor,
                      num_classes: int,
                      ignore_index: int = 255,
-                     scope: str = 'image',
-                     reduction: str = 'auto') -> Tuple[Tensor, Tensor]:
+                     scope: str = 'image') -> Tuple[Tensor, Tensor]:
     """Mean feature of every class, vectorised over classes.
 
     ``P[g, k] = sum_{p: y_p = k} F[g, :, p] / count[g, k]`` where ``g`` runs
@@ -190,15 +308,13 @@ def class_prototypes(feats: Tensor,
     Args:
         feats (Tensor): Features, shape (N, C, h, w), any float dtype.
         labels (Tensor): Labels at the feature size, shape (N, h, w), int.
+            Ids that are neither a class nor ``ignore_index`` are treated as
+            ignored here (no wait to check them); validate with
+            :func:`check_labels` or :func:`label_bins`.
         num_classes (int): Number of classes K.
         ignore_index (int): Pixels with this label are left out; their
             features, even NaN/Inf, never reach a prototype.
         scope (str): ``'image'`` (default), ``'batch'`` or ``'global'``.
-        reduction (str): How per-class sums are formed: ``'matmul'``
-            (one-hot bmm), ``'scatter'`` (``scatter_add``) or ``'auto'``
-            (default: matmul on GPU or below ``MATMUL_MAX_CLASSES`` classes,
-            where it measured faster on CPU). Same values, same gradient
-            (an ``index_select`` of the class gradients either way).
 
     Returns:
         tuple[Tensor, Tensor]: ``prototypes`` (G, K, C) in at least float32
@@ -206,7 +322,7 @@ def class_prototypes(feats: Tensor,
         G = N for ``'image'`` and 1 otherwise.
     """
     (protos, ), counts = class_prototypes_many([feats], labels, num_classes,
-                                               ignore_index, scope, reduction)
+                                               ignore_index, scope)
     return protos, counts
 
 
@@ -214,125 +330,32 @@ def class_prototypes_many(feats_list: Sequence[Tensor],
                           labels: Tensor,
                           num_classes: int,
                           ignore_index: int = 255,
-                          scope: str = 'image',
-                          reduction: str = 'auto'
+                          scope: str = 'image'
                           ) -> Tuple[List[Tensor], Tensor]:
     """:func:`class_prototypes` of several feature maps on the same labels.
 
-    The label one-hot and the pixel counts are computed once for all maps
-    (e.g. student and teacher), and for ``'global'`` the sums of all maps
-    and the counts travel in one all_reduce.
+    The bins and the pixel counts are computed once for all maps (e.g.
+    student and teacher), and for ``'global'`` the sums of all maps and the
+    counts travel in one all_reduce.
 
     Args:
-        feats_list (Sequence[Tensor]): Features (N, C_i, h, w) each.
-        labels, num_classes, ignore_index, scope, reduction: as in
+        feats_list (Sequence[Tensor]): Features (N, C, h, w) each, with the
+            same shape.
+        labels, num_classes, ignore_index, scope: as in
             :func:`class_prototypes`.
 
     Returns:
-        tuple[list[Tensor], Tensor]: one (G, K, C_i) prototype tensor per
+        tuple[list[Tensor], Tensor]: one (G, K, C) prototype tensor per
         input, and the shared counts (G, K).
     """
     if scope not in PROTOTYPE_SCOPES:
         raise ValueError(
             f'prototype scope must be one of {PROTOTYPE_SCOPES}, got {scope!r}')
-    if reduction not in REDUCTIONS:
-        raise ValueError(f'reduction must be one of {REDUCTIONS}, '
-                         f'got {reduction!r}')
-    for feats in feats_list:
-        if feats.dim() != 4 or labels.dim() != 3:
-            raise ValueError(
-                'expected feats N x C x h x w and labels N x h x w, got '
-                f'{tuple(feats.shape)} and {tuple(labels.shape)}')
-        n, _, h, w = feats.shape
-        if labels.shape != (n, h, w):
-            raise ValueError(f'labels {tuple(labels.shape)} do not match '
-                             f'features {tuple(feats.shape)} (need N x h x w)')
-    if reduction == 'auto':
-        reduction = ('matmul' if labels.is_cuda
-                     or num_classes < MATMUL_MAX_CLASSES else 'scatter')
-    # fp16/bf16 features are summed in fp32; fp64 stays fp64.
-    dtype = accum_dtype(feats_list[0].dtype)
-    n, h, w = labels.shape
-    y = labels.reshape(n, h * w).long()
-    # bins: the class of each pixel, or K for ignored ones (which includes an
-    # ignore_index inside [0, K)); bin K is never summed.
-    bins = torch.where(labelled(y, num_classes, ignore_index), y,
-                       torch.full_like(y, num_classes))
-    onehot = None
-    if reduction == 'matmul':
-        classes = torch.arange(num_classes, device=y.device).view(1, -1, 1)
-        onehot = (bins.unsqueeze(1) == classes).to(dtype)  # (N, K, hw)
-    flats = [f.reshape(n, f.shape[1], h * w).to(dtype) for f in feats_list]
-    sums = [_ClassSums.apply(f, bins, num_classes, onehot) for f in flats]
-    if onehot is not None and not bool(
-            torch.stack([torch.isfinite(s).all() for s in sums]).all()):
-        # An ignored pixel has an all-zero one-hot column, but NaN * 0 is
-        # NaN: a NaN/Inf feature there reaches every class's sum. Checking
-        # the small (N, K, C) sums of all maps costs one wait for the device
-        # per call; only then the ignored pixels are zeroed and the sums
-        # taken again, so that ignored pixels never matter (as with
-        # scatter_add) and a labelled NaN still shows.
-        ignored = (bins == num_classes).unsqueeze(1)
-        sums = [
-            _ClassSums.apply(f.masked_fill(ignored, 0), bins, num_classes,
-                             onehot) for f in flats
-        ]
-    counts = torch.zeros(n, num_classes + 1, dtype=dtype,
-                         device=y.device).scatter_add_(
-        1, bins, torch.ones(n, h * w, dtype=dtype,
-                            device=y.device))[:, :num_classes]
-    if scope != 'image':
-        sums = [s.sum(0, keepdim=True) for s in sums]
-        counts = counts.sum(0, keepdim=True)
-        if scope == 'global' and world_size() > 1:
-            # One all_reduce for every map's sums and the counts.
-            parts = sums + [counts]
-            packed = _SumWithGlobalValue.apply(
-                torch.cat([p.reshape(-1) for p in parts]))
-            parts = [
-                chunk.view_as(p) for chunk, p in zip(
-                    packed.split([p.numel() for p in parts]), parts)
-            ]
-            sums, counts = parts[:-1], parts[-1]
-    denom = counts.clamp(min=1).unsqueeze(-1)
-    return [s / denom for s in sums], counts
-
-
-class _ClassSums(torch.autograd.Function):
-    """Per-class sums of features, (N, C, hw) -> (N, K, C).
-
-    Forward: with ``onehot`` (N, K, hw), one bmm ``onehot @ flat^T`` (on
-    CPU faster than scatter_add below ``MATMUL_MAX_CLASSES`` classes, and in
-    this orientation faster than ``flat @ onehot^T``, 3.6 vs 4.6 ms at 19
-    classes); without it, one ``scatter_add``. Either reads the features
-    once and gives (N, K, C), the prototypes' layout (no transpose copy).
-
-    Backward: the gradient of pixel p is the gradient row of its class (0
-    for bin K, the ignored pixels), i.e. an ``index_select`` of the small
-    (K + 1, C) table per image: one write of the (N, C, hw) gradient, where
-    the bmm / scatter_add backward would again multiply by the one-hot
-    (K times the arithmetic) or gather with an (N, C, hw) index.
-    """
-
-    @staticmethod
-    def forward(ctx, flat: Tensor, bins: Tensor, num_classes: int,
-                onehot: Optional[Tensor]) -> Tensor:
-        ctx.save_for_backward(bins)
-        if onehot is not None:
-            # NaN/Inf at ignored pixels: see class_prototypes_many
-            return torch.bmm(onehot, flat.transpose(1, 2))
-        n, c, hw = flat.shape
-        sums = flat.new_zeros(n, c, num_classes + 1).scatter_add_(
-            2, bins.unsqueeze(1).expand(n, c, hw), flat)
-        return sums[..., :num_classes].transpose(1, 2)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        bins, = ctx.saved_tensors
-        n, k, c = grad.shape
-        table = torch.cat([grad, grad.new_zeros(n, 1, c)], dim=1)
-        out = grad.new_empty(n, c, bins.shape[1])
-        for i in range(n):  # a loop over images, not classes or pixels
-            torch.index_select(table[i].t(), 1, bins[i], out=out[i])
-        return out, None, None, None
+    flats = _flatten_checked(feats_list, labels)
+    bins, _ = label_bins(labels.flatten(1), num_classes, ignore_index)
+    # one scatter per map (maps may differ in channels), counts once
+    sums = [class_sums([f], bins, num_classes)[0][0] for f in flats]
+    counts = class_sums(flats[:1], bins, num_classes)[1]
+    sums, counts = reduce_scope(sums, counts, scope)
+    denom = counts.clamp(min=1).unsqueeze(1)
+    return [(s / denom).transpose(1, 2) for s in sums], counts

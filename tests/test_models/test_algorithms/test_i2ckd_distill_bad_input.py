@@ -5,6 +5,7 @@ import i2ckd_mm  # noqa: F401  (compat shims before mmrazor)
 import pytest
 import torch
 from mmengine.config import ConfigDict
+from mmengine.optim import OptimWrapper
 from mmengine.structures import PixelData
 from mmrazor.registry import MODELS
 
@@ -168,8 +169,19 @@ def test_nonfinite_teacher_feature_names_the_tensor():
     model = MODELS.build(_cfg())
     _poison_teacher(model)
     batch = _batch(model)
+    losses = model(**copy.deepcopy(batch), mode='loss')  # no wait here ...
+    assert losses['distill.loss_i2ckd'].item() == 0.0  # ... nothing lost
     with pytest.raises(FloatingPointError, match=r'preds_T \(teacher'):
-        model(**batch, mode='loss')
+        model.check_losses()
+    # train_step checks after the optimizer step, the student's task loss
+    # trained and the I2CKD term added nothing
+    optim = OptimWrapper(torch.optim.SGD(model.student.parameters(), lr=0.1))
+    before = [p.detach().clone() for p in model.student.parameters()]
+    with pytest.raises(FloatingPointError, match=r'preds_T \(teacher'):
+        model.train_step(copy.deepcopy(make_seg_batch()), optim)
+    after = list(model.student.parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any((a != b).any() for a, b in zip(after, before))
     # documented alternative: skip the step, the other losses still train
     cfg = _cfg()
     cfg.distiller.distill_losses.loss_i2ckd.nonfinite = 'skip'

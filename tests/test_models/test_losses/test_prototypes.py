@@ -23,13 +23,11 @@ def random_case(seed, n=3, c=4, h=5, w=6, num_classes=6):
     return feats, labels, num_classes
 
 
-@pytest.mark.parametrize('reduction', ['auto', 'matmul', 'scatter'])
 @pytest.mark.parametrize('scope', ['image', 'batch', 'global'])
 @pytest.mark.parametrize('seed', [0, 1, 2])
-def test_prototypes_match_reference(scope, seed, reduction):
+def test_prototypes_match_reference(scope, seed):
     feats, labels, k = random_case(seed)
-    protos, counts = class_prototypes(feats, labels, k, IGNORE, scope,
-                                      reduction)
+    protos, counts = class_prototypes(feats, labels, k, IGNORE, scope)
     ref_p, ref_c = ref.prototypes(feats.double(), labels, k, IGNORE, scope)
     groups = feats.shape[0] if scope == 'image' else 1
     assert protos.shape == (groups, k, feats.shape[1])
@@ -80,12 +78,11 @@ def test_float64_stays_float64():
     assert protos.dtype == torch.float64
 
 
-@pytest.mark.parametrize('reduction', ['matmul', 'scatter'])
-def test_prototypes_gradient_is_mean_weight(reduction):
+def test_prototypes_gradient_is_mean_weight():
     # d P_k / d F_p = 1 / count_k for pixels of class k, else 0.
     feats = torch.randn(1, 2, 2, 3, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([[[0, 0, 1], [IGNORE, 0, 1]]])
-    protos, _ = class_prototypes(feats, labels, 2, IGNORE, 'image', reduction)
+    protos, _ = class_prototypes(feats, labels, 2, IGNORE, 'image')
     protos[0, 0, 1].backward()
     expected = torch.zeros(1, 2, 2, 3, dtype=torch.float64)
     expected[0, 1][labels[0] == 0] = 1 / 3
@@ -100,8 +97,6 @@ def test_prototypes_bad_args():
         class_prototypes(feats, labels[:, :-1], k, IGNORE)
     with pytest.raises(ValueError, match='expected feats'):
         class_prototypes(feats[0], labels, k, IGNORE)
-    with pytest.raises(ValueError, match='reduction'):
-        class_prototypes(feats, labels, k, IGNORE, 'image', 'loop')
 
 
 @pytest.mark.parametrize('mode', ['nearest', 'mode'])
@@ -174,14 +169,13 @@ def test_check_labels_rejects_non_integer(dtype):
         check_labels(torch.zeros(2, 2, dtype=dtype), 4, IGNORE)
 
 
-@pytest.mark.parametrize('reduction', ['matmul', 'scatter'])
 @pytest.mark.parametrize('scope', ['image', 'batch'])
-def test_many_equals_reference(reduction, scope):
+def test_many_equals_reference(scope):
     # student and teacher maps with different channels share the labels
     feats, labels, k = random_case(5)
     other = torch.randn(feats.shape[0], 3, *feats.shape[2:])
     (p1, p2), counts = class_prototypes_many([feats, other], labels, k,
-                                             IGNORE, scope, reduction)
+                                             IGNORE, scope)
     r1, c1 = ref.prototypes(feats.double(), labels, k, IGNORE, scope)
     r2, _ = ref.prototypes(other.double(), labels, k, IGNORE, scope)
     torch.testing.assert_close(counts.double(), c1.double())
@@ -189,43 +183,36 @@ def test_many_equals_reference(reduction, scope):
     torch.testing.assert_close(p2.double(), r2, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize('reduction', ['matmul', 'scatter'])
 @pytest.mark.parametrize('value', [float('nan'), float('inf')])
-def test_nonfinite_feature_at_ignored_pixel_reaches_no_prototype(
-        reduction, value):
-    """Both reductions (the GPU always uses matmul): an ignored pixel's
-    feature, even NaN/Inf, changes nothing, value or gradient."""
+def test_nonfinite_feature_at_ignored_pixel_reaches_no_prototype(value):
+    """An ignored pixel's feature, even NaN/Inf, changes nothing, value
+    or gradient (it goes to the dropped bin K)."""
     feats, labels, k = random_case(6)
     feats = feats.double()
     i, y, x = (labels == IGNORE).nonzero()[0].tolist()
     bad = feats.clone()
     bad[i, 1, y, x] = value
     bad.requires_grad_(True)
-    protos, counts = class_prototypes(bad, labels, k, IGNORE, 'image',
-                                      reduction)
+    protos, counts = class_prototypes(bad, labels, k, IGNORE, 'image')
     clean, _ = ref.prototypes(feats, labels, k, IGNORE)
     torch.testing.assert_close(protos, clean)
     protos.sum().backward()
     assert torch.isfinite(bad.grad).all() and (bad.grad[i, :, y, x] == 0).all()
 
 
-@pytest.mark.parametrize('reduction', ['matmul', 'scatter'])
-def test_nonfinite_feature_at_labelled_pixel_shows(reduction):
+def test_nonfinite_feature_at_labelled_pixel_shows():
     feats, labels, k = random_case(6)
     i, y, x = (labels == 1).nonzero()[0].tolist()
     feats[i, 0, y, x] = float('nan')
-    protos, _ = class_prototypes(feats, labels, k, IGNORE, 'image',
-                                 reduction)
+    protos, _ = class_prototypes(feats, labels, k, IGNORE, 'image')
     assert torch.isnan(protos[i, 1, 0])  # its class's prototype at least
 
 
 def test_ignore_index_inside_class_range_is_ignored():
-    # ignore_index 2 with 4 classes: label 2 is ignored, on both paths
+    # ignore_index 2 with 4 classes: label 2 is ignored
     feats, labels, k = random_case(7)
     labels = torch.where(labels == IGNORE, 2, labels)
-    for reduction in ('matmul', 'scatter'):
-        protos, counts = class_prototypes(feats, labels, 4, 2, 'image',
-                                          reduction)
-        assert (counts[:, 2] == 0).all() and (protos[:, 2] == 0).all()
-        r, _ = ref.prototypes(feats.double(), labels, 4, 2)
-        torch.testing.assert_close(protos.double(), r, atol=1e-6, rtol=1e-5)
+    protos, counts = class_prototypes(feats, labels, 4, 2, 'image')
+    assert (counts[:, 2] == 0).all() and (protos[:, 2] == 0).all()
+    r, _ = ref.prototypes(feats.double(), labels, 4, 2)
+    torch.testing.assert_close(protos.double(), r, atol=1e-6, rtol=1e-5)
