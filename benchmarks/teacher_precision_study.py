@@ -190,6 +190,15 @@ def cmd_report(args) -> str:
             f'{statistics.fmean(a[s] for s in seeds):.2f} | {mean:+.2f} | '
             f'[{lo:+.2f}, {hi:+.2f}] | {sum(x > 0 for x in d)}/{len(d)} | '
             f'{verdict} |')
+    test_d = [by[('test', 'bf16')][s] - by[('test', 'fp32')][s]
+              for s in sorted(set(by.get(('test', 'bf16'), {})) &
+                              set(by.get(('test', 'fp32'), {})))]
+    if len(test_d) >= 2:
+        mean, lo, hi = t_interval(test_d)
+        lines += ['', f'With {len(test_d)} seeds the test interval is '
+                  f'±{(hi - lo) / 2:.2f} mIoU wide: an effect of the '
+                  "teacher's precision smaller than that would not show "
+                  'here.']
     lines += ['', 'Per seed (test / val mIoU):', '',
               '| seed | fp32 teacher | bf16 teacher | Δ test | training '
               's fp32 / bf16 |', '|---:|---:|---:|---:|---:|']
