@@ -2,7 +2,8 @@
 
 Prints a markdown report comparing, on the same inputs and in the same run:
 
-* ``I2CKDLoss`` (the package's vectorised loss, literal defaults);
+* ``I2CKDLoss`` (the package's vectorised loss; ``--variant``: the shipped
+  configs' options, default, or the literal defaults);
 * the loop reference of the *same* loss, ``tests/reference_i2ckd.py`` (the
   one reference the tests use too: masked means one class at a time, a
   loop over class pairs); its value is checked against I2CKDLoss before it
@@ -58,7 +59,7 @@ import i2ckd_mm  # noqa: E402,F401  (compat shims before mmseg/mmrazor)
 from mmrazor.models.losses import ChannelWiseDivergence  # noqa: E402
 
 import reference_i2ckd  # noqa: E402
-from machine import finish_report, machine_lines  # noqa: E402
+from machine import finish_report, machine_lines, op_counts  # noqa: E402
 from i2ckd_mm.models.losses import I2CKDLoss  # noqa: E402
 
 STEP_CONFIG = osp.join(
@@ -68,6 +69,12 @@ IGNORE = 255
 
 
 CLOCK = time.perf_counter  # --clock cpu: time.process_time
+#: --variant: the loss options timed (the shipped configs' variant, or the
+#: literal defaults)
+VARIANTS = {
+    'shipped': dict(normalize=True, margin=0.2, pull_weight=1.0),
+    'literal': dict(),
+}
 
 
 # ---------------------------------------------------------------- measuring
@@ -168,7 +175,8 @@ def fwd_bwd(loss_fn: Callable, s: torch.Tensor, *args) -> Callable[[], None]:
 def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
                     baseline=None) -> dict:
     s, t, gt = make_inputs(k, c, h, w, n, device)
-    i2ckd = I2CKDLoss(num_classes=k).to(device)
+    options = VARIANTS[args.variant]
+    i2ckd = I2CKDLoss(num_classes=k, **options).to(device)
     cwd = ChannelWiseDivergence(tau=1.0).to(device)
     sd = s.detach()
     fns = {
@@ -181,7 +189,7 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
     runs = {name: args.runs for name in fns}
     row = dict(k=k, c=c, h=h, w=w, n=n)
     if baseline is not None:
-        before = baseline(num_classes=k).to(device)
+        before = baseline(num_classes=k, **options).to(device)
         with torch.no_grad():
             diff = abs(before(s, t, gt).item() - i2ckd(s, t, gt).item())
         if diff > 1e-5 * max(1.0, abs(i2ckd(s, t, gt).item())):
@@ -192,7 +200,8 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
         runs['before'] = args.runs
     if with_naive:
         ref = i2ckd(s, t, gt).item()
-        val = reference_i2ckd.loss(s, t, gt, k, ignore_index=IGNORE).item()
+        val = reference_i2ckd.loss(s, t, gt, k, ignore_index=IGNORE,
+                                   **options).item()
         if abs(ref - val) > 1e-4 * max(1.0, abs(ref)):
             raise AssertionError(
                 f'naive loop and I2CKDLoss disagree at K={k} C={c} {h}x{w} '
@@ -200,7 +209,8 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
         row['naive_check'] = abs(ref - val)
         fns['naive'] = fwd_bwd(
             lambda a, b, y: reference_i2ckd.loss(a, b, y, k,
-                                                 ignore_index=IGNORE),
+                                                 ignore_index=IGNORE,
+                                                 **options),
             s, t, gt)
         runs['naive'] = args.naive_runs
     med = time_interleaved(fns, runs, args.warmup, device)
@@ -208,6 +218,12 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
     for name in ('i2ckd', 'cwd', 'naive', 'before'):
         if name in fns:
             row[f'{name}_mib'] = peak_memory(fns[name], device) / 2**20
+    for name in ('i2ckd', 'cwd', 'before'):
+        if name in fns:  # operators and host waits of one call
+            row[f'{name}_ops'], row[f'{name}_waits'] = op_counts(fns[name])
+    i2ckd.check()
+    if baseline is not None and hasattr(before, 'check'):
+        before.check()
     s.grad = None
     return row
 
@@ -394,11 +410,14 @@ def loss_table(rows: List[dict], device: str) -> List[str]:
         '| classes | channels | feature h x w | batch | floor ms | I2CKD ms '
         '| I2CKD / floor |' + (' before ms | before / floor |' if before
                                else '') +
-        ' I2CKD MiB | CWD ms | CWD MiB | naive loop ms | naive MiB | I2CKD '
-        'speed-up vs naive |',
+        ' I2CKD / CWD | I2CKD MiB |' + (' before MiB |' if before else '') +
+        ' CWD ms | CWD MiB | ops: I2CKD' + (' / before' if before else '') +
+        ' / CWD | host waits: I2CKD' + (' / before' if before else '') +
+        ' | naive loop ms | naive MiB | I2CKD speed-up vs naive |',
         '|---:|---:|---|---:|---:|---:|---:|' + ('---:|---:|' if before
                                                   else '') +
-        '---:|---:|---:|---:|---:|---:|'
+        '---:|---:|' + ('---:|' if before else '') +
+        '---:|---:|---:|---:|---:|---:|---:|'
     ]
     for r in rows:
         naive = ('-', '-', '-')
@@ -411,8 +430,17 @@ def loss_table(rows: List[dict], device: str) -> List[str]:
         if before:
             cols += [f'{r["before_ms"]:.2f}',
                      f'{r["before_ms"] / r["floor_ms"]:.1f}x']
-        cols += [f'{r["i2ckd_mib"]:.1f}', f'{r["cwd_ms"]:.2f}',
-                 f'{r["cwd_mib"]:.1f}', *naive]
+        cols += [f'{r["i2ckd_ms"] / r["cwd_ms"]:.2f}x',
+                 f'{r["i2ckd_mib"]:.1f}']
+        if before:
+            cols += [f'{r["before_mib"]:.1f}']
+        cols += [f'{r["cwd_ms"]:.2f}', f'{r["cwd_mib"]:.1f}',
+                 ' / '.join(str(r[f'{x}_ops']) for x in (
+                     ('i2ckd', 'before', 'cwd') if before else
+                     ('i2ckd', 'cwd'))),
+                 ' / '.join(str(r[f'{x}_waits']) for x in (
+                     ('i2ckd', 'before') if before else ('i2ckd', ))),
+                 *naive]
         out.append('| ' + ' | '.join(cols) + ' |')
     return out
 
@@ -433,6 +461,9 @@ def main(argv: Optional[List[str]] = None) -> str:
     p.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
                    help='cpu: time.process_time, robust to other jobs '
                    'taking the CPU (with --threads 1)')
+    p.add_argument('--variant', choices=tuple(VARIANTS), default='shipped',
+                   help='loss options: the shipped configs\' (normalised, '
+                   'margin 0.2, pull 1; default) or the literal defaults')
     p.add_argument('--baseline', metavar='REV',
                    help='also time I2CKDLoss of this git revision, '
                    'interleaved (before/after columns)')
@@ -500,6 +531,12 @@ def main(argv: Optional[List[str]] = None) -> str:
         '- floor: `F_s + F_t` into a new tensor, one read of both features '
         'and one write of their shape (the gradient), median like the rest; '
         '"I2CKD / floor" is the goal metric (issue 10: <= 3x)',
+        '- ops: top-level PyTorch operators of one forward+backward (those '
+        'no other aten operator issued: one host round-trip, and on a GPU '
+        'about one kernel launch, each); host waits: operators that bring '
+        'a value to the host (`.item()`, `bool()`, `nonzero`, boolean '
+        'indexing, ...), a device wait each on a GPU; both counted with '
+        'torch.profiler on the CPU (`machine.op_counts`)',
         '- peak memory: CPU = peak of the running sum of tensor allocations'
         ' and frees (torch.profiler memory events) during one '
         'forward+backward, above the inputs (frees of tensors that existed '
@@ -508,7 +545,8 @@ def main(argv: Optional[List[str]] = None) -> str:
         '- inputs: fp32 student/teacher features N x C x h x w '
         '(student requires grad), labels N x 8h x 8w uniform random per '
         'pixel with 5 % ignored, so every class is present in every image '
-        '(worst case for the K x K triplets); I2CKDLoss literal defaults; '
+        '(worst case for the K x K triplets); I2CKDLoss options: '
+        f'{args.variant} {VARIANTS[args.variant] or "(defaults)"}; '
         'CWD = MMRazor ChannelWiseDivergence(tau=1) on the same features; '
         'naive loop = tests/reference_i2ckd.py' +
         (f'; before = I2CKDLoss at git revision {args.baseline} (values '

@@ -3,9 +3,44 @@ import datetime
 import os
 import platform
 import time
-from typing import List
+from typing import Callable, List, Tuple
 
 import torch
+
+#: Operators that make the host wait for the device on a GPU: a scalar read
+#: (``.item()``, ``bool(t)``, ``int(t)`` all end in ``_local_scalar_dense``)
+#: or an output whose size depends on values (``nonzero``, also behind
+#: boolean-mask indexing; ``unique``; ``masked_select``). Counted at any
+#: depth of the profiler's call tree.
+HOST_WAIT_OPS = ('aten::_local_scalar_dense', 'aten::nonzero',
+                 'aten::_unique2', 'aten::unique_dim',
+                 'aten::unique_consecutive', 'aten::masked_select')
+
+
+def is_top_level(event) -> bool:
+    """An ``aten::`` profiler event with no ``aten::`` event above it: an
+    operator the Python code or autograd issued (one host round-trip), not
+    one of another operator's internal calls."""
+    if not event.name.startswith('aten::'):
+        return False
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith('aten::'):
+            return False
+        parent = parent.cpu_parent
+    return True
+
+
+def op_counts(fn: Callable[[], None]) -> Tuple[int, int]:
+    """Top-level operators (:func:`is_top_level`) and host waits
+    (:data:`HOST_WAIT_OPS`, any depth) of one call of ``fn``, counted with
+    ``torch.profiler`` (CPU activity: the same count on any device)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = prof.events()
+    return (sum(map(is_top_level, events)),
+            sum(e.name in HOST_WAIT_OPS for e in events))
 
 
 def cpu_model() -> str:

@@ -350,7 +350,9 @@ class I2CKDLoss(nn.Module):
         num_classes = self._require_num_classes()
         self._check_inputs(preds_S, preds_T, gt)
         dtype = accum_dtype(preds_S.dtype)
-        s, t = preds_S.to(dtype), preds_T.detach().to(dtype)
+        s = preds_S if preds_S.dtype == dtype else preds_S.to(dtype)
+        t = preds_T.detach() if preds_T.requires_grad else preds_T
+        t = t if t.dtype == dtype else t.to(dtype)
         size = tuple(t.shape[-2:])
         if tuple(s.shape[-2:]) != size:
             s = F.interpolate(s, size=size, mode='bilinear',
@@ -458,7 +460,10 @@ class I2CKDLoss(nn.Module):
         with torch.autocast(device_type=preds_S.device.type, enabled=False):
             sums, counts, s, t, bins, extremes = self._sums(
                 preds_S, preds_T, gt, self.prototype_scope)
-            means = sums / counts.clamp(min=1).unsqueeze(1)
+            # Normalised prototypes do not need the division by the counts:
+            # normalize(sum) = normalize(mean) for a present class.
+            means = sums if self.normalize else \
+                sums / counts.clamp(min=1).unsqueeze(1)
             # NaN/Inf at a labelled pixel makes its class's mean non-finite
             # (one at an ignored pixel reaches none; with 'global' scope the
             # all_reduce spreads it, so all ranks decide alike). Such a step
@@ -471,7 +476,7 @@ class I2CKDLoss(nn.Module):
             if self.pixel_weight > 0:
                 pixel = self._pixel_term(s, t, bins, means, weights, ok)
                 loss = loss + self.pixel_weight * pixel
-                self._stats_in['pixel'] = pixel.detach()
+                self._stats_in['pixel'] = pixel
             if self.nonfinite == 'skip':
                 self._stats_in['skipped'] = ~ok
         self._record_status(extremes, finite, preds_S, preds_T)
@@ -496,6 +501,9 @@ class I2CKDLoss(nn.Module):
         if self.normalize:
             means = F.normalize(means, dim=2)
         ps, pt = means.transpose(2, 3).unbind(0)  # (G, K, C) each
+        # the stacked sums carry the student's gradient; the teacher's half
+        # needs none (no backward of the distances towards it)
+        pt = pt.detach()
         dist = self._pairwise(ps, pt)  # anchor k (student), teacher j
         d_pos = dist.diagonal(dim1=1, dim2=2)  # (G, K)
         loss, stats = self._triplets(dist, d_pos, w)
@@ -511,7 +519,9 @@ class I2CKDLoss(nn.Module):
             loss = loss + self.pull_weight * pull
         else:
             pull = None
-        self._stats_in = dict(stats, d_pos=d_pos.detach(), w=w, pull=pull)
+        # kept as they are (no detach op per call): _stats reads them
+        # under no_grad when the diagnostics are read
+        self._stats_in = dict(stats, d_pos=d_pos, w=w, pull=pull)
         return loss
 
     def _triplets(self, dist: Tensor, d_pos: Tensor, w: Tensor):
@@ -528,19 +538,19 @@ class I2CKDLoss(nn.Module):
             anchors = pair.any(dim=2).to(w.dtype)
             n_trip = anchors.sum()
             loss = (anchors * hinge).sum() / n_trip.clamp(min=1)
-            return loss, dict(hinge=hinge.detach(), mask=anchors,
-                              d_neg=d_neg.detach(), n_trip=n_trip)
+            return loss, dict(hinge=hinge, mask=anchors, pair=None,
+                              d_neg=d_neg, n_trip=n_trip)
         # every (k, j) pair of present classes, diagonal included: there the
         # hinge is exactly the margin (d_pos - d_pos + m), which is taken
         # out again, so no K x K mask is needed
         hinge = F.relu(d_pos.unsqueeze(2) - dist + self.margin)
+        pair = w.unsqueeze(2) * w.unsqueeze(1)  # (G, K, K), diagonal too
         n_present = w.sum()
-        per_image = w.sum(dim=1)
-        n_trip = (per_image * per_image).sum() - n_present
-        total = torch.einsum('gk,gkj,gj->', w, hinge, w)
-        loss = (total - self.margin * n_present) / n_trip.clamp(min=1)
-        return loss, dict(hinge=hinge.detach(), mask=None,
-                          d_neg=dist.detach(), n_trip=n_trip)
+        n_trip = pair.sum() - n_present
+        loss = ((pair * hinge).sum() - self.margin * n_present) / \
+            n_trip.clamp(min=1)
+        return loss, dict(hinge=hinge, mask=None, pair=pair, d_neg=dist,
+                          n_trip=n_trip)
 
     def _pixel_term(self, s: Tensor, t: Tensor, bins: Tensor, means: Tensor,
                     w: Tensor, ok: Tensor) -> Tensor:
@@ -600,15 +610,14 @@ class I2CKDLoss(nn.Module):
         self._last_stats = value
 
     @torch.no_grad()
-    def _stats(self, hinge, mask, d_neg, n_trip, d_pos, w, pull, pixel=None,
-               skipped=None):
+    def _stats(self, hinge, mask, pair, d_neg, n_trip, d_pos, w, pull,
+               pixel=None, skipped=None):
         denom = n_trip.clamp(min=1)
         n_present = w.sum()
         if mask is None:  # all negatives: K x K with the diagonal taken out
-            active = (torch.einsum('gk,gkj,gj->', w, (hinge > 0).to(w.dtype),
-                                   w) - n_present * (self.margin > 0)) / denom
-            neg = (torch.einsum('gk,gkj,gj->', w, d_neg, w) -
-                   (w * d_pos).sum()) / denom
+            active = ((pair * (hinge > 0)).sum() -
+                      n_present * (self.margin > 0)) / denom
+            neg = ((pair * d_neg).sum() - (w * d_pos).sum()) / denom
         else:  # hardest: one triplet per anchor
             active = (mask * (hinge > 0)).sum() / denom
             neg = torch.where(mask > 0, d_neg, 0.0).sum() / denom
@@ -621,7 +630,7 @@ class I2CKDLoss(nn.Module):
                      w.new_zeros((), dtype=torch.float32)),
         }
         if pixel is not None:
-            stats['pixel'] = pixel.float()
+            stats['pixel'] = pixel.detach().float()
         if skipped is not None:
             stats['skipped'] = skipped.float()
         return stats

@@ -76,7 +76,8 @@ def label_bins(labels: Tensor, num_classes: int,
         when every id is a class or the ignore index; otherwise the nonzero
         one(s) are the smallest and the largest bad id (:func:`bad_ids`).
     """
-    labels = labels.long()
+    if labels.dtype != torch.long:
+        labels = labels.long()
     good = labels.clamp(0, num_classes - 1) == labels  # in [0, K)
     if 0 <= ignore_index < num_classes:
         # an ignore index inside the class range is not a class
@@ -122,7 +123,8 @@ def resize_labels(labels: Tensor,
     if mode not in LABEL_RESIZE_MODES:
         raise ValueError(f'label resize mode must be one of '
                          f'{LABEL_RESIZE_MODES}, got {mode!r}')
-    labels = labels.long()
+    if labels.dtype != torch.long:
+        labels = labels.long()
     if tuple(labels.shape[-2:]) == tuple(size):
         return labels
     if mode == 'nearest':
