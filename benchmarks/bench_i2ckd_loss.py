@@ -246,7 +246,7 @@ def bench_primitives(k: int, c: int, h: int, w: int, n: int, device,
     f_t = f.transpose(1, 2).contiguous()
     index = bins.unsqueeze(1).expand(n, c, hw)
 
-    def backward_gather():  # _ClassSums.backward: one row per pixel
+    def backward_gather():  # a class-sum backward: one row per pixel
         for i in range(n):
             torch.index_select(table[i].t(), 1, bins[i], out=grad[i])
 

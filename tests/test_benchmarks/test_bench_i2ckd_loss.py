@@ -34,3 +34,34 @@ def test_primitives_lower_bound_adds_up(tmp_path):
 def test_sizes_must_be_h_x_w():
     with pytest.raises(SystemExit):
         bench.main(['--primitives', '--sizes', '64by128'])
+
+
+def _has_revision(rev):
+    import subprocess
+    return subprocess.run(['git', 'cat-file', '-e', f'{rev}^{{commit}}'],
+                          cwd=ROOT, capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _has_revision('6829419'),
+                    reason='a shallow clone without the before revision')
+def test_loss_rows_count_operators_and_waits_before_and_after():
+    """One row, before (the loss at 6829419) and after interleaved: the
+    operator and host-wait columns are the counter's numbers for each."""
+    from machine import op_counts
+    report = bench.main(['--device', 'cpu', '--classes', '3', '--channels',
+                         '4', '--sizes', '4x8', '--batches', '2', '--runs',
+                         '1', '--warmup', '0', '--naive-runs', '1',
+                         '--no-step', '--baseline', '6829419'])
+    row = next(line for line in report.splitlines()
+               if line.startswith('| 3 | 4 | 4x8 | 2 |'))
+    ops, waits = re.search(r'\| (\d+ / \d+ / \d+) \| (\d+ / \d+) \|',
+                           row).groups()
+    after, before, cwd = map(int, ops.split(' / '))
+    s, t, gt = bench.make_inputs(3, 4, 4, 8, 2, 'cpu')
+    loss = bench.I2CKDLoss(num_classes=3, **bench.VARIANTS['shipped'])
+    run = bench.fwd_bwd(loss, s, t, gt)
+    run()
+    assert (after, 0) == op_counts(run) and waits.startswith('0 / ')
+    assert before > after and int(waits.split(' / ')[1]) >= 3
+    assert cwd == op_counts(bench.fwd_bwd(
+        bench.ChannelWiseDivergence(tau=1.0), s, t))[0]
