@@ -314,7 +314,7 @@ class I2CKDLoss(nn.Module):
         pending, self._pending = self._pending, []
         if not pending:
             return
-        values = torch.stack([torch.cat([ext, fin.long()])
+        values = torch.stack([torch.cat([torch.stack(ext), fin.long()])
                               for ext, fin, _ in pending]).tolist()
         for n_call, (row, (_, _, meta)) in enumerate(zip(values, pending)):
             late = (f' (reported {len(pending) - n_call - 1} call(s) after '
@@ -382,7 +382,7 @@ class I2CKDLoss(nn.Module):
                 # A rank that raised alone would leave the others in the
                 # all_reduce: its checks run now, on every rank, and all
                 # ranks raise together (one wait; 'global' only).
-                ids = bad_ids(extremes.tolist())
+                ids = bad_ids(torch.stack(extremes).tolist())
                 if ids:
                     raise ValueError(bad_label_message(
                         ids, self._num_classes, self.ignore_index))
@@ -432,7 +432,7 @@ class I2CKDLoss(nn.Module):
         with torch.autocast(device_type=preds_S.device.type, enabled=False):
             sums, counts, _, _, _, extremes = self._sums(
                 preds_S, preds_T, gt, scope)
-            ids = bad_ids(extremes.tolist())
+            ids = bad_ids(torch.stack(extremes).tolist())
             if ids:
                 raise ValueError(bad_label_message(ids, self._num_classes,
                                                    self.ignore_index))
@@ -475,12 +475,13 @@ class I2CKDLoss(nn.Module):
             loss = self._loss_from_prototypes(means, weights)
             if self.pixel_weight > 0:
                 pixel = self._pixel_term(s, t, bins, means, weights, ok)
-                loss = loss + self.pixel_weight * pixel
+                loss = torch.add(loss, pixel, alpha=self.pixel_weight)
                 self._stats_in['pixel'] = pixel
             if self.nonfinite == 'skip':
                 self._stats_in['skipped'] = ~ok
         self._record_status(extremes, finite, preds_S, preds_T)
-        return self.loss_weight * loss
+        # (a weight of 1, the default, costs no operator)
+        return loss if self.loss_weight == 1 else self.loss_weight * loss
 
     def _pairwise(self, anchors: Tensor, others: Tensor) -> Tensor:
         """Distances (G, K, K) from each anchor row to each other row of
@@ -516,7 +517,7 @@ class I2CKDLoss(nn.Module):
         if self.pull_weight > 0:
             d = d_pos if self.pull_type == 'linear' else d_pos * d_pos
             pull = (w * d).sum() / n_present.clamp(min=1)
-            loss = loss + self.pull_weight * pull
+            loss = torch.add(loss, pull, alpha=self.pull_weight)
         else:
             pull = None
         # kept as they are (no detach op per call): _stats reads them
@@ -540,15 +541,12 @@ class I2CKDLoss(nn.Module):
             loss = (anchors * hinge).sum() / n_trip.clamp(min=1)
             return loss, dict(hinge=hinge, mask=anchors, pair=None,
                               d_neg=d_neg, n_trip=n_trip)
-        # every (k, j) pair of present classes, diagonal included: there the
-        # hinge is exactly the margin (d_pos - d_pos + m), which is taken
-        # out again, so no K x K mask is needed
+        # every (k, j) pair of present classes, k != j, as 0/1 weights on
+        # the full K x K grid (no selection of the present classes)
         hinge = F.relu(d_pos.unsqueeze(2) - dist + self.margin)
-        pair = w.unsqueeze(2) * w.unsqueeze(1)  # (G, K, K), diagonal too
-        n_present = w.sum()
-        n_trip = pair.sum() - n_present
-        loss = ((pair * hinge).sum() - self.margin * n_present) / \
-            n_trip.clamp(min=1)
+        pair = w.unsqueeze(2) * w.unsqueeze(1) - torch.diag_embed(w)
+        n_trip = pair.sum()
+        loss = (pair * hinge).sum() / n_trip.clamp(min=1)
         return loss, dict(hinge=hinge, mask=None, pair=pair, d_neg=dist,
                           n_trip=n_trip)
 
@@ -614,10 +612,9 @@ class I2CKDLoss(nn.Module):
                pixel=None, skipped=None):
         denom = n_trip.clamp(min=1)
         n_present = w.sum()
-        if mask is None:  # all negatives: K x K with the diagonal taken out
-            active = ((pair * (hinge > 0)).sum() -
-                      n_present * (self.margin > 0)) / denom
-            neg = ((pair * d_neg).sum() - (w * d_pos).sum()) / denom
+        if mask is None:  # all negatives: the K x K pair weights
+            active = (pair * (hinge > 0)).sum() / denom
+            neg = (pair * d_neg).sum() / denom
         else:  # hardest: one triplet per anchor
             active = (mask * (hinge > 0)).sum() / denom
             neg = torch.where(mask > 0, d_neg, 0.0).sum() / denom

@@ -22,8 +22,9 @@ LABEL_RESIZE_MODES = ('nearest', 'mode')
 
 
 def accum_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype sums are accumulated in: at least float32."""
-    return torch.promote_types(dtype, torch.float32)
+    """The dtype sums are accumulated in: at least float32 (float64 stays
+    float64). Plain Python: ``torch.promote_types`` is an operator call."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def check_labels(labels: Tensor, num_classes: int, ignore_index: int) -> None:
@@ -70,7 +71,7 @@ def label_bins(labels: Tensor, num_classes: int,
     Returns:
         tuple[Tensor, Tensor]: ``bins`` (same shape, int64): the class of a
         labelled pixel, K for ignored pixels and for bad ids (so that a bad
-        id never indexes out of range), and ``extremes`` (2,) int64: the
+        id never indexes out of range), and ``extremes``, two int64 scalars: the
         smallest and the largest label id after every class id and the
         ignore index were replaced by 0 (never a bad id): both are 0 exactly
         when every id is a class or the ignore index; otherwise the nonzero
@@ -86,13 +87,12 @@ def label_bins(labels: Tensor, num_classes: int,
     else:
         bins = torch.where(good, labels, num_classes)
     if labels.numel() == 0:  # aminmax has no identity (a shape, no wait)
-        return bins, labels.new_zeros(2)
+        return bins, tuple(labels.new_zeros(2).unbind())
     # good ids and the ignore index -> 0, which is never a bad id (0 < K):
     # the minimum is then the smallest negative bad id (or 0), the maximum
     # the largest bad id >= K (or 0)
     ok = good | (labels == ignore_index)
-    extremes = torch.stack(torch.aminmax(torch.where(ok, 0, labels)))
-    return bins, extremes
+    return bins, torch.aminmax(torch.where(ok, 0, labels))
 
 
 def bad_ids(extremes: Sequence[int]) -> List[int]:

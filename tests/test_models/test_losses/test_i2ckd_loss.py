@@ -897,7 +897,7 @@ def test_cuda_graph_captures_forward_and_backward():
 
 
 @pytest.mark.parametrize('opts,limit', [
-    (dict(), 85), (dict(normalize=True, margin=0.2, pull_weight=1.0), 115)])
+    (dict(), 77), (dict(normalize=True, margin=0.2, pull_weight=1.0), 104)])
 def test_operation_count_per_forward_backward(opts, limit):
     """Top-level operators of one forward+backward (``machine.op_counts``,
     the benchmarks' counter): the shipped variant issued 200 before this
