@@ -5,10 +5,12 @@
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]     # default work_dirs/gpu_check
 #
-# 1. the CUDA tests (loss on the GPU's one-hot matmul path against the
-#    float64 reference; fp16 autocast);
-# 2. the loss benchmark's GPU rows (loss vs memory-bound floor, growing
-#    sizes) -> OUT_DIR/results_gpu_loss.md, and the passes any such loss
+# 1. the CUDA tests (the loss on the GPU against the float64 reference;
+#    fp16 autocast; a CUDA-graph capture of forward+backward);
+# 2. the loss benchmark's GPU rows (loss vs memory-bound floor and CWD,
+#    growing sizes; before/after columns with the loss of 6829419 where
+#    git has that revision: operators, host waits, ms, MiB)
+#    -> OUT_DIR/results_gpu_loss.md, and the passes any such loss
 #    must make (--primitives) -> OUT_DIR/primitives.log;
 # 3. the step-cost benchmark on the GPU (toy and Cityscapes 512x1024
 #    R101 -> R18) -> OUT_DIR/results_gpu_step.md;
@@ -60,8 +62,12 @@ part 'CUDA tests' 60 "$OUT_DIR/tests.log" \
   tests/test_models/test_losses/test_i2ckd_loss.py -k cuda -rs
 tail -n 3 "$OUT_DIR/tests.log"
 
-part 'loss benchmark' 110 "$OUT_DIR/loss.log" \
-  "$PY" benchmarks/bench_i2ckd_loss.py --device cuda --no-step \
+# before/after rows need the earlier loss from git (absent in a copy of
+# the work tree without .git)
+BEFORE=()
+git cat-file -e '6829419^{commit}' 2>/dev/null && BEFORE=(--baseline 6829419)
+part 'loss benchmark' 150 "$OUT_DIR/loss.log" \
+  "$PY" benchmarks/bench_i2ckd_loss.py --device cuda --no-step "${BEFORE[@]}" \
   --classes 19 150 --channels 256 512 --sizes 64x128 128x256 256x512 \
   --batches 2 8 --runs 15 --naive-runs 2 --warmup 3 \
   --out "$OUT_DIR/results_gpu_loss.md"
