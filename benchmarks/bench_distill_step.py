@@ -115,7 +115,10 @@ from i2ckd_mm.toy import toy_configs
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(HERE)
 sys.path.insert(0, HERE)  # machine.py, bench_i2ckd_loss.py
-from machine import finish_report, machine_lines  # noqa: E402
+# HOST_WAIT_OPS, is_top_level: the one operator / host-wait counter the
+# benchmarks and tests share
+from machine import (HOST_WAIT_OPS, finish_report, is_top_level,  # noqa: E402
+                     machine_lines)
 # the loss of an earlier revision ("before" rows) and the profiler's peak
 # tensor memory: one implementation, the loss benchmark's
 from bench_i2ckd_loss import load_baseline, peak_memory  # noqa: E402
@@ -130,14 +133,6 @@ PARTS = ('pre', 'teacher', 'student_fwd', 'student_bwd', 'distill_fwd',
 #: The loss revision of the "before" rows (issue 15: the loss before its
 #: sync-free rewrite).
 BASELINE_REV = '6829419'
-#: Operators that make the host wait for the device on a GPU: a scalar read
-#: (``.item()``, ``bool(t)``, ``int(t)`` all end in ``_local_scalar_dense``)
-#: or an output whose size depends on values (``nonzero``, also behind
-#: boolean-mask indexing; ``unique``; ``masked_select``). Counted at any
-#: depth of the profiler's call tree.
-HOST_WAIT_OPS = ('aten::_local_scalar_dense', 'aten::nonzero',
-                 'aten::_unique2', 'aten::unique_dim',
-                 'aten::unique_consecutive', 'aten::masked_select')
 
 
 def cityscapes_config() -> str:
@@ -463,12 +458,12 @@ def op_census(model, optim, data: dict, clock: Clock) -> Dict[str, int]:
     """Operators and host waits of one (instrumented) step, by part.
 
     One step runs under ``torch.profiler`` (CPU activity). ``ops_<part>``
-    counts the *top-level* ATen operators issued in a part: ``aten::``
-    events with no ``aten::`` event above them in the profiler's call tree
-    (what the Python code calls, forward and backward: an op's internal
-    calls, e.g. ``aten::conv2d`` -> ``aten::convolution``, are not counted
-    again; MMRazor's ChannelWiseDivergence forward+backward is 27 so).
-    ``waits_<part>`` counts the :data:`HOST_WAIT_OPS` at any depth. The
+    counts the *top-level* ATen operators issued in a part
+    (``machine.is_top_level``: what the Python code or autograd calls, an
+    op's internal calls, e.g. ``aten::conv2d`` -> ``aten::convolution``,
+    not counted again; MMRazor's ChannelWiseDivergence forward+backward is
+    27 so), ``waits_<part>`` the ``machine.HOST_WAIT_OPS`` at any depth:
+    ``machine.op_counts``'s numbers, split by part. The
     parts are the ``part::<name>`` ranges that :func:`instrumented_step`
     marks; the step updates the weights like any other.
     """
@@ -486,15 +481,13 @@ def count_by_part(events) -> Dict[str, int]:
     for e in events:
         if not e.name.startswith('aten::'):
             continue
-        part, top, p = None, True, e.cpu_parent
+        part, p = 'other', e.cpu_parent
         while p is not None:
-            if p.name.startswith('aten::'):
-                top = False
-            elif p.name.startswith('part::') and part is None:
+            if p.name.startswith('part::'):
                 part = p.name[len('part::'):]
+                break
             p = p.cpu_parent
-        part = part or 'other'
-        if top:
+        if is_top_level(e):
             counts[f'ops_{part}'] += 1
         if e.name in HOST_WAIT_OPS:
             counts[f'waits_{part}'] += 1
