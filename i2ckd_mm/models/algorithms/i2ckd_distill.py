@@ -331,7 +331,16 @@ class I2CKDDistill(SingleTeacherDistill):
              data_samples: Optional[List[BaseDataElement]] = None
              ) -> Dict[str, Tensor]:
         """Student task losses (``student.*``) + distill losses
-        (``distill.*``), each under its own key."""
+        (``distill.*``), each under its own key.
+
+        First reports any distill-loss error still pending from an earlier
+        step (:meth:`check_losses`): under MMEngine's DDP wrapper, whose
+        ``train_step`` does not call :meth:`train_step`, an error is so
+        reported at the start of the next iteration, before its teacher
+        forward (with nothing pending, as after :meth:`train_step`, this
+        reads nothing and waits for nothing).
+        """
+        self.check_losses()
         gt = self.stack_labels(batch_inputs, data_samples)
         losses = dict()
         distill = not self.distillation_stopped
@@ -376,7 +385,9 @@ class I2CKDDistill(SingleTeacherDistill):
         The check reads the losses' device status right after the optimizer
         step, where MMEngine reads the loss values for logging anyway (a
         wait for the device in every iteration), so it adds no wait of its
-        own; an error stops the run in the iteration it happened in. That
+        own; an error stops the run in the iteration it happened in. (Under
+        MMEngine's DDP wrapper this method is not called; :meth:`loss`
+        checks at the start of the next iteration instead.) That
         iteration's I2CKD contribution was zero (bad label ids count as
         ignored, a NaN/Inf step gives a zero loss and gradient), so the
         weights it updated carry nothing of the bad input.

@@ -173,6 +173,11 @@ def test_nonfinite_teacher_feature_names_the_tensor():
     assert losses['distill.loss_i2ckd'].item() == 0.0  # ... nothing lost
     with pytest.raises(FloatingPointError, match=r'preds_T \(teacher'):
         model.check_losses()
+    # without a check in between (MMEngine's DDP wrapper calls loss(), not
+    # train_step()), the next step's loss() reports it before its forward
+    model(**copy.deepcopy(batch), mode='loss')
+    with pytest.raises(FloatingPointError, match=r'preds_T \(teacher'):
+        model(**copy.deepcopy(batch), mode='loss')
     # train_step checks after the optimizer step, the student's task loss
     # trained and the I2CKD term added nothing
     optim = OptimWrapper(torch.optim.SGD(model.student.parameters(), lr=0.1))
