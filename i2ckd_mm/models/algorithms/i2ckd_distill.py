@@ -337,10 +337,12 @@ class I2CKDDistill(SingleTeacherDistill):
         step (:meth:`check_losses`): under MMEngine's DDP wrapper, whose
         ``train_step`` does not call :meth:`train_step`, an error is so
         reported at the start of the next iteration, before its teacher
-        forward (with nothing pending, as after :meth:`train_step`, this
+        forward (after :meth:`train_step`, which checked already, this
         reads nothing and waits for nothing).
         """
-        self.check_losses()
+        if not self._losses_checked:
+            self.check_losses()
+        self._losses_checked = False
         gt = self.stack_labels(batch_inputs, data_samples)
         losses = dict()
         distill = not self.distillation_stopped
@@ -374,6 +376,7 @@ class I2CKDDistill(SingleTeacherDistill):
         pixel), and its ``check()`` reads it. Every distill loss with a
         ``check`` method is checked here.
         """
+        self._losses_checked = True
         for loss_module in self.distiller.distill_losses.values():
             check = getattr(loss_module, 'check', None)
             if callable(check):
@@ -395,3 +398,6 @@ class I2CKDDistill(SingleTeacherDistill):
         log_vars = super().train_step(data, optim_wrapper)
         self.check_losses()
         return log_vars
+
+    #: False after a ``loss`` call that no :meth:`train_step` checked yet.
+    _losses_checked = True

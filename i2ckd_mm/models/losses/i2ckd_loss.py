@@ -205,9 +205,17 @@ class I2CKDLoss(nn.Module):
         self.pixel_prototypes = pixel_prototypes
         self.nonfinite = nonfinite
         self.check_interval = check_interval
-        # (label extremes, finite flags, feature shapes/dtypes) of every
-        # call not yet read by check(): small device tensors, no wait
-        self._pending = []
+        # What check() reads, accumulated on the device (max over the calls
+        # since the last check, in place: fixed shape, no wait, and no
+        # Python state that torch.compile would guard on): minus the
+        # smallest and the largest bad label id (0 when good), whether the
+        # student / teacher prototypes were non-finite. Not in state_dict.
+        self.register_buffer('_status', torch.zeros(4, dtype=torch.long),
+                             persistent=False)
+        self.register_buffer('_status_sign', torch.tensor([-1, 1]),
+                             persistent=False)
+        self._unchecked_calls = 0  # eager calls since the last check
+        self._last_shapes = None  # (shape, dtype) of preds_S and preds_T
         # inputs of the diagnostics of the last call, computed when read
         self._stats_in: Dict[str, Tensor] = {}
         self._last_stats: Dict[str, Tensor] = {}
@@ -294,16 +302,17 @@ class I2CKDLoss(nn.Module):
     def check(self) -> None:
         """Raise the error of any call since the last check (one wait).
 
-        The loss never waits for the device itself: each call leaves a small
-        status on the device (the extremes of its label ids and whether the
-        student and teacher prototypes are finite), and this method reads
-        all of them at once. ``I2CKDDistill`` calls it after every optimizer
-        step, right before MMEngine reads the loss values (which waits for
-        the device anyway), so an error stops the run in the iteration it
-        happened in; the loss also calls it itself after ``check_interval``
-        unchecked eager calls. The failing call's own contribution to its
-        step was zero (bad label ids count as ignored, a NaN/Inf step gives
-        a zero loss with a zero gradient), so nothing reached the weights.
+        The loss never waits for the device itself: each call folds a small
+        status into a device buffer (the extremes of the bad label ids and
+        whether the student and teacher prototypes were finite), and this
+        method reads it (one wait) and clears it. ``I2CKDDistill`` calls it
+        after every optimizer step, right before MMEngine reads the loss
+        values (which waits for the device anyway), so an error stops the
+        run in the iteration it happened in; the loss also calls it itself
+        after ``check_interval`` unchecked eager calls. The failing call's
+        own contribution to its step was zero (bad label ids count as
+        ignored, a NaN/Inf step gives a zero loss with a zero gradient), so
+        nothing reached the weights.
 
         Raises:
             ValueError: A call saw label ids that are neither a class nor
@@ -311,36 +320,38 @@ class I2CKDLoss(nn.Module):
             FloatingPointError: A call saw NaN/Inf at a labelled pixel and
                 ``nonfinite='raise'``.
         """
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        values = torch.stack([torch.cat([torch.stack(ext), fin.long()])
-                              for ext, fin, _ in pending]).tolist()
-        for n_call, (row, (_, _, meta)) in enumerate(zip(values, pending)):
-            late = (f' (reported {len(pending) - n_call - 1} call(s) after '
-                    'it was made)') if n_call < len(pending) - 1 else ''
-            ids = bad_ids(row[:2])
-            if ids:
-                raise ValueError(
-                    bad_label_message(ids, self._num_classes,
-                                      self.ignore_index) + late)
-            if self.nonfinite == 'raise' and not (row[2] and row[3]):
-                name, (shape, dtype) = (
-                    ('preds_S (student feature)', meta[0]) if not row[2] else
-                    ('preds_T (teacher feature)', meta[1]))
-                raise FloatingPointError(
-                    f'I2CKDLoss: {name} contains NaN or Inf at a labelled '
-                    f'pixel (shape {shape}, dtype {dtype}); set '
-                    'nonfinite="skip" to skip such steps instead' + late)
+        neg_lo, hi, bad_s, bad_t = self._status.tolist()
+        self._status.zero_()
+        calls, self._unchecked_calls = self._unchecked_calls, 0
+        late = (f' (in one of the {calls} calls since the last check)'
+                if calls > 1 else '')
+        ids = bad_ids([-neg_lo, hi])
+        if ids:
+            raise ValueError(
+                bad_label_message(ids, self._num_classes, self.ignore_index)
+                + late)
+        if self.nonfinite == 'raise' and (bad_s or bad_t):
+            name, (shape, dtype) = (
+                ('preds_S (student feature)', self._last_shapes[0]) if bad_s
+                else ('preds_T (teacher feature)', self._last_shapes[1]))
+            raise FloatingPointError(
+                f'I2CKDLoss: {name} contains NaN or Inf at a labelled pixel '
+                f'(shape {shape}, dtype {dtype}); set nonfinite="skip" to '
+                'skip such steps instead' + late)
 
-    def _record_status(self, extremes: Tensor, finite: Tensor,
-                       preds_S: Tensor, preds_T: Tensor) -> None:
-        self._pending.append(
-            (extremes, finite, ((tuple(preds_S.shape), preds_S.dtype),
-                                (tuple(preds_T.shape), preds_T.dtype))))
-        if (len(self._pending) >= self.check_interval
-                and not torch.compiler.is_compiling()):
-            self.check()
+    def _record_status(self, extremes: Tuple[Tensor, Tensor],
+                       finite: Tensor, preds_S: Tensor,
+                       preds_T: Tensor) -> None:
+        status = torch.cat([torch.stack(extremes) * self._status_sign,
+                            finite.logical_not().long()])
+        torch.maximum(self._status, status, out=self._status)
+        self._last_shapes = ((tuple(preds_S.shape), preds_S.dtype),
+                             (tuple(preds_T.shape), preds_T.dtype))
+        if not torch.compiler.is_compiling():
+            # (a Python counter in a compiled graph would be a guard)
+            self._unchecked_calls += 1
+            if self._unchecked_calls >= self.check_interval:
+                self.check()
 
     # -------------------------------------------------------- prototypes
     def _prepare(self, preds_S: Tensor, preds_T: Tensor, gt: Tensor):
