@@ -209,11 +209,10 @@ class I2CKDLoss(nn.Module):
         # since the last check, in place: fixed shape, no wait, and no
         # Python state that torch.compile would guard on): minus the
         # smallest and the largest bad label id (0 when good), whether the
-        # student / teacher prototypes were non-finite. Not in state_dict.
-        self.register_buffer('_status', torch.zeros(4, dtype=torch.long),
-                             persistent=False)
-        self.register_buffer('_status_sign', torch.tensor([-1, 1]),
-                             persistent=False)
+        # student / teacher prototypes were non-finite. A plain attribute,
+        # not a buffer: DDP with broadcast_buffers=True would overwrite
+        # every rank's status with rank 0's; made on the first call's device.
+        self._status: Optional[Tensor] = None
         self._unchecked_calls = 0  # eager calls since the last check
         self._last_shapes = None  # (shape, dtype) of preds_S and preds_T
         # inputs of the diagnostics of the last call, computed when read
@@ -320,6 +319,8 @@ class I2CKDLoss(nn.Module):
             FloatingPointError: A call saw NaN/Inf at a labelled pixel and
                 ``nonfinite='raise'``.
         """
+        if self._status is None:  # never called
+            return
         neg_lo, hi, bad_s, bad_t = self._status.tolist()
         self._status.zero_()
         calls, self._unchecked_calls = self._unchecked_calls, 0
@@ -342,8 +343,10 @@ class I2CKDLoss(nn.Module):
     def _record_status(self, extremes: Tuple[Tensor, Tensor],
                        finite: Tensor, preds_S: Tensor,
                        preds_T: Tensor) -> None:
-        status = torch.cat([torch.stack(extremes) * self._status_sign,
-                            finite.logical_not().long()])
+        lo, hi = extremes
+        status = torch.stack([-lo, hi, *finite.logical_not().long().unbind()])
+        if self._status is None or self._status.device != status.device:
+            self._status = torch.zeros_like(status)
         torch.maximum(self._status, status, out=self._status)
         self._last_shapes = ((tuple(preds_S.shape), preds_S.dtype),
                              (tuple(preds_T.shape), preds_T.dtype))
