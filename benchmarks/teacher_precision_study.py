@@ -33,7 +33,6 @@ This script only reads the accuracy study's machinery (``i2ckd_mm.toy``);
 ``benchmarks/accuracy_study.py`` and its CSV are not touched.
 """
 import argparse
-import csv
 import os
 import os.path as osp
 import statistics
@@ -41,8 +40,13 @@ import sys
 import time
 from typing import Dict, List
 
+import numpy as np
+
 from i2ckd_mm.toy import (data_options, last_metrics, run_tool,
                           schedule_options, split_options, toy_configs)
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import accuracy_study as study  # noqa: E402  (its CSV and t interval)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CSV = osp.join(ROOT, 'benchmarks', 'teacher_precision.csv')
@@ -55,23 +59,11 @@ ARMS = ('fp32', 'bf16')
 
 
 def read_rows(path: str = CSV) -> List[dict]:
-    if not osp.isfile(path):
-        return []
-    with open(path, newline='') as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        r['seed'] = int(r['seed'])
-        r['mIoU'] = float(r['mIoU'])
-    return rows
+    return study.read_rows(path)
 
 
 def append_rows(rows: List[dict], path: str = CSV) -> None:
-    new = not osp.isfile(path)
-    with open(path, 'a', newline='') as f:
-        w = csv.DictWriter(f, FIELDS)
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+    study.append_rows(rows, path)
 
 
 def done(arm: str, seed: int) -> bool:
@@ -136,14 +128,10 @@ def cmd_run(args) -> None:
 
 
 def t_interval(d: List[float]) -> tuple:
-    """Mean and 95 % two-sided t interval of the mean of ``d``."""
-    from scipy import stats
-    n = len(d)
-    mean = statistics.fmean(d)
-    if n < 2:
-        return mean, float('nan'), float('nan')
-    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(d) / n ** 0.5
-    return mean, mean - half, mean + half
+    """Mean and 95 % two-sided t interval of the mean of ``d`` (the
+    accuracy study's), as ``(mean, lo, hi)``."""
+    mean, (lo, hi) = study.t_interval(np.asarray(d, dtype=float))
+    return float(mean), float(lo), float(hi)
 
 
 def cmd_report(args) -> str:
@@ -181,8 +169,8 @@ def cmd_report(args) -> str:
             continue
         d = [a[s] - b[s] for s in seeds]
         mean, lo, hi = t_interval(d)
-        verdict = ('tied' if not (lo > 0 or hi < 0) else
-                   'bf16 better' if lo > 0 else 'bf16 worse')
+        verdict = {'improves': 'bf16 better', 'worse': 'bf16 worse',
+                   'tied': 'tied'}[study.verdict(lo, hi)]
         verdicts[split] = verdict
         lines.append(
             f'| {split} | {", ".join(map(str, seeds))} | '

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 import reference_i2ckd as ref
 from load_file import load_file
 from i2ckd_mm.models.losses import I2CKDLoss
-from i2ckd_mm.models.losses import prototypes as proto_mod
 
 IGNORE = 255
 # the benchmarks' operator and host-wait counter (one definition)
