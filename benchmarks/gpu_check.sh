@@ -28,14 +28,9 @@
 # pure-Python dependencies); it is put on PYTHONPATH when present.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT_DIR=${1:-work_dirs/gpu_check}
-mkdir -p "$OUT_DIR"
-OUT_DIR=$(cd "$OUT_DIR" && pwd)
-if [ -d .devpkgs ]; then
-  export PYTHONPATH=$PWD:$PWD/.devpkgs${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3}
+DEFAULT_OUT_DIR=work_dirs/gpu_check
+# shellcheck source=benchmarks/gpu_env.sh
+. benchmarks/gpu_env.sh "$@"
 status=0
 part() {  # part NAME SECONDS LOG CMD...: run with a limit, log, keep going
   local name=$1 limit=$2 log=$3

@@ -26,14 +26,9 @@
 # resumes (runs in the CSV are skipped).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT_DIR=${1:-work_dirs/gpu_study}
-mkdir -p "$OUT_DIR"
-OUT_DIR=$(cd "$OUT_DIR" && pwd)
-if [ -d .devpkgs ]; then
-  export PYTHONPATH=$PWD:$PWD/.devpkgs${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3}
+DEFAULT_OUT_DIR=work_dirs/gpu_study
+# shellcheck source=benchmarks/gpu_env.sh
+. benchmarks/gpu_env.sh "$@"
 # a CPU dry run needs longer: ~40 s per run (start-up, R50 on the CPU);
 # the last one (2026-12-03, 2 shared cores) did the backbones, data, teacher
 # and 8 of the 12 runs, rows included, in 470 s
