@@ -219,14 +219,7 @@ def read_rows(path=None):
 
 
 def append_rows(rows, path=None):
-    path = path or CSV
-    with _LOCK:
-        new = not osp.isfile(path)
-        with open(path, 'a', newline='') as f:
-            w = csv.DictWriter(f, FIELDS)
-            if new:
-                w.writeheader()
-            w.writerows(rows)
+    _append(path or CSV, FIELDS, rows)
 
 
 def done(dataset, arm, seed):
