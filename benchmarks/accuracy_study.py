@@ -207,15 +207,7 @@ _LOCK = threading.Lock()
 
 
 def read_rows(path=None):
-    path = path or CSV
-    if not osp.isfile(path):
-        return []
-    with open(path, newline='') as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        r['seed'] = int(r['seed'])
-        r['mIoU'] = float(r['mIoU'])
-    return rows
+    return read_side(path or CSV, 'mIoU')
 
 
 def append_rows(rows, path=None):
@@ -253,8 +245,10 @@ def training_seconds(run_dir, ckpt):
     return osp.getmtime(ckpt) - min(starts)
 
 
-def train_and_evaluate(dataset, arm, seed, cfg, run_dir, opts, iters):
-    """Train (val mIoU at the end), test the final checkpoint, record."""
+def train_and_evaluate(dataset, arm, seed, cfg, run_dir, opts, iters,
+                       path=None):
+    """Train (val mIoU at the end), test the final checkpoint, record (in
+    ``path``, default the study's CSV)."""
     ckpt = osp.join(run_dir, f'iter_{iters}.pth')
     if not osp.isfile(ckpt):
         run_tool('train.py', [cfg, '--work-dir', run_dir, '--cfg-options'] +
@@ -267,7 +261,7 @@ def train_and_evaluate(dataset, arm, seed, cfg, run_dir, opts, iters):
     base = dict(dataset=dataset, arm=arm, seed=seed, iterations=iters,
                 wall_s=f'{wall:.0f}')
     append_rows([dict(base, split='val', mIoU=f"{val['mIoU']:.2f}"),
-                 dict(base, split='test', mIoU=f'{test:.2f}')])
+                 dict(base, split='test', mIoU=f'{test:.2f}')], path)
     return val['mIoU'], test
 
 

@@ -37,13 +37,11 @@ import os
 import os.path as osp
 import statistics
 import sys
-import time
 from typing import Dict, List
 
 import numpy as np
 
-from i2ckd_mm.toy import (data_options, last_metrics, run_tool,
-                          schedule_options, split_options, toy_configs)
+from i2ckd_mm.toy import data_options, run_tool, schedule_options, toy_configs
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import accuracy_study as study  # noqa: E402  (its CSV and t interval)
@@ -72,26 +70,9 @@ def done(arm: str, seed: int) -> bool:
 
 
 def train_and_evaluate(arm, seed, cfg, run_dir, opts, iters) -> tuple:
-    """Train (val mIoU at the end), test the last checkpoint, record."""
-    ckpt = osp.join(run_dir, f'iter_{iters}.pth')
-    t0 = time.time()
-    if not osp.isfile(ckpt):
-        run_tool('train.py', [cfg, '--work-dir', run_dir, '--cfg-options'] +
-                 opts, log_file=osp.join(run_dir, 'train.log'))
-    wall = time.time() - t0
-    val = last_metrics(run_dir)
-    if val is None:
-        raise RuntimeError(f'no val mIoU under {run_dir}')
-    test_dir = osp.join(run_dir, 'test')
-    run_tool('test.py', [cfg, ckpt, '--work-dir', test_dir, '--cfg-options'] +
-             opts + split_options('test'),
-             log_file=osp.join(run_dir, 'test.log'))
-    test = float(last_metrics(test_dir)['mIoU'])
-    base = dict(dataset=DATASET, arm=arm, seed=seed, iterations=iters,
-                wall_s=f'{wall:.0f}')
-    append_rows([dict(base, split='val', mIoU=f"{val['mIoU']:.2f}"),
-                 dict(base, split='test', mIoU=f'{test:.2f}')])
-    return val['mIoU'], test
+    """The accuracy study's train, test and record, into this study's CSV."""
+    return study.train_and_evaluate(DATASET, arm, seed, cfg, run_dir, opts,
+                                    iters, CSV)
 
 
 def cmd_run(args) -> None:
