@@ -326,11 +326,7 @@ class I2CKDLoss(nn.Module):
         calls, self._unchecked_calls = self._unchecked_calls, 0
         late = (f' (in one of the {calls} calls since the last check)'
                 if calls > 1 else '')
-        ids = bad_ids([-neg_lo, hi])
-        if ids:
-            raise ValueError(
-                bad_label_message(ids, self._num_classes, self.ignore_index)
-                + late)
+        self._raise_bad_labels((-neg_lo, hi), late)
         if self.nonfinite == 'raise' and (bad_s or bad_t):
             name, (shape, dtype) = (
                 ('preds_S (student feature)', self._last_shapes[0]) if bad_s
@@ -339,6 +335,15 @@ class I2CKDLoss(nn.Module):
                 f'I2CKDLoss: {name} contains NaN or Inf at a labelled pixel '
                 f'(shape {shape}, dtype {dtype}); set nonfinite="skip" to '
                 'skip such steps instead' + late)
+
+    def _raise_bad_labels(self, extremes, late: str = '') -> None:
+        """Raise if the label extremes (host ints, :func:`label_bins`) name
+        bad ids: the one text of the deferred and the immediate checks."""
+        ids = bad_ids(extremes)
+        if ids:
+            raise ValueError(
+                bad_label_message(ids, self._num_classes, self.ignore_index)
+                + late)
 
     def _record_status(self, extremes: Tuple[Tensor, Tensor],
                        finite: Tensor, preds_S: Tensor,
@@ -396,10 +401,7 @@ class I2CKDLoss(nn.Module):
                 # A rank that raised alone would leave the others in the
                 # all_reduce: its checks run now, on every rank, and all
                 # ranks raise together (one wait; 'global' only).
-                ids = bad_ids(torch.stack(extremes).tolist())
-                if ids:
-                    raise ValueError(bad_label_message(
-                        ids, self._num_classes, self.ignore_index))
+                self._raise_bad_labels(torch.stack(extremes).tolist())
         except Exception as e:  # noqa: B902 (re-raised on every rank)
             if not together:
                 raise
@@ -446,10 +448,7 @@ class I2CKDLoss(nn.Module):
         with torch.autocast(device_type=preds_S.device.type, enabled=False):
             sums, counts, _, _, _, extremes = self._sums(
                 preds_S, preds_T, gt, scope)
-            ids = bad_ids(torch.stack(extremes).tolist())
-            if ids:
-                raise ValueError(bad_label_message(ids, self._num_classes,
-                                                   self.ignore_index))
+            self._raise_bad_labels(torch.stack(extremes).tolist())
             ps, pt = (sums / counts.clamp(min=1).unsqueeze(1)).transpose(
                 2, 3).unbind(0)
         return ps, pt.detach(), counts > 0
