@@ -96,7 +96,6 @@ class I2CKDDistill(SingleTeacherDistill):
       (``decode_head.num_classes``) and a ``num_classes`` given to a loss
       disagree.
 
-    Args:
     Optionally the teacher costs less (``teacher_precision``,
     ``teacher_channels_last``): its forward runs under ``torch.autocast`` of
     a 16-bit dtype on the device it computes on, and what its recorders
@@ -152,6 +151,8 @@ class I2CKDDistill(SingleTeacherDistill):
         self.teacher_precision = teacher_precision
         self.teacher_channels_last = teacher_channels_last
         self._warned_cpu_fp16 = False
+        # False after a loss() call that no train_step() checked yet
+        self._losses_checked = True
         # Same start as the student alone (see the class docstring): build the
         # student first, then build everything else without touching the
         # random numbers that follow the student's construction.
@@ -398,6 +399,3 @@ class I2CKDDistill(SingleTeacherDistill):
         log_vars = super().train_step(data, optim_wrapper)
         self.check_losses()
         return log_vars
-
-    #: False after a ``loss`` call that no :meth:`train_step` checked yet.
-    _losses_checked = True
