@@ -13,9 +13,9 @@ from mmrazor.registry import MODELS
 from torch import Tensor
 
 from .prototypes import (LABEL_RESIZE_MODES, PROTOTYPE_SCOPES, accum_dtype,
-                         bad_ids, bad_label_message, class_sums, label_bins,
-                         raise_together, reduce_scope, resize_labels,
-                         world_size)
+                         bad_ids, bad_label_message, class_counts,
+                         class_sums, label_bins, raise_together,
+                         reduce_scope, resize_labels, world_size)
 
 DISTANCES = ('euclidean', 'cosine')
 NEGATIVES = ('all', 'hardest')
@@ -409,8 +409,9 @@ class I2CKDLoss(nn.Module):
         if together:
             raise_together(error, "I2CKDLoss(prototype_scope='global')")
         bins = bins.flatten(1)
-        sums, counts = class_sums([s, t], bins, self._num_classes)
-        (sums, ), counts = reduce_scope([sums], counts, scope)
+        (sums, ), counts = reduce_scope(
+            [class_sums([s, t], bins, self._num_classes)],
+            class_counts(bins, self._num_classes, s), scope)
         return sums, counts, s, t, bins, extremes
 
     def prototypes(self,

@@ -7,7 +7,7 @@ whatever the input dtype, per image, per batch, or per batch across all
 distributed ranks. See ``docs/method.md`` for the method as implemented.
 
 Nothing here waits for the device: shapes depend only on N, C, K and the
-feature size, and bad label ids are reported as a small device tensor
+feature size, and bad label ids are reported as small device tensors
 (:func:`label_bins`) that the caller reads when it chooses to.
 """
 from typing import List, Optional, Sequence, Tuple
@@ -71,8 +71,9 @@ def label_bins(labels: Tensor, num_classes: int,
     Returns:
         tuple[Tensor, Tensor]: ``bins`` (same shape, int64): the class of a
         labelled pixel, K for ignored pixels and for bad ids (so that a bad
-        id never indexes out of range), and ``extremes``, two int64 scalars: the
-        smallest and the largest label id after every class id and the
+        id never indexes out of range), and ``extremes``, two int64
+        scalars: the smallest and the largest label id after every class id
+        and the
         ignore index were replaced by 0 (never a bad id): both are 0 exactly
         when every id is a class or the ignore index; otherwise the nonzero
         one(s) are the smallest and the largest bad id (:func:`bad_ids`).
@@ -226,8 +227,8 @@ class _SumWithGlobalValue(torch.autograd.Function):
 
 
 def class_sums(feats_list: Sequence[Tensor], bins: Tensor,
-               num_classes: int) -> Tuple[Tensor, Tensor]:
-    """Per-class feature sums and pixel counts, channel-major, no wait.
+               num_classes: int) -> Tensor:
+    """Per-class feature sums, channel-major, no wait.
 
     ``S[i, n, :, k] = sum_{p: bins[n, p] = k} F_i[n, :, p]``: one
     ``scatter_add`` per map into K + 1 bins (bin K collects the ignored
@@ -243,17 +244,21 @@ def class_sums(feats_list: Sequence[Tensor], bins: Tensor,
         num_classes (int): Number of classes K.
 
     Returns:
-        tuple[Tensor, Tensor]: sums (M, N, C, K) and counts (N, K), in the
-        features' dtype.
+        Tensor: sums (M, N, C, K) in the features' dtype.
     """
     n, c, hw = feats_list[0].shape
     index = bins.view(n, 1, hw).expand(n, c, hw)
     zeros = feats_list[0].new_zeros(n, c, num_classes + 1)
-    sums = torch.stack([zeros.scatter_add(2, index, f)
+    return torch.stack([zeros.scatter_add(2, index, f)
                         for f in feats_list])[..., :num_classes]
-    counts = zeros.new_zeros(n, num_classes + 1).scatter_add_(
-        1, bins, zeros.new_ones(()).expand(n, hw))[:, :num_classes]
-    return sums, counts
+
+
+def class_counts(bins: Tensor, num_classes: int, like: Tensor) -> Tensor:
+    """Pixel count (N, K) of every class, in ``like``'s dtype and device;
+    ``bins`` (N, hw) as in :func:`class_sums` (bin K is dropped)."""
+    n, hw = bins.shape
+    return like.new_zeros(n, num_classes + 1).scatter_add_(
+        1, bins, like.new_ones(()).expand(n, hw))[:, :num_classes]
 
 
 def reduce_scope(sums: Sequence[Tensor], counts: Tensor,
@@ -355,9 +360,9 @@ def class_prototypes_many(feats_list: Sequence[Tensor],
             f'prototype scope must be one of {PROTOTYPE_SCOPES}, got {scope!r}')
     flats = _flatten_checked(feats_list, labels)
     bins, _ = label_bins(labels.flatten(1), num_classes, ignore_index)
-    # one scatter per map (maps may differ in channels), counts once
-    sums = [class_sums([f], bins, num_classes)[0][0] for f in flats]
-    counts = class_sums(flats[:1], bins, num_classes)[1]
-    sums, counts = reduce_scope(sums, counts, scope)
+    # one scatter per map (maps may differ in channels), the counts once
+    sums, counts = reduce_scope(
+        [class_sums([f], bins, num_classes)[0] for f in flats],
+        class_counts(bins, num_classes, flats[0]), scope)
     denom = counts.clamp(min=1).unsqueeze(1)
     return [(s / denom).transpose(1, 2) for s in sums], counts
