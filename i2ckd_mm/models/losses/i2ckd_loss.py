@@ -28,6 +28,37 @@ NONFINITE = ('raise', 'skip')
 _PAIRWISE_EPS = 1e-6
 # and the norm clamp of torch.nn.functional.cosine_similarity
 _COSINE_EPS = 1e-8
+# The device status of the deferred check (I2CKDLoss._record_status): its
+# value with nothing to report, and the signs that make "worse" larger.
+_STATUS_CLEAR = (0, 0, -1, -1)
+_STATUS_SIGN = (-1, 1, -1, -1)
+
+
+class _L2Normalize(torch.autograd.Function):
+    """``F.normalize(x, dim=dim, eps=eps)`` (same values), with a backward
+    of 6 operators instead of autograd's 14 for norm, clamp and division:
+    ``dx = (g - y <y, g>) / max(|x|, eps)``, where the projection term is
+    dropped for a clamped norm (there ``y = x / eps`` is linear in x)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, dim: int, eps: float) -> Tensor:
+        norm = x.norm(dim=dim, keepdim=True).clamp_min(eps)
+        y = x / norm
+        ctx.dim, ctx.eps = dim, eps
+        ctx.save_for_backward(y, norm)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        y, norm = ctx.saved_tensors
+        dot = (y * grad).sum(ctx.dim, keepdim=True) * (norm > ctx.eps)
+        return torch.addcmul(grad, y, dot, value=-1) / norm, None, None
+
+
+def l2_normalize(x: Tensor, dim: int, eps: float = 1e-12) -> Tensor:
+    """``F.normalize(x, dim=dim, eps=eps)`` with a cheaper backward."""
+    return _L2Normalize.apply(x, dim, eps)
 
 
 @MODELS.register_module()
@@ -208,11 +239,13 @@ class I2CKDLoss(nn.Module):
         # What check() reads, accumulated on the device (max over the calls
         # since the last check, in place: fixed shape, no wait, and no
         # Python state that torch.compile would guard on): minus the
-        # smallest and the largest bad label id (0 when good), whether the
-        # student / teacher prototypes were non-finite. A plain attribute,
+        # smallest and the largest bad label id (0 when good), and minus
+        # whether the student / teacher prototypes were finite (-1 when
+        # good, 0 once a call was not; _record_status). A plain attribute,
         # not a buffer: DDP with broadcast_buffers=True would overwrite
         # every rank's status with rank 0's; made on the first call's device.
         self._status: Optional[Tensor] = None
+        self._status_sign: Optional[Tensor] = None
         self._unchecked_calls = 0  # eager calls since the last check
         self._last_shapes = None  # (shape, dtype) of preds_S and preds_T
         # inputs of the diagnostics of the last call, computed when read
@@ -321,8 +354,9 @@ class I2CKDLoss(nn.Module):
         """
         if self._status is None:  # never called
             return
-        neg_lo, hi, bad_s, bad_t = self._status.tolist()
-        self._status.zero_()
+        neg_lo, hi, fin_s, fin_t = self._status.tolist()
+        bad_s, bad_t = fin_s == 0, fin_t == 0  # (-1: finite in every call)
+        self._clear_status()
         calls, self._unchecked_calls = self._unchecked_calls, 0
         late = (f' (in one of the {calls} calls since the last check)'
                 if calls > 1 else '')
@@ -336,6 +370,9 @@ class I2CKDLoss(nn.Module):
                 f'(shape {shape}, dtype {dtype}); set nonfinite="skip" to '
                 'skip such steps instead' + late)
 
+    def _clear_status(self) -> None:
+        self._status.copy_(self._status.new_tensor(_STATUS_CLEAR))
+
     def _raise_bad_labels(self, extremes, late: str = '') -> None:
         """Raise if the label extremes (host ints, :func:`label_bins`) name
         bad ids: the one text of the deferred and the immediate checks."""
@@ -348,11 +385,15 @@ class I2CKDLoss(nn.Module):
     def _record_status(self, extremes: Tuple[Tensor, Tensor],
                        finite: Tensor, preds_S: Tensor,
                        preds_T: Tensor) -> None:
-        lo, hi = extremes
-        status = torch.stack([-lo, hi, *finite.logical_not().long().unbind()])
+        # [-lo, hi, -finite_s, -finite_t]: every entry grows when something
+        # is wrong (a bad id; 0 instead of -1 for a non-finite map), so one
+        # running maximum keeps the worst of all calls (4 operators)
+        status = torch.cat([torch.stack(extremes), finite])
         if self._status is None or self._status.device != status.device:
-            self._status = torch.zeros_like(status)
-        torch.maximum(self._status, status, out=self._status)
+            self._status = status.new_tensor(_STATUS_CLEAR)
+            self._status_sign = status.new_tensor(_STATUS_SIGN)
+        torch.maximum(self._status, status * self._status_sign,
+                      out=self._status)
         self._last_shapes = ((tuple(preds_S.shape), preds_S.dtype),
                              (tuple(preds_T.shape), preds_T.dtype))
         if not torch.compiler.is_compiling():
@@ -506,15 +547,14 @@ class I2CKDLoss(nn.Module):
             return torch.cdist(anchors + _PAIRWISE_EPS, others,
                                compute_mode='donot_use_mm_for_euclid_dist')
         # F.cosine_similarity: each vector over max(norm, 1e-8)
-        a, b = (x / x.norm(dim=-1, keepdim=True).clamp_min(_COSINE_EPS)
-                for x in (anchors, others))
+        a, b = (l2_normalize(x, -1, _COSINE_EPS) for x in (anchors, others))
         return 1.0 - torch.bmm(a, b.transpose(1, 2))
 
     def _loss_from_prototypes(self, means: Tensor, w: Tensor) -> Tensor:
         """Triplet (+pull) loss from prototypes (2, G, C, K) and class
         weights ``w`` (G, K), 1 for a present class, else 0."""
         if self.normalize:
-            means = F.normalize(means, dim=2)
+            means = l2_normalize(means, 2)
         ps, pt = means.transpose(2, 3).unbind(0)  # (G, K, C) each
         # the stacked sums carry the student's gradient; the teacher's half
         # needs none (no backward of the distances towards it)
@@ -582,9 +622,9 @@ class I2CKDLoss(nn.Module):
         valid = ((bins < num_classes) & ok).unsqueeze(1)  # (N, 1, hw)
         # Zero ignored pixels first: a NaN/Inf there must not reach the
         # softmax (its backward would spread NaN to the connector).
-        fs = F.normalize(torch.where(valid, s, 0.0), dim=1)
-        ft = F.normalize(torch.where(valid, t, 0.0), dim=1)
-        ps, pt = F.normalize(means, dim=2).unbind(0)  # (G, C, K)
+        fs = l2_normalize(torch.where(valid, s, 0.0), 1)
+        ft = l2_normalize(torch.where(valid, t, 0.0), 1)
+        ps, pt = l2_normalize(means, 2).unbind(0)  # (G, C, K)
         if self.pixel_prototypes == 'teacher':
             ps = pt
         absent = (w == 0).unsqueeze(-1)  # (G, K, 1)

@@ -226,6 +226,36 @@ class _SumWithGlobalValue(torch.autograd.Function):
         return grad * ctx.world_size
 
 
+class _ClassSums(torch.autograd.Function):
+    """Per-class sums of M maps with a one-gather backward.
+
+    Autograd's own backward of ``stack(scatter_add(...))[..., :K]`` is a
+    dozen operators (slice, unstack, zero gradients for maps that need
+    none, a pad and a gather per map); the gradient of a pixel is simply
+    its class's gradient (0 for bin K), so this one pads once and gathers
+    once per map that needs a gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, bins: Tensor, num_classes: int, *feats: Tensor) -> Tensor:
+        n, c, hw = feats[0].shape
+        index = bins.view(n, 1, hw).expand(n, c, hw)
+        zeros = feats[0].new_zeros(n, c, num_classes + 1)
+        ctx.save_for_backward(index)
+        return torch.stack([zeros.scatter_add(2, index, f)
+                            for f in feats])[..., :num_classes]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        index, = ctx.saved_tensors
+        # bin K (ignored and bad pixels) gets a zero gradient
+        padded = F.pad(grad, (0, 1))
+        return (None, None, *[
+            padded[i].gather(2, index) if needed else None
+            for i, needed in enumerate(ctx.needs_input_grad[2:])])
+
+
 def class_sums(feats_list: Sequence[Tensor], bins: Tensor,
                num_classes: int) -> Tensor:
     """Per-class feature sums, channel-major, no wait.
@@ -234,8 +264,8 @@ def class_sums(feats_list: Sequence[Tensor], bins: Tensor,
     ``scatter_add`` per map into K + 1 bins (bin K collects the ignored
     pixels and is dropped, so their features, even NaN/Inf, reach no sum),
     the maps' sums stacked so that what follows runs once for all of them.
-    The gradient of a scatter_add is a gather of the class gradients: one
-    write of the (N, C, hw) gradient.
+    The gradient is a gather of the class gradients (one write of the
+    (N, C, hw) gradient), for the maps that need one.
 
     Args:
         feats_list (Sequence[Tensor]): M feature maps (N, C, hw) with the
@@ -246,19 +276,14 @@ def class_sums(feats_list: Sequence[Tensor], bins: Tensor,
     Returns:
         Tensor: sums (M, N, C, K) in the features' dtype.
     """
-    n, c, hw = feats_list[0].shape
-    index = bins.view(n, 1, hw).expand(n, c, hw)
-    zeros = feats_list[0].new_zeros(n, c, num_classes + 1)
-    return torch.stack([zeros.scatter_add(2, index, f)
-                        for f in feats_list])[..., :num_classes]
+    return _ClassSums.apply(bins, num_classes, *feats_list)
 
 
 def class_counts(bins: Tensor, num_classes: int, like: Tensor) -> Tensor:
     """Pixel count (N, K) of every class, in ``like``'s dtype and device;
     ``bins`` (N, hw) as in :func:`class_sums` (bin K is dropped)."""
-    n, hw = bins.shape
-    return like.new_zeros(n, num_classes + 1).scatter_add_(
-        1, bins, like.new_ones(()).expand(n, hw))[:, :num_classes]
+    return like.new_zeros(bins.shape[0], num_classes + 1).scatter_add_(
+        1, bins, torch.ones_like(bins, dtype=like.dtype))[:, :num_classes]
 
 
 def reduce_scope(sums: Sequence[Tensor], counts: Tensor,
