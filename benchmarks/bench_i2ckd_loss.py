@@ -14,6 +14,9 @@ Prints a markdown report comparing, on the same inputs and in the same run:
   least memory traffic a loss with a dense student gradient needs;
 * optionally (``--baseline REV``) ``I2CKDLoss`` as it was at git revision
   REV, interleaved with the current one, for before/after numbers;
+* optionally (``--compile BACKEND``) the same loss under
+  ``torch.compile(fullgraph=True)`` (values checked against eager first;
+  the first calls, which compile, are warm-up);
 * one full DeepLabV3-R101 -> DeepLabV3-R18 I2CKD distillation step (built
   from the Cityscapes config with CPU overrides), to state the loss's share
   of a training step.
@@ -198,6 +201,19 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
         row['before_check'] = diff
         fns['before'] = fwd_bwd(before, s, t, gt)
         runs['before'] = args.runs
+    if args.compile:
+        compiled = torch.compile(
+            I2CKDLoss(num_classes=k, **options).to(device),
+            backend=args.compile, fullgraph=True, dynamic=False)
+        fns['compiled'] = fwd_bwd(compiled, s, t, gt)
+        fns['compiled']()  # compiles forward and backward
+        with torch.no_grad():
+            want, got = i2ckd(s, t, gt).item(), compiled(s, t, gt).item()
+        if abs(want - got) > 1e-5 * max(1.0, abs(want)):
+            raise AssertionError(f'compiled and eager I2CKDLoss disagree: '
+                                 f'{got} vs {want} at K={k} C={c} {h}x{w} '
+                                 f'N={n}')
+        runs['compiled'] = args.runs
     if with_naive:
         ref = i2ckd(s, t, gt).item()
         val = reference_i2ckd.loss(s, t, gt, k, ignore_index=IGNORE,
@@ -215,10 +231,10 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
         runs['naive'] = args.naive_runs
     med = time_interleaved(fns, runs, args.warmup, device)
     row.update({f'{name}_ms': v * 1e3 for name, v in med.items()})
-    for name in ('i2ckd', 'cwd', 'naive', 'before'):
+    for name in ('i2ckd', 'cwd', 'naive', 'before', 'compiled'):
         if name in fns:
             row[f'{name}_mib'] = peak_memory(fns[name], device) / 2**20
-    for name in ('i2ckd', 'cwd', 'before'):
+    for name in ('i2ckd', 'cwd', 'before', 'compiled'):
         if name in fns:  # operators and host waits of one call
             row[f'{name}_ops'], row[f'{name}_waits'] = op_counts(fns[name])
     i2ckd.check()
@@ -405,6 +421,7 @@ def bench_step(size: int, n: int, runs: int, args) -> dict:
 # ------------------------------------------------------------------ report
 def loss_table(rows: List[dict], device: str) -> List[str]:
     before = any('before_ms' in r for r in rows)
+    compiled = any('compiled_ms' in r for r in rows)
     out = [
         f'### Loss forward+backward on {device}', '',
         '| classes | channels | feature h x w | batch | floor ms | I2CKD ms '
@@ -413,11 +430,14 @@ def loss_table(rows: List[dict], device: str) -> List[str]:
         ' I2CKD / CWD | I2CKD MiB |' + (' before MiB |' if before else '') +
         ' CWD ms | CWD MiB | ops: I2CKD' + (' / before' if before else '') +
         ' / CWD | host waits: I2CKD' + (' / before' if before else '') +
-        ' | naive loop ms | naive MiB | I2CKD speed-up vs naive |',
+        ' | naive loop ms | naive MiB | I2CKD speed-up vs naive |' +
+        (' compiled ms | compiled / CWD | compiled MiB | compiled ops |'
+         if compiled else ''),
         '|---:|---:|---|---:|---:|---:|---:|' + ('---:|---:|' if before
                                                   else '') +
         '---:|---:|' + ('---:|' if before else '') +
-        '---:|---:|---:|---:|---:|---:|---:|'
+        '---:|---:|---:|---:|---:|---:|---:|' +
+        ('---:|---:|---:|---:|' if compiled else '')
     ]
     for r in rows:
         naive = ('-', '-', '-')
@@ -441,6 +461,10 @@ def loss_table(rows: List[dict], device: str) -> List[str]:
                  ' / '.join(str(r[f'{x}_waits']) for x in (
                      ('i2ckd', 'before') if before else ('i2ckd', ))),
                  *naive]
+        if compiled:
+            cols += [f'{r["compiled_ms"]:.2f}',
+                     f'{r["compiled_ms"] / r["cwd_ms"]:.2f}x',
+                     f'{r["compiled_mib"]:.1f}', f'{r["compiled_ops"]}']
         out.append('| ' + ' | '.join(cols) + ' |')
     return out
 
@@ -467,6 +491,10 @@ def main(argv: Optional[List[str]] = None) -> str:
     p.add_argument('--baseline', metavar='REV',
                    help='also time I2CKDLoss of this git revision, '
                    'interleaved (before/after columns)')
+    p.add_argument('--compile', metavar='BACKEND',
+                   help='also time the loss under torch.compile(fullgraph='
+                   'True) with this backend (inductor: fused kernels; '
+                   'aot_eager: the same operators, a check)')
     p.add_argument('--classes', type=int, nargs='+',
                    help='class counts (default 2 19 150; quick 2 19)')
     p.add_argument('--channels', type=int, nargs='+',
@@ -550,7 +578,11 @@ def main(argv: Optional[List[str]] = None) -> str:
         'CWD = MMRazor ChannelWiseDivergence(tau=1) on the same features; '
         'naive loop = tests/reference_i2ckd.py' +
         (f'; before = I2CKDLoss at git revision {args.baseline} (values '
-         'checked equal to 1e-5 first)' if args.baseline else ''),
+         'checked equal to 1e-5 first)' if args.baseline else '') +
+        (f'; compiled = the same loss under torch.compile(backend='
+         f'{args.compile!r}, fullgraph=True, dynamic=False), its values '
+         'checked equal to eager first, compilation in the warm-up'
+         if args.compile else ''),
         '',
     ]
     t_start = time.time()

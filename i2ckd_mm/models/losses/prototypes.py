@@ -227,23 +227,26 @@ class _SumWithGlobalValue(torch.autograd.Function):
 
 
 class _ClassSums(torch.autograd.Function):
-    """Per-class sums of M maps with a one-gather backward.
+    """Per-class sums of one or two maps with a one-gather backward.
 
     Autograd's own backward of ``stack(scatter_add(...))[..., :K]`` is a
     dozen operators (slice, unstack, zero gradients for maps that need
     none, a pad and a gather per map); the gradient of a pixel is simply
     its class's gradient (0 for bin K), so this one pads once and gathers
-    once per map that needs a gradient.
+    once per map that needs a gradient. Two fixed map arguments, not
+    ``*maps``: torch.compile cannot trace a Function's varargs.
     """
 
     @staticmethod
-    def forward(ctx, bins: Tensor, num_classes: int, *feats: Tensor) -> Tensor:
-        n, c, hw = feats[0].shape
+    def forward(ctx, bins: Tensor, num_classes: int, first: Tensor,
+                second: Optional[Tensor]) -> Tensor:
+        n, c, hw = first.shape
         index = bins.view(n, 1, hw).expand(n, c, hw)
-        zeros = feats[0].new_zeros(n, c, num_classes + 1)
+        zeros = first.new_zeros(n, c, num_classes + 1)
         ctx.save_for_backward(index)
+        maps = (first, ) if second is None else (first, second)
         return torch.stack([zeros.scatter_add(2, index, f)
-                            for f in feats])[..., :num_classes]
+                            for f in maps])[..., :num_classes]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -268,15 +271,20 @@ def class_sums(feats_list: Sequence[Tensor], bins: Tensor,
     (N, C, hw) gradient), for the maps that need one.
 
     Args:
-        feats_list (Sequence[Tensor]): M feature maps (N, C, hw) with the
-            same shape and dtype (at least float32).
+        feats_list (Sequence[Tensor]): One or two (M) feature maps
+            (N, C, hw) with the same shape and dtype (at least float32),
+            e.g. student and teacher.
         bins (Tensor): (N, hw) int64 class bins in [0, K] (:func:`label_bins`).
         num_classes (int): Number of classes K.
 
     Returns:
         Tensor: sums (M, N, C, K) in the features' dtype.
     """
-    return _ClassSums.apply(bins, num_classes, *feats_list)
+    if len(feats_list) not in (1, 2):
+        raise ValueError('class_sums takes one or two feature maps, got '
+                         f'{len(feats_list)}')
+    second = feats_list[1] if len(feats_list) == 2 else None
+    return _ClassSums.apply(bins, num_classes, feats_list[0], second)
 
 
 def class_counts(bins: Tensor, num_classes: int, like: Tensor) -> Tensor:
