@@ -204,7 +204,8 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
     if args.compile:
         compiled = torch.compile(
             I2CKDLoss(num_classes=k, **options).to(device),
-            backend=args.compile, fullgraph=True, dynamic=False)
+            backend=args.compile, fullgraph=True, dynamic=False,
+            mode=args.compile_mode)
         fns['compiled'] = fwd_bwd(compiled, s, t, gt)
         fns['compiled']()  # compiles forward and backward
         with torch.no_grad():
@@ -495,6 +496,9 @@ def main(argv: Optional[List[str]] = None) -> str:
                    help='also time the loss under torch.compile(fullgraph='
                    'True) with this backend (inductor: fused kernels; '
                    'aot_eager: the same operators, a check)')
+    p.add_argument('--compile-mode', choices=('reduce-overhead', ),
+                   help='torch.compile mode of --compile (reduce-overhead: '
+                   'CUDA graphs, on a GPU)')
     p.add_argument('--classes', type=int, nargs='+',
                    help='class counts (default 2 19 150; quick 2 19)')
     p.add_argument('--channels', type=int, nargs='+',
@@ -580,7 +584,8 @@ def main(argv: Optional[List[str]] = None) -> str:
         (f'; before = I2CKDLoss at git revision {args.baseline} (values '
          'checked equal to 1e-5 first)' if args.baseline else '') +
         (f'; compiled = the same loss under torch.compile(backend='
-         f'{args.compile!r}, fullgraph=True, dynamic=False), its values '
+         f'{args.compile!r}, mode={args.compile_mode!r}, fullgraph=True, '
+         'dynamic=False), its values '
          'checked equal to eager first, compilation in the warm-up'
          if args.compile else ''),
         '',

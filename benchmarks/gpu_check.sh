@@ -10,8 +10,10 @@
 # 2. the loss benchmark's GPU rows (loss vs memory-bound floor and CWD,
 #    growing sizes; before/after columns with the loss of 6829419 where
 #    git has that revision: operators, host waits, ms, MiB)
-#    -> OUT_DIR/results_gpu_loss.md, and the passes any such loss
-#    must make (--primitives) -> OUT_DIR/primitives.log;
+#    -> OUT_DIR/results_gpu_loss.md, and the loss under torch.compile
+#    (inductor, then reduce-overhead: CUDA graphs) at the Cityscapes
+#    feature size -> OUT_DIR/loss_compiled.log (the --primitives pass
+#    timings of an earlier run are in results_gpu.md);
 # 3. the step-cost benchmark on the GPU (toy and Cityscapes 512x1024
 #    R101 -> R18) -> OUT_DIR/results_gpu_step.md;
 # 4. a short GPU run of the demo with mixed precision: toy data, teacher,
@@ -67,9 +69,16 @@ part 'loss benchmark' 150 "$OUT_DIR/loss.log" \
   --batches 2 8 --runs 15 --naive-runs 2 --warmup 3 \
   --out "$OUT_DIR/results_gpu_loss.md"
 
-part 'loss primitives' 30 "$OUT_DIR/primitives.log" \
-  "$PY" benchmarks/bench_i2ckd_loss.py --device cuda --primitives \
-  --classes 19 --channels 256 --sizes 128x256 --batches 8 --runs 21
+# the loss compiled (Triton kernels; then CUDA graphs) at the Cityscapes
+# feature size, against eager and CWD in the same rows: whether compiling
+# the loss is worth an option (one log: 8 files at most come back)
+part 'compiled loss' 240 "$OUT_DIR/loss_compiled.log" bash -c '
+  for mode in "" "--compile-mode reduce-overhead"; do
+    "$0" benchmarks/bench_i2ckd_loss.py --device cuda --no-step \
+      --classes 19 --channels 256 --sizes 64x128 --batches 2 --runs 15 \
+      --naive-runs 1 --warmup 3 --compile inductor $mode || exit 1
+  done' "$PY"
+grep -E '^\| 19 ' "$OUT_DIR/loss_compiled.log"
 
 part 'step benchmark' 60 "$OUT_DIR/step.log" \
   "$PY" benchmarks/bench_distill_step.py --device cuda --big-extras \

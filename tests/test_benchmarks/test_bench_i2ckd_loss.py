@@ -65,3 +65,36 @@ def test_loss_rows_count_operators_and_waits_before_and_after():
     assert before > after and int(waits.split(' / ')[1]) >= 3
     assert cwd == op_counts(bench.fwd_bwd(
         bench.ChannelWiseDivergence(tau=1.0), s, t))[0]
+
+
+COMPILE_ARGS = ['--device', 'cpu', '--classes', '3', '--channels', '4',
+                '--sizes', '4x8', '--batches', '2', '--runs', '3',
+                '--warmup', '1', '--naive-runs', '1', '--no-step',
+                '--compile', 'aot_eager']
+
+
+def test_compiled_rows_are_checked_against_eager_and_compared_to_cwd():
+    """--compile: the compiled loss's columns come from its own timings
+    (compiled / CWD is the ratio of the row's two ms columns), and a
+    compiled loss whose value differs from eager stops the benchmark."""
+    report = bench.main(COMPILE_ARGS)
+    header = next(line for line in report.splitlines()
+                  if line.startswith('| classes'))
+    row = next(line for line in report.splitlines()
+               if line.startswith('| 3 | 4 | 4x8 | 2 |'))
+    cells = dict(zip([c.strip() for c in header.strip('|').split('|')],
+                     [c.strip() for c in row.strip('|').split('|')]))
+    ratio = float(cells['compiled / CWD'].rstrip('x'))
+    want = float(cells['compiled ms']) / float(cells['CWD ms'])
+    assert ratio == pytest.approx(want, rel=0.05, abs=0.01)
+    assert int(cells['compiled ops']) > 0
+
+
+def test_compiled_loss_that_disagrees_with_eager_stops_the_benchmark(
+        monkeypatch):
+    def wrong_compile(module, **kwargs):  # a different loss, "compiled"
+        return bench.I2CKDLoss(num_classes=module.num_classes, margin=5.0)
+
+    monkeypatch.setattr(bench.torch, 'compile', wrong_compile)
+    with pytest.raises(AssertionError, match='compiled and eager'):
+        bench.main(COMPILE_ARGS)
