@@ -202,6 +202,9 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
         fns['before'] = fwd_bwd(before, s, t, gt)
         runs['before'] = args.runs
     if args.compile:
+        # a new loss instance per row: without a reset dynamo counts every
+        # row's trace as a recompile of the same code (and fails at 8)
+        torch.compiler.reset()
         compiled = torch.compile(
             I2CKDLoss(num_classes=k, **options).to(device),
             backend=args.compile, fullgraph=True, dynamic=False,
