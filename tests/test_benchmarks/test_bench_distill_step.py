@@ -215,11 +215,16 @@ def test_teacher_forward_table(bench, report):
         fp32, bf16 = by['fp32 teacher'], by['bf16 teacher']
         assert fp32[4] == '1.00x' and fp32[6] == '1.00x'
         assert float(fp32[7]) == 0.0
-        # bf16: about 3 significant digits (8-bit mantissa), not more, and
-        # fewer bytes for its activations (profiler allocation events:
-        # deterministic for a given input)
+        # bf16: about 3 significant digits (8-bit mantissa), not more
         assert 1e-4 < float(bf16[7]) < 0.05
-        assert float(bf16[5]) < float(fp32[5])
+        # memory is measured, not asserted (whether bf16 autocast saves
+        # memory on a CPU depends on its kernels: the weight casts can
+        # outweigh the smaller activations); the ratio column is the
+        # ratio of the row's own numbers (MiB rounded to 0.1 in the table)
+        for r in by.values():
+            assert float(r[6].rstrip('x')) == pytest.approx(
+                float(r[5]) / float(fp32[5]),
+                abs=0.01 + 0.1 * float(r[5]) / float(fp32[5]) ** 2)
         # channels_last alone: the fp32 values up to summation order
         assert float(by['fp32 channels_last teacher'][7]) < 1e-4
         for r in by.values():

@@ -8,7 +8,7 @@ import torch
 import reference_i2ckd as ref
 from i2ckd_mm.models.losses.prototypes import (check_labels, class_prototypes,
                                                class_prototypes_many,
-                                               resize_labels)
+                                               class_sums, resize_labels)
 
 IGNORE = 255
 
@@ -87,6 +87,36 @@ def test_prototypes_gradient_is_mean_weight():
     expected = torch.zeros(1, 2, 2, 3, dtype=torch.float64)
     expected[0, 1][labels[0] == 0] = 1 / 3
     torch.testing.assert_close(feats.grad, expected)
+
+
+def test_class_sums_gradient_of_both_maps():
+    """The hand-written backward of the class sums (a gather per map that
+    needs one): gradcheck in float64 with bin K (ignored pixels) present,
+    for two maps that both need a gradient, one that needs none, and one
+    map alone; the sums themselves equal a per-class loop."""
+    g = torch.Generator().manual_seed(0)
+    k = 3
+    bins = torch.randint(0, k + 1, (2, 7), generator=g)  # K = ignored
+    a, b = (torch.randn(2, 4, 7, dtype=torch.float64, generator=g)
+            for _ in range(2))
+    sums = class_sums([a, b], bins, k)
+    for i, f in enumerate((a, b)):
+        for n in range(2):
+            for c in range(k):
+                torch.testing.assert_close(
+                    sums[i, n, :, c], f[n][:, bins[n] == c].sum(1))
+    a.requires_grad_()
+    b.requires_grad_()
+    torch.autograd.gradcheck(lambda x, y: class_sums([x, y], bins, k),
+                             (a, b))
+    torch.autograd.gradcheck(lambda x: class_sums([x], bins, k), (a, ))
+    grad_a, = torch.autograd.grad(
+        class_sums([a, b.detach()], bins, k).sum(), a)
+    # every labelled pixel's gradient is 1 (it is in one sum), ignored 0
+    torch.testing.assert_close(
+        grad_a, (bins < k).double().unsqueeze(1).expand_as(a))
+    with pytest.raises(ValueError, match='one or two'):
+        class_sums([a, b, a], bins, k)
 
 
 def test_prototypes_bad_args():
