@@ -66,6 +66,20 @@ def as_loss_input(data: Any, fp32: bool) -> Any:
     return data
 
 
+def cpu_has_fast_bf16() -> Optional[bool]:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), which
+    oneDNN's fast bf16 convolutions need; None where torch cannot tell.
+
+    torch has no public probe (2.13); ``torch.cpu``'s private ones are used,
+    and a missing probe only means no warning, never another computation.
+    """
+    probes = [getattr(torch.cpu, name, None) for name in (
+        '_is_avx512_bf16_supported', '_is_amx_tile_supported')]
+    if None in probes:
+        return None
+    return any(probe() for probe in probes)
+
+
 @MODELS.register_module()
 class I2CKDDistill(SingleTeacherDistill):
     """Distill an MMSeg student from a frozen MMSeg teacher, with labels.
@@ -115,8 +129,9 @@ class I2CKDDistill(SingleTeacherDistill):
             autocast in an AMP run: the behaviour before this option).
             ``'bf16'`` / ``'fp16'``: it runs under ``torch.autocast`` of
             that dtype on its device type (CPU autocast takes both in
-            torch >= 2.3, but fp16 convolutions are very slow on CPUs: a
-            warning says so), nested inside an AMP autocast if there is one;
+            torch >= 2.3, but fp16 convolutions are very slow on CPUs, and
+            bf16 ones on CPUs without AVX512-BF16 or AMX: a warning says
+            so), nested inside an AMP autocast if there is one;
             a device whose autocast refuses the dtype raises a
             RuntimeError at the first step instead of running in float32.
             The recorded teacher tensors are then cast to (contiguous)
@@ -150,7 +165,7 @@ class I2CKDDistill(SingleTeacherDistill):
                 f'got {teacher_channels_last!r}')
         self.teacher_precision = teacher_precision
         self.teacher_channels_last = teacher_channels_last
-        self._warned_cpu_fp16 = False
+        self._warned_slow_cpu = False
         # False after a loss() call that no train_step() checked yet
         self._losses_checked = True
         # Same start as the student alone (see the class docstring): build the
@@ -289,17 +304,32 @@ class I2CKDDistill(SingleTeacherDistill):
                     f'{dtype} on {device_type!r}, which this torch '
                     f'({torch.__version__}) does not enable there; use '
                     "teacher_precision='fp32' or another device")
-            if (device_type == 'cpu' and dtype == torch.float16
-                    and not self._warned_cpu_fp16):
-                # it runs, correctly, but torch has no fast fp16 CPU
-                # convolution: measured 75x slower than fp32 (R101, 128x256)
-                warnings.warn(
-                    "I2CKDDistill: teacher_precision='fp16' on a CPU runs "
-                    'the teacher through slow fp16 kernels (about 75x the '
-                    "fp32 time in benchmarks/results_step_cost.md); 'bf16' "
-                    'is the fast 16-bit choice on CPUs')
-                self._warned_cpu_fp16 = True
+            if device_type == 'cpu' and not self._warned_slow_cpu:
+                self._warn_if_slow_on_cpu(dtype)
             yield
+
+    def _warn_if_slow_on_cpu(self, dtype: torch.dtype) -> None:
+        """Say once when the teacher's 16-bit autocast runs, correctly but
+        much slower than float32, on this CPU's kernels."""
+        if dtype == torch.float16:
+            # torch has no fast fp16 CPU convolution: measured 75x slower
+            # than fp32 (R101, 128x256)
+            warnings.warn(
+                "I2CKDDistill: teacher_precision='fp16' on a CPU runs "
+                'the teacher through slow fp16 kernels (about 75x the '
+                "fp32 time in benchmarks/results_step_cost.md); 'bf16' "
+                'is the fast 16-bit choice on CPUs with AVX512-BF16 or AMX')
+        elif cpu_has_fast_bf16() is False:
+            # without native bf16 the convolutions emulate it: measured 37x
+            # slower than fp32 (toy teacher, 64x64, batch 8, an AVX2 CPU)
+            warnings.warn(
+                "I2CKDDistill: teacher_precision='bf16' on a CPU without "
+                'AVX512-BF16 or AMX runs the teacher through slow emulated '
+                'bf16 kernels (about 37x the fp32 time in '
+                "benchmarks/results_step_cost.md); use 'fp32' on this CPU")
+        else:
+            return
+        self._warned_slow_cpu = True
 
     def teacher_forward(self, batch_inputs: Tensor,
                         data_samples: Optional[List[BaseDataElement]]

@@ -352,7 +352,8 @@ def test_autocast_that_a_device_refuses_raises(monkeypatch):
         alg(**data, mode='loss')
 
 
-def test_fp16_on_cpu_warns_once_that_it_is_slow():
+def test_fp16_on_cpu_warns_once_that_it_is_slow(monkeypatch):
+    monkeypatch.setattr(distill_mod, 'cpu_has_fast_bf16', lambda: True)
     alg = build(teacher_precision='fp16')
     data = batch(alg)
     with pytest.warns(UserWarning, match=r"teacher_precision='fp16' on a "
@@ -362,8 +363,43 @@ def test_fp16_on_cpu_warns_once_that_it_is_slow():
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # the second step says nothing
         alg(**data, mode='loss')
-    # bf16 does not warn
+    # bf16 does not warn on a CPU with native bf16
     alg = build(teacher_precision='bf16')
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         alg(**batch(alg), mode='loss')
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns_once(monkeypatch):
+    """Without AVX512-BF16 or AMX the bf16 teacher runs emulated kernels
+    (37x the fp32 time measured on an AVX2 CPU): said once; where torch
+    cannot tell (None), nothing is said."""
+    import warnings
+    monkeypatch.setattr(distill_mod, 'cpu_has_fast_bf16', lambda: False)
+    alg = build(teacher_precision='bf16')
+    data = batch(alg)
+    with pytest.warns(UserWarning, match=r"teacher_precision='bf16' on a "
+                      r"CPU without AVX512-BF16 or AMX .* use 'fp32'"):
+        alg(**data, mode='loss')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        alg(**data, mode='loss')
+    monkeypatch.setattr(distill_mod, 'cpu_has_fast_bf16', lambda: None)
+    alg = build(teacher_precision='bf16')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        alg(**batch(alg), mode='loss')
+
+
+def test_cpu_bf16_probe_reads_torch_cpu(monkeypatch):
+    """True when either probe says so, False when both say no, None when
+    torch lacks one."""
+    for avx, amx, want in ((True, False, True), (False, True, True),
+                           (False, False, False)):
+        monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported',
+                            lambda v=avx: v, raising=False)
+        monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported',
+                            lambda v=amx: v, raising=False)
+        assert distill_mod.cpu_has_fast_bf16() is want
+    monkeypatch.delattr(torch.cpu, '_is_amx_tile_supported')
+    assert distill_mod.cpu_has_fast_bf16() is None
