@@ -352,43 +352,36 @@ def test_autocast_that_a_device_refuses_raises(monkeypatch):
         alg(**data, mode='loss')
 
 
-def test_fp16_on_cpu_warns_once_that_it_is_slow(monkeypatch):
-    monkeypatch.setattr(distill_mod, 'cpu_has_fast_bf16', lambda: True)
-    alg = build(teacher_precision='fp16')
-    data = batch(alg)
-    with pytest.warns(UserWarning, match=r"teacher_precision='fp16' on a "
-                      r"CPU .* 'bf16' is the fast 16-bit choice"):
-        alg(**data, mode='loss')
+def warns_once(precision, match):
+    """A step of a new algorithm warns (``match``; None: says nothing), and
+    its second step says nothing."""
     import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')  # the second step says nothing
-        alg(**data, mode='loss')
-    # bf16 does not warn on a CPU with native bf16
-    alg = build(teacher_precision='bf16')
+    alg = build(teacher_precision=precision)
+    data = batch(alg)
+    if match is not None:
+        with pytest.warns(UserWarning, match=match):
+            alg(**data, mode='loss')
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        alg(**batch(alg), mode='loss')
+        alg(**data, mode='loss')
+
+
+def test_fp16_on_cpu_warns_once_that_it_is_slow(monkeypatch):
+    monkeypatch.setattr(distill_mod, 'cpu_has_fast_bf16', lambda: True)
+    warns_once('fp16', r"teacher_precision='fp16' on a CPU .* 'bf16' is the "
+               r'fast 16-bit choice')
+    warns_once('bf16', None)  # a CPU with native bf16
 
 
 def test_bf16_on_a_cpu_without_native_bf16_warns_once(monkeypatch):
     """Without AVX512-BF16 or AMX the bf16 teacher runs emulated kernels
     (37x the fp32 time measured on an AVX2 CPU): said once; where torch
     cannot tell (None), nothing is said."""
-    import warnings
     monkeypatch.setattr(distill_mod, 'cpu_has_fast_bf16', lambda: False)
-    alg = build(teacher_precision='bf16')
-    data = batch(alg)
-    with pytest.warns(UserWarning, match=r"teacher_precision='bf16' on a "
-                      r"CPU without AVX512-BF16 or AMX .* use 'fp32'"):
-        alg(**data, mode='loss')
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')
-        alg(**data, mode='loss')
+    warns_once('bf16', r"teacher_precision='bf16' on a CPU without "
+               r"AVX512-BF16 or AMX .* use 'fp32'")
     monkeypatch.setattr(distill_mod, 'cpu_has_fast_bf16', lambda: None)
-    alg = build(teacher_precision='bf16')
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')
-        alg(**batch(alg), mode='loss')
+    warns_once('bf16', None)
 
 
 def test_cpu_bf16_probe_reads_torch_cpu(monkeypatch):
