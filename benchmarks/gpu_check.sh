@@ -19,8 +19,10 @@
 # 4. a short GPU run of the demo with mixed precision: toy data, teacher,
 #    student alone, I2CKD, I2CKD + CWD, mIoU, export, plain-MMSeg inference
 #    -> OUT_DIR/demo.log, OUT_DIR/prediction_val.png.
-# Limits: measured on an H200, the parts took 29, 76, -, 26 and 292 s
-# (the demo at the iterations below); 8 files at most come back from a
+# Limits: measured on an H200, the tests, loss, step and demo parts took
+# 29, 76, 26 and 292 s (the demo at the iterations below); the compiled-
+# loss part is new and its 240 s limit an estimate (two compilations of
+# forward+backward); 8 files at most come back from a
 # lent machine, hence the machine description on stdout only.
 #
 # Environment: a Python with torch (CUDA) and this repository's
