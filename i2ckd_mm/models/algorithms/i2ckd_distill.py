@@ -165,7 +165,7 @@ class I2CKDDistill(SingleTeacherDistill):
                 f'got {teacher_channels_last!r}')
         self.teacher_precision = teacher_precision
         self.teacher_channels_last = teacher_channels_last
-        self._warned_slow_cpu = False
+        self._cpu_speed_checked = False
         # False after a loss() call that no train_step() checked yet
         self._losses_checked = True
         # Same start as the student alone (see the class docstring): build the
@@ -304,13 +304,15 @@ class I2CKDDistill(SingleTeacherDistill):
                     f'{dtype} on {device_type!r}, which this torch '
                     f'({torch.__version__}) does not enable there; use '
                     "teacher_precision='fp32' or another device")
-            if device_type == 'cpu' and not self._warned_slow_cpu:
+            if device_type == 'cpu' and not self._cpu_speed_checked:
+                # once: the CPU's instructions do not change between steps
+                self._cpu_speed_checked = True
                 self._warn_if_slow_on_cpu(dtype)
             yield
 
     def _warn_if_slow_on_cpu(self, dtype: torch.dtype) -> None:
-        """Say once when the teacher's 16-bit autocast runs, correctly but
-        much slower than float32, on this CPU's kernels."""
+        """Say when the teacher's 16-bit autocast runs, correctly but much
+        slower than float32, on this CPU's kernels."""
         if dtype == torch.float16:
             # torch has no fast fp16 CPU convolution: measured 75x slower
             # than fp32 (R101, 128x256)
@@ -327,9 +329,6 @@ class I2CKDDistill(SingleTeacherDistill):
                 'AVX512-BF16 or AMX runs the teacher through slow emulated '
                 'bf16 kernels (about 37x the fp32 time in '
                 "benchmarks/results_step_cost.md); use 'fp32' on this CPU")
-        else:
-            return
-        self._warned_slow_cpu = True
 
     def teacher_forward(self, batch_inputs: Tensor,
                         data_samples: Optional[List[BaseDataElement]]
