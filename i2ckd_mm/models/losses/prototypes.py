@@ -73,10 +73,10 @@ def label_bins(labels: Tensor, num_classes: int,
         labelled pixel, K for ignored pixels and for bad ids (so that a bad
         id never indexes out of range), and ``extremes``, two int64
         scalars: the smallest and the largest label id after every class id
-        and the
-        ignore index were replaced by 0 (never a bad id): both are 0 exactly
-        when every id is a class or the ignore index; otherwise the nonzero
-        one(s) are the smallest and the largest bad id (:func:`bad_ids`).
+        and the ignore index were replaced by 0 (never a bad id): both are 0
+        exactly when every id is a class or the ignore index; otherwise the
+        nonzero one(s) are the smallest and the largest bad id
+        (:func:`bad_ids`).
     """
     if labels.dtype != torch.long:
         labels = labels.long()
