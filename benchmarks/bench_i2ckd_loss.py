@@ -191,14 +191,21 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
     }
     runs = {name: args.runs for name in fns}
     row = dict(k=k, c=c, h=h, w=w, n=n)
+    with torch.no_grad():
+        want = i2ckd(s, t, gt).item()
+
+    def agree(what: str, loss_fn, rtol: float) -> float:
+        """|loss_fn - I2CKDLoss| on these inputs; raise above ``rtol``."""
+        with torch.no_grad():
+            got = loss_fn(s, t, gt).item()
+        if abs(got - want) > rtol * max(1.0, abs(want)):
+            raise AssertionError(f'{what} disagree: {got} vs {want} at '
+                                 f'K={k} C={c} {h}x{w} N={n}')
+        return abs(got - want)
+
     if baseline is not None:
         before = baseline(num_classes=k, **options).to(device)
-        with torch.no_grad():
-            diff = abs(before(s, t, gt).item() - i2ckd(s, t, gt).item())
-        if diff > 1e-5 * max(1.0, abs(i2ckd(s, t, gt).item())):
-            raise AssertionError(f'baseline and I2CKDLoss disagree by {diff}'
-                                 f' at K={k} C={c} {h}x{w} N={n}')
-        row['before_check'] = diff
+        row['before_check'] = agree('baseline and I2CKDLoss', before, 1e-5)
         fns['before'] = fwd_bwd(before, s, t, gt)
         runs['before'] = args.runs
     if args.compile:
@@ -211,27 +218,15 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
             mode=args.compile_mode)
         fns['compiled'] = fwd_bwd(compiled, s, t, gt)
         fns['compiled']()  # compiles forward and backward
-        with torch.no_grad():
-            want, got = i2ckd(s, t, gt).item(), compiled(s, t, gt).item()
-        if abs(want - got) > 1e-5 * max(1.0, abs(want)):
-            raise AssertionError(f'compiled and eager I2CKDLoss disagree: '
-                                 f'{got} vs {want} at K={k} C={c} {h}x{w} '
-                                 f'N={n}')
+        agree('compiled and eager I2CKDLoss', compiled, 1e-5)
         runs['compiled'] = args.runs
     if with_naive:
-        ref = i2ckd(s, t, gt).item()
-        val = reference_i2ckd.loss(s, t, gt, k, ignore_index=IGNORE,
-                                   **options).item()
-        if abs(ref - val) > 1e-4 * max(1.0, abs(ref)):
-            raise AssertionError(
-                f'naive loop and I2CKDLoss disagree at K={k} C={c} {h}x{w} '
-                f'N={n}: {val} vs {ref}')
-        row['naive_check'] = abs(ref - val)
-        fns['naive'] = fwd_bwd(
-            lambda a, b, y: reference_i2ckd.loss(a, b, y, k,
-                                                 ignore_index=IGNORE,
-                                                 **options),
-            s, t, gt)
+        def naive(a, b, y):
+            return reference_i2ckd.loss(a, b, y, k, ignore_index=IGNORE,
+                                        **options)
+
+        row['naive_check'] = agree('naive loop and I2CKDLoss', naive, 1e-4)
+        fns['naive'] = fwd_bwd(naive, s, t, gt)
         runs['naive'] = args.naive_runs
     med = time_interleaved(fns, runs, args.warmup, device)
     row.update({f'{name}_ms': v * 1e3 for name, v in med.items()})
