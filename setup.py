@@ -50,9 +50,18 @@ def version():
     return scope['__version__']
 
 
+#: Parts of tools/ a regular install leaves out of i2ckd_mm/.mim: the toy
+#: data, ToyNet and run helpers (tools/toy) and the scripts that import
+#: them, which run from a checkout (tests/test_install.py checks the wheel).
+CHECKOUT_ONLY_TOOLS = ('toy', 'demo.py', 'make_toy_data.py',
+                       'pretrain_toy_backbone.py', '__pycache__', '*.pyc')
+
+
 def add_mim_extension():
     """Expose configs/, tools/ and model-index.yml as i2ckd_mm/.mim/ so that
-    ``mim train i2ckd_mm CONFIG`` and ``i2ckd_mm::`` config paths work."""
+    ``mim train i2ckd_mm CONFIG`` and ``i2ckd_mm::`` config paths work
+    (an editable install links the checkout's folders; a regular one copies
+    them, tools/ without CHECKOUT_ONLY_TOOLS)."""
     if 'develop' in sys.argv or any('editable' in a for a in sys.argv):
         mode = 'symlink'
     elif any(a in sys.argv for a in ('sdist', 'bdist_wheel', 'install')):
@@ -80,7 +89,9 @@ def add_mim_extension():
         if osp.isfile(src):
             shutil.copyfile(src, tar)
         else:
-            shutil.copytree(src, tar)
+            ignore = CHECKOUT_ONLY_TOOLS if name == 'tools' else (
+                '__pycache__', '*.pyc')
+            shutil.copytree(src, tar, ignore=shutil.ignore_patterns(*ignore))
 
 
 add_mim_extension()
@@ -93,8 +104,9 @@ setup(
     long_description=readme(),
     long_description_content_type='text/markdown',
     license='Apache License 2.0',
-    packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools',
-                                    'benchmarks')),
+    # the library only: tools/ (with tools/toy), benchmarks/, tests/ and
+    # configs/ stay in the checkout (configs/ and tools/ also reach .mim)
+    packages=find_packages(include=('i2ckd_mm', 'i2ckd_mm.*')),
     include_package_data=True,
     package_data={'i2ckd_mm': ['.mim/**/*', '.mim/*']},
     python_requires='>=3.9',  # torch>=2.6 needs 3.9

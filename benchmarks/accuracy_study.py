@@ -63,14 +63,17 @@ import argparse
 import csv
 import os
 import os.path as osp
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from i2ckd_mm.toy import (data_options, last_metrics, run_tool, schedule_options,
-                          split_options, toy_configs)
+sys.path.append(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                         'tools'))  # toy
+from toy import (data_options, last_metrics, run_tool,  # noqa: E402
+                 schedule_options, split_options, toy_configs)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CSV = osp.join(ROOT, 'benchmarks', 'accuracy_study.csv')
@@ -578,7 +581,7 @@ def plot(chart, path):
 
 # ------------------------------------------- round 4: pretrained protocol
 # Issue 16: students and teachers start from backbones pretrained on ToyNet
-# classification (i2ckd_mm/toy/pretrain.py, their own images and seed), a
+# classification (tools/toy/pretrain.py, their own images and seed), a
 # teacher closer to the student (the paper's gap is 3.9 mIoU), fresh
 # val/test splits (generator seed PT_DATA_SEED, never used before), val mIoU
 # during training (curves) and per-class test IoU. Rows go to their own CSV
@@ -736,7 +739,7 @@ PRETRAIN_FIELDS = ['role', 'depth', 'width', 'iters', 'batch_size', 'size',
 def record_backbone(proto, role, ckpt):
     """One row of ``<csv stem>_pretrain.csv`` per role, from the
     checkpoint's meta (held-out ToyNet accuracy, wall time)."""
-    from i2ckd_mm.toy.pretrain import load_meta
+    from toy.pretrain import load_meta
     path = side_csv(proto, 'pretrain')
     if any(r['role'] == role for r in read_side(path, 'heldout_acc')
            if 'seed' in r):
@@ -758,14 +761,14 @@ def init_options(prefix, ckpt):
 
 #: Config text of every protocol run: per-class IoU in the metrics.
 CLASS_METRIC = (
-    "custom_imports = dict(imports=['i2ckd_mm', 'i2ckd_mm.toy.metrics'], "
+    "custom_imports = dict(imports=['i2ckd_mm'], "
     "allow_failed_imports=False)\n"
     "val_evaluator = dict(type='ClassIoUMetric', iou_metrics=['mIoU'])\n"
     "test_evaluator = val_evaluator\n")
 
 
 def ensure_protocol_data(wd, proto):
-    from i2ckd_mm.toy import make_toy_shapes, make_toy_streets
+    from toy import make_toy_shapes, make_toy_streets
     data_root = osp.join(wd, 'data')
     if not osp.isdir(osp.join(data_root, 'img_dir', 'test')):
         d = dict(proto['data'])
@@ -850,7 +853,7 @@ def protocol_run(proto, wd, arm, seed, data_root, teacher_ckpt=None,
                          '--cfg-options'] + opts + split_options('test'),
              log_file=osp.join(run_dir, 'test.log'))
     test = last_metrics(test_dir)
-    from i2ckd_mm.toy.metrics import CLASS_KEY
+    from i2ckd_mm.evaluation import CLASS_KEY
     base = dict(dataset=ds, arm=arm, seed=seed)
     _append(side_csv(proto, 'classes'), CLASS_FIELDS, [
         dict(base, split='test', **{'class': k[len(CLASS_KEY):]},
@@ -909,7 +912,7 @@ def cmd_protocol(args, overrides=None):
 PT_PAIRS = [('cwd', 'student'), ('np', 'student'), ('np_2loc+cwd', 'student'),
             ('np_2loc+cwd', 'cwd'), ('np', 'cwd')]
 #: What kind of class each ToyStreets class is (from the generator's design,
-#: i2ckd_mm/toy/streets.py), for reading the per-class table.
+#: tools/toy/streets.py), for reading the per-class table.
 CLASS_KINDS = {'pole': 'thin', 'traffic light': 'small', 'traffic sign':
                'small', 'bicycle': 'thin, rare', 'person': 'small',
                'fence': 'thin', 'road': 'large', 'building': 'large',
@@ -979,7 +982,7 @@ def class_table(classes, ds, arms, pairs):
 def protocol_section(name, path, curves_plot=None):
     """The report section of a round-4 protocol CSV (``pretrained``: the
     CPU study; ``gpu``: benchmarks/gpu_study.sh)."""
-    from i2ckd_mm.toy.pretrain import PRETRAIN_SEED
+    from toy.pretrain import PRETRAIN_SEED
     rows = read_rows(path)
     classes = read_side(path[:-4] + '_classes.csv', 'IoU')
     curves = read_side(path[:-4] + '_curves.csv', 'mIoU')

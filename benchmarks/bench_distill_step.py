@@ -11,7 +11,7 @@ Prints a markdown report with, for each setting, the median time of
   (c) distillation losses, forward + backward, incl. the connector, and the
   optimizer update (student + connector parameters).
 
-Settings: the ToyShapes configs (``i2ckd_mm.toy.toy_configs``: ``student``,
+Settings: the ToyShapes configs (``tools/toy``, ``toy_configs``: ``student``,
 ``i2ckd``, ``i2ckd_cwd``, and CWD alone = ``i2ckd_cwd`` without its I2CKD
 loss) at 64x64, batch 8, and one DeepLabV3-R101 -> DeepLabV3-R18 step of
 the shipped Cityscapes config at 512x1024, batch 2 (the recipe's images per
@@ -110,10 +110,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
-from i2ckd_mm.toy import toy_configs
 
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(HERE)
+sys.path.append(osp.join(ROOT, 'tools'))  # toy
+from toy import toy_configs  # noqa: E402
 sys.path.insert(0, HERE)  # machine.py, bench_i2ckd_loss.py
 # HOST_WAIT_OPS, is_top_level: the one operator / host-wait counter the
 # benchmarks and tests share

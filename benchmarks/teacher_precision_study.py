@@ -29,7 +29,7 @@ Protocol:
   A run already in the CSV is not repeated;
 * one training process at a time, one thread each (the machine is shared).
 
-This script only reads the accuracy study's machinery (``i2ckd_mm.toy``);
+This script only reads the accuracy study's machinery (``tools/toy``);
 ``benchmarks/accuracy_study.py`` and its CSV are not touched.
 """
 import argparse
@@ -41,9 +41,11 @@ from typing import Dict, List
 
 import numpy as np
 
-from i2ckd_mm.toy import data_options, run_tool, schedule_options, toy_configs
-
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+sys.path.append(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                         'tools'))  # toy
+from toy import (data_options, run_tool, schedule_options,  # noqa: E402
+                 toy_configs)
 import accuracy_study as study  # noqa: E402  (its CSV and t interval)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -2,14 +2,16 @@
 
 Importing the package (e.g. through ``custom_imports`` in a config) applies
 the upstream compatibility shims first, then registers the I2CKD loss,
-connector, distiller, algorithm, datasets and hooks into MMRazor/MMSeg's
-registries.
+connector, distiller, algorithm, hooks, datasets and metrics into
+MMRazor/MMSeg's registries.
 """
 from . import compat
 
 compat.apply()
 
-from . import datasets, engine, models  # noqa: E402,F401
+from . import datasets, engine, evaluation, models  # noqa: E402,F401
 from .version import __version__  # noqa: E402,F401
 
-__all__ = ['__version__', 'compat', 'datasets', 'engine', 'models']
+__all__ = [
+    '__version__', 'compat', 'datasets', 'engine', 'evaluation', 'models'
+]

@@ -1,5 +1,6 @@
-"""Makes the shared test helpers in this folder (tiny_models.py) importable
-from every test module, whichever test files pytest was given."""
+"""Makes the shared test helpers in this folder (tiny_models.py) and the
+script-side toy package (tools/toy, imported as ``toy``) importable from
+every test module, whichever test files pytest was given."""
 import os.path as osp
 import sys
 
@@ -8,6 +9,10 @@ import pytest
 TESTS = osp.dirname(osp.abspath(__file__))
 if TESTS not in sys.path:
     sys.path.insert(0, TESTS)
+# appended, not prepended: tools/test.py must not shadow the stdlib's test
+TOOLS = osp.join(osp.dirname(TESTS), 'tools')
+if TOOLS not in sys.path:
+    sys.path.append(TOOLS)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -5,6 +5,7 @@ and without any mmcv, one clear ImportError."""
 import ast
 import os.path as osp
 import re
+import shutil
 import subprocess
 import sys
 
@@ -119,3 +120,60 @@ def test_a_broken_mmcv_is_not_reported_as_missing():
     assert "ModuleNotFoundError: No module named 'mmengine" in \
         proc.stderr, proc.stderr[-2000:]
     assert 'i2ckd_mm needs mmcv' not in proc.stderr, proc.stderr
+
+
+def test_the_wheel_holds_the_library_and_no_toy_code(tmp_path):
+    """A regular wheel holds the importable package and MIM's copies of
+    configs/ and the user tools, nothing of tools/toy (the toy data, ToyNet
+    and run helpers stay in the checkout) and no shipped tool imports it;
+    no Python file in the package looks for the checkout's folders."""
+    import zipfile
+    src = tmp_path / 'src'
+    for name in ('i2ckd_mm', 'configs', 'tools'):
+        shutil.copytree(osp.join(ROOT, name), src / name,
+                        ignore=shutil.ignore_patterns('.mim', '__pycache__',
+                                                      '*.egg-info'))
+    for name in ('setup.py', 'README.md', 'model-index.yml'):
+        shutil.copy(osp.join(ROOT, name), src / name)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
+         '--no-build-isolation', '--no-index', '-w', str(tmp_path / 'dist'),
+         str(src)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    (wheel, ) = (tmp_path / 'dist').glob('i2ckd_mm-*.whl')
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        sources = {n: z.read(n).decode() for n in names if n.endswith('.py')}
+    tops = {n.split('/')[0] for n in names}
+    assert tops == {'i2ckd_mm', wheel.name.split('-py')[0] + '.dist-info'}, \
+        tops
+    # the library, the metric a config imports, MIM's train/test and configs
+    for name in ('i2ckd_mm/models/losses/i2ckd_loss.py',
+                 'i2ckd_mm/evaluation/metrics/class_iou_metric.py',
+                 'i2ckd_mm/.mim/tools/train.py', 'i2ckd_mm/.mim/tools/test.py',
+                 'i2ckd_mm/.mim/tools/dist_train.sh',
+                 'i2ckd_mm/.mim/configs/_base_/i2ckd/i2ckd_bottleneck.py',
+                 'i2ckd_mm/.mim/model-index.yml'):
+        assert name in names, name
+    toy = [n for n in names if '/toy/' in n and not
+           n.startswith('i2ckd_mm/.mim/configs/toy/')]
+    assert toy == [], toy
+    for name in ('demo.py', 'make_toy_data.py', 'pretrain_toy_backbone.py'):
+        assert 'i2ckd_mm/.mim/tools/' + name not in names
+    tools = [n for n in sources if n.startswith('i2ckd_mm/.mim/tools/')]
+    assert len(tools) >= 4, tools
+    for name in tools:
+        for node in ast.walk(ast.parse(sources[name])):
+            mods = ([a.name for a in node.names] if isinstance(
+                node, ast.Import) else [node.module or ''] if isinstance(
+                    node, ast.ImportFrom) else [])
+            assert not [m for m in mods if m.split('.')[0] == 'toy'], name
+    # the package never finds tools/, configs/ or benchmarks/ by path
+    lib = {n: s for n, s in sources.items() if not n.startswith(
+        'i2ckd_mm/.mim/')}
+    assert len(lib) > 20, sorted(lib)
+    for name, text in lib.items():
+        for folder in ('tools', 'configs', 'benchmarks', '.mim'):
+            for quote in '\'"':
+                assert quote + folder + quote not in text, (name, folder)

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from i2ckd_mm import compat
-from i2ckd_mm.toy import toy_configs
+from toy import toy_configs
 
 FULL_MMCV = importlib.util.find_spec('mmcv._ext') is not None
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

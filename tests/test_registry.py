@@ -79,6 +79,10 @@ BUILD_CFGS = {
                          lambda d: len(d.metainfo['classes']) > 1),
     'ToyStreetsDataset': (dict(type='ToyStreetsDataset', lazy_init=True),
                           lambda d: len(d.metainfo['classes']) > 1),
+    'ClassIoUMetric': (dict(type='ClassIoUMetric', iou_metrics=['mFscore'],
+                            ignore_index=7),
+                       lambda m: (m.metrics, m.ignore_index) ==
+                       (['mFscore'], 7)),
 }
 
 
@@ -103,10 +107,13 @@ def test_the_core_components_are_registered():
     names = {name for (_, _, name) in COMPONENTS}
     assert {'I2CKDLoss', 'I2CKDConnector', 'GTAwareDistiller',
             'I2CKDDistill'} <= names
-    # models/connectors/hooks in MMRazor's registries, datasets in MMSeg's
+    # models/connectors/hooks in MMRazor's registries, datasets and
+    # metrics in MMSeg's
     for (pkg, reg, name) in COMPONENTS:
         if name.endswith('Dataset'):
             assert (pkg, reg) == ('mmseg.registry', 'DATASETS'), name
+        elif name.endswith('Metric'):
+            assert (pkg, reg) == ('mmseg.registry', 'METRICS'), name
         else:
             assert pkg == 'mmrazor.registry', name
 

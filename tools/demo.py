@@ -9,7 +9,7 @@ precision, GPU only); the prediction picture is made on the CPU from the
 exported students.
 
 Steps (each training/test run is tools/train.py / tools/test.py in a
-subprocess, through ``i2ckd_mm.toy.runs``; MMEngine's log with every loss
+subprocess, through ``tools/toy/runs.py``; MMEngine's log with every loss
 term is shown live):
 
 1. write ToyShapes (tools/make_toy_data.py) to WORK_DIR/data;
@@ -34,9 +34,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from i2ckd_mm.toy import toy_configs
-from i2ckd_mm.toy.runs import (data_options, last_metrics, run_tool,
-                               schedule_options)
+from toy import (data_options, last_metrics, run_tool, schedule_options,
+                 toy_configs)
 
 _TOY = toy_configs()
 TEACHER_CFG, STUDENT_CFG = _TOY['teacher'], _TOY['student']

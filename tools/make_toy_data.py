@@ -12,7 +12,7 @@ Layout (MMSeg custom dataset, read by ``ToyShapesDataset`` /
 """
 import argparse
 
-from i2ckd_mm.toy import make_toy_shapes, make_toy_streets
+from toy import make_toy_shapes, make_toy_streets
 
 
 def main(argv=None):

@@ -12,7 +12,7 @@ backbone (e.g. a deeper teacher). Then train with
 ``--cfg-options model.backbone.init_cfg.type=Pretrained
 model.backbone.init_cfg.checkpoint=OUT.pth`` (a student inside a
 distillation config: ``model.architecture.backbone...``). Images come from
-their own renderer and seed (``i2ckd_mm.toy.pretrain``), never from the
+their own renderer and seed (``tools/toy/pretrain.py``), never from the
 segmentation splits.
 """
 import argparse
@@ -20,7 +20,7 @@ import json
 
 import torch
 
-from i2ckd_mm.toy.pretrain import PRETRAIN_SEED, pretrain_backbone
+from toy.pretrain import PRETRAIN_SEED, pretrain_backbone
 
 
 def backbone_of(config: str, model: str = 'student',

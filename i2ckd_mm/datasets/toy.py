@@ -1,6 +1,6 @@
 """ToyShapes: a small synthetic segmentation dataset for CPU demos and tests.
 
-Written to disk by ``tools/make_toy_data.py`` (:func:`i2ckd_mm.toy.make_toy_shapes`)
+Written to disk by ``tools/make_toy_data.py`` (``tools/toy/shapes.py``)
 in MMSeg's custom-dataset layout::
 
     data_root/
@@ -19,7 +19,7 @@ TOY_CLASSES = ('background', 'disk', 'ring', 'square', 'triangle', 'cross')
 TOY_PALETTE = [[0, 0, 0], [230, 25, 75], [60, 180, 75], [0, 130, 200],
                [245, 130, 48], [145, 30, 180]]
 
-#: ToyStreets classes (``i2ckd_mm.toy.streets``), in label order.
+#: ToyStreets classes (``tools/toy/streets.py``), in label order.
 TOY_STREETS_CLASSES = ('road', 'sidewalk', 'building', 'fence', 'pole',
                        'traffic light', 'traffic sign', 'vegetation',
                        'terrain', 'sky', 'person', 'car', 'truck',
@@ -59,6 +59,6 @@ class ToyStreetsDataset(ToyShapesDataset):
     """The ToyStreets dataset (14 street classes, ``.png`` files).
 
     Written by ``tools/make_toy_data.py --dataset toystreets``
-    (:func:`i2ckd_mm.toy.make_toy_streets`); same layout as ToyShapes.
+    (``tools/toy/streets.py``); same layout as ToyShapes.
     """
     METAINFO = dict(classes=TOY_STREETS_CLASSES, palette=TOY_STREETS_PALETTE)

@@ -108,7 +108,7 @@ def test_second_location_arm_is_the_shipped_block(dataset, tmp_path):
     channels, 128 -> 256, and nothing else."""
     from mmengine.config import Config
 
-    from i2ckd_mm.toy import toy_configs
+    from toy import toy_configs
     cfg, extra = study.arm_spec('np_2loc+cwd', toy_configs(dataset))
     arm = tmp_path / 'arm.py'
     arm.write_text(f'_base_ = [{cfg!r}]\n{extra}')
@@ -163,7 +163,7 @@ def test_class_iou_metric_returns_each_class_by_hand():
     mean is MMSeg's (nanmean of 0.5, 0.25 -> 37.5)."""
     import torch
 
-    from i2ckd_mm.toy.metrics import ClassIoUMetric
+    from i2ckd_mm.evaluation import ClassIoUMetric
     m = ClassIoUMetric(iou_metrics=['mIoU'])
     m.dataset_meta = dict(classes=('a', 'b', 'c'))
     t = torch.tensor

@@ -4,12 +4,10 @@ import os.path as osp
 
 import pytest
 
-from i2ckd_mm.toy import toy_configs
-from i2ckd_mm.toy.runs import (data_options, run_tool as _run_tool,
-                               schedule_options, tools_dir)
+from toy import TOOLS, toy_configs
+from toy.runs import data_options, run_tool as _run_tool, schedule_options
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOLS = osp.join(ROOT, 'tools')
+ROOT = osp.dirname(TOOLS)
 _TOY = toy_configs()
 TEACHER_CFG, STUDENT_CFG, I2CKD_CFG = (_TOY['teacher'], _TOY['student'],
                                        _TOY['i2ckd'])
@@ -17,14 +15,14 @@ TEACHER_CFG, STUDENT_CFG, I2CKD_CFG = (_TOY['teacher'], _TOY['student'],
 
 def run_tool(args, timeout=300, env=None):
     """``python args...`` for ``args[0]`` a file of ``tools/``, through
-    :func:`i2ckd_mm.toy.runs.run_tool` (one thread, repo root, output in
+    :func:`toy.runs.run_tool` (one thread, repo root, output in
     ``.stdout``); fails the test with the output tail if the tool fails.
 
     Kept with a path as first argument for the tools tests that call it so;
-    new tests can call ``i2ckd_mm.toy.runs.run_tool`` directly."""
-    tool = osp.relpath(osp.abspath(args[0]), tools_dir())
+    new tests can call ``toy.runs.run_tool`` directly."""
+    tool = osp.relpath(osp.abspath(args[0]), TOOLS)
     if tool.startswith('..'):
-        raise ValueError(f'{args[0]} is not a file of {tools_dir()}')
+        raise ValueError(f'{args[0]} is not a file of {TOOLS}')
     proc = _run_tool(tool, args[1:], timeout=timeout, env=env, check=False)
     if proc.returncode != 0:
         pytest.fail(f'{args[0]} failed ({proc.returncode}):\n'
@@ -49,7 +47,7 @@ def tiny_options(data_root, iters, ckpt_interval=None, teacher=True):
 @pytest.fixture(scope='session')
 def toy_root(tmp_path_factory):
     """8 train + 2 val ToyShapes images (64x64), written by the tool."""
-    from i2ckd_mm.toy import make_toy_shapes
+    from toy import make_toy_shapes
     root = str(tmp_path_factory.mktemp('toyshapes'))
     make_toy_shapes(root, num_train=8, num_val=2, size=64, seed=3)
     return root

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import I2CKD_CFG, STUDENT_CFG, TOOLS, run_tool, tiny_options
-from i2ckd_mm.toy.runs import run_tool as run_tool_unchecked
+from toy.runs import run_tool as run_tool_unchecked
 
 
 class _Payload:

@@ -18,7 +18,7 @@ from mmengine.dist import utils as dist_utils
 import i2ckd_mm  # noqa: F401  (compat.apply)
 
 from conftest import I2CKD_CFG, tiny_options
-from i2ckd_mm.toy.runs import run_command, run_tool
+from toy.runs import run_command, run_tool
 
 HERE = osp.dirname(osp.abspath(__file__))
 # a hang (e.g. one rank waiting in a collective) fails the test instead of

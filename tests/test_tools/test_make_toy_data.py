@@ -39,7 +39,7 @@ def test_tool_writes_mmseg_layout(tmp_path):
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
-    from i2ckd_mm.toy import make_toy_shapes
+    from toy import make_toy_shapes
     a, b, c, d = (str(tmp_path / x) for x in 'abcd')
     make_toy_shapes(a, 4, 2, 64, seed=5)
     make_toy_shapes(b, 4, 2, 64, seed=5)
@@ -69,7 +69,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
 def test_colour_does_not_give_the_class(tmp_path):
     """Every shape class is drawn in several of the shared colours: the
     class must come from the shape, not the colour."""
-    from i2ckd_mm.toy.shapes import _OBJECT_COLOURS, make_toy_shapes
+    from toy.shapes import _OBJECT_COLOURS, make_toy_shapes
     root = str(tmp_path / 'toy')
     make_toy_shapes(root, 40, 1, 64, seed=0)
     colours_per_class = {k: set() for k in range(1, 6)}
@@ -89,7 +89,7 @@ def test_colour_does_not_give_the_class(tmp_path):
 
 
 def test_bad_arguments_are_rejected(tmp_path):
-    from i2ckd_mm.toy import make_toy_shapes
+    from toy import make_toy_shapes
     with pytest.raises(ValueError, match='size must be >= 32'):
         make_toy_shapes(str(tmp_path), 2, 2, size=16)
     with pytest.raises(ValueError, match='num_train and num_val'):
@@ -128,7 +128,7 @@ def test_toy_dataset_reads_the_files(toy_root):
 def test_toy_configs_resolve_to_the_right_roles():
     from mmengine.config import Config
 
-    from i2ckd_mm.toy import toy_configs
+    from toy import toy_configs
     paths = toy_configs()
     assert set(paths) == {'teacher', 'student', 'i2ckd', 'i2ckd_cwd'}
     types = {k: Config.fromfile(p).model.type for k, p in paths.items()}

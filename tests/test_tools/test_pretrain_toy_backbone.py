@@ -5,7 +5,7 @@ import os.path as osp
 
 import torch
 
-from i2ckd_mm.toy import toy_configs
+from toy import toy_configs
 from load_file import load_file
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

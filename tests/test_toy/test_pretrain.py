@@ -1,4 +1,4 @@
-"""i2ckd_mm.toy.pretrain: the ToyNet pretraining checkpoint is an MMSeg
+"""tools/toy/pretrain.py: the ToyNet pretraining checkpoint is an MMSeg
 ``Pretrained`` checkpoint that the toy models really start from, read by
 the package's weights-only loader."""
 import numpy as np
@@ -8,11 +8,11 @@ from mmengine.config import Config
 
 import i2ckd_mm  # noqa: F401
 import i2ckd_mm.checkpoint as ckpt_mod
-from i2ckd_mm.toy import toy_configs
-from i2ckd_mm.toy.pretrain import (PRETRAIN_STREAM, TOYNET_CLASSES,
+from toy import toy_configs
+from toy.pretrain import (PRETRAIN_STREAM, TOYNET_CLASSES,
                                    classification_backbone_cfg,
                                    pretrain_backbone, render_toynet)
-from i2ckd_mm.toy.shapes import SPLIT_STREAMS
+from toy.shapes import SPLIT_STREAMS
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,4 @@
-"""i2ckd_mm.toy.runs: the --cfg-options the demo, the accuracy study and
+"""tools/toy/runs.py: the --cfg-options the demo, the accuracy study and
 the tools tests share, the subprocess runner and the metrics reader."""
 import argparse
 import json
@@ -11,10 +11,9 @@ import time
 import pytest
 from mmengine.config import Config, DictAction
 
-from i2ckd_mm.toy import toy_configs
-from i2ckd_mm.toy.runs import (data_options, last_metrics, run_command,
-                               run_tool, schedule_options, split_options,
-                               tools_dir)
+from toy import toy_configs
+from toy.runs import (TOOLS, data_options, last_metrics, run_command,
+                      run_tool, schedule_options, split_options)
 
 
 def _merged(options):
@@ -50,9 +49,11 @@ def test_options_set_what_they_say_in_the_config():
     assert cfg.default_hooks.logger.interval == 3
 
 
-def test_tools_dir_is_the_checkout_tools():
-    assert osp.isfile(osp.join(tools_dir(), 'train.py'))
-    assert osp.isfile(osp.join(tools_dir(), 'dist_train.sh'))
+def test_tools_is_the_checkout_tools():
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    assert TOOLS == osp.join(root, 'tools')
+    assert osp.isfile(osp.join(TOOLS, 'train.py'))
+    assert osp.isfile(osp.join(TOOLS, 'dist_train.sh'))
 
 
 def _py(code):
@@ -70,7 +71,7 @@ def test_run_command_captures_merged_output_and_env(tmp_path, capsys):
     assert proc.returncode == 0
     assert sorted(lines[:2]) == ['err', 'out 3 3 x']
     # default working directory: the folder holding tools/
-    assert lines[2] == osp.dirname(tools_dir())
+    assert lines[2] == osp.dirname(TOOLS)
     assert log.read_text() == proc.stdout
     assert capsys.readouterr().out == ''  # not streamed by default
 

@@ -1,4 +1,4 @@
-"""ToyStreets (i2ckd_mm.toy.streets): layout, determinism, the properties
+"""ToyStreets (tools/toy/streets.py): layout, determinism, the properties
 that make it a proxy different in kind from ToyShapes (many imbalanced
 classes, thin and small objects, wide images), and the dataset class."""
 import filecmp
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from i2ckd_mm.datasets.toy import TOY_STREETS_CLASSES
-from i2ckd_mm.toy import make_toy_streets
-from i2ckd_mm.toy.streets import render_street
+from toy import make_toy_streets
+from toy.streets import render_street
 
 K = len(TOY_STREETS_CLASSES)
 C = {n: i for i, n in enumerate(TOY_STREETS_CLASSES)}

@@ -14,7 +14,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import i2ckd_mm  # noqa: F401
-from i2ckd_mm.toy import toy_configs
+from toy import toy_configs
 
 TOY = toy_configs()
 

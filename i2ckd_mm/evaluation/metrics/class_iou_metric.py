@@ -1,11 +1,10 @@
 """``ClassIoUMetric``: MMSeg's IoUMetric that also returns each class's IoU.
 
 MMSeg's ``IoUMetric`` prints the per-class table to the log but returns only
-the means; the accuracy study needs the per-class IoU as numbers (they go to
-the JSON MMEngine writes and from there to the study's CSV). Use it in a
-config with ``custom_imports = dict(imports=['i2ckd_mm',
-'i2ckd_mm.toy.metrics'])`` and ``test_evaluator = dict(type='ClassIoUMetric',
-iou_metrics=['mIoU'])``.
+the means; this metric also returns each class's IoU as numbers (they go to
+the JSON MMEngine writes, e.g. for a per-class table). Use it in a config
+with ``custom_imports = dict(imports=['i2ckd_mm'])`` and
+``test_evaluator = dict(type='ClassIoUMetric', iou_metrics=['mIoU'])``.
 """
 from typing import Dict
 

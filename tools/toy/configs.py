@@ -2,6 +2,11 @@
 import os.path as osp
 from typing import Dict
 
+#: ``configs/toy`` of the checkout that holds this ``tools/toy``.
+TOY_CONFIG_DIR = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
+    'toy')
+
 #: Toy datasets -> (batch size, data part) of their config names.
 TOY_DATASETS = {'toyshapes': ('1xb8', 'toyshapes-64x64'),
                 'toystreets': ('1xb4', 'toystreets-128x256')}
@@ -19,10 +24,8 @@ TOY_CONFIG_NAMES = {
 
 
 def toy_configs(dataset: str = 'toyshapes') -> Dict[str, str]:
-    """Absolute paths of a toy dataset's configs, keyed as TOY_CONFIG_NAMES.
-
-    Found in the repository checkout (``configs/toy``) or, for a regular
-    install, in the package's ``.mim/configs/toy``.
+    """Absolute paths of a toy dataset's configs (in :data:`TOY_CONFIG_DIR`),
+    keyed as TOY_CONFIG_NAMES.
 
     Args:
         dataset (str): ``'toyshapes'`` or ``'toystreets'``.
@@ -30,17 +33,6 @@ def toy_configs(dataset: str = 'toyshapes') -> Dict[str, str]:
     if dataset not in TOY_DATASETS:
         raise ValueError(f'unknown toy dataset {dataset!r}; known: '
                          f'{sorted(TOY_DATASETS)}')
-    pkg = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    for root in (osp.join(osp.dirname(pkg), 'configs'),
-                 osp.join(pkg, '.mim', 'configs')):
-        toy = osp.join(root, 'toy')
-        if osp.isdir(toy):
-            return {
-                k: osp.join(
-                    toy,
-                    v.format(gpus=TOY_DATASETS[dataset][0],
-                             data=TOY_DATASETS[dataset][1]))
-                for k, v in TOY_CONFIG_NAMES.items()
-            }
-    raise FileNotFoundError(
-        f'configs/toy not found next to {pkg} nor in its .mim folder')
+    gpus, data = TOY_DATASETS[dataset]
+    return {k: osp.join(TOY_CONFIG_DIR, v.format(gpus=gpus, data=data))
+            for k, v in TOY_CONFIG_NAMES.items()}

@@ -274,5 +274,5 @@ def pretrained_init(checkpoint: str) -> dict:
 
 def load_meta(checkpoint: str) -> Optional[dict]:
     """The ``meta`` of a pretraining checkpoint, read weights-only."""
-    from ..checkpoint import load_checkpoint_file
+    from i2ckd_mm.checkpoint import load_checkpoint_file
     return load_checkpoint_file(checkpoint, map_location='cpu').get('meta')

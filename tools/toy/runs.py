@@ -11,18 +11,8 @@ import sys
 import threading
 from typing import Dict, List, Optional, Sequence
 
-#: The repository (or, for a regular install, the package's .mim folder)
-#: that holds ``tools/``.
-_PKG = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def tools_dir() -> str:
-    """Absolute path of the ``tools/`` folder (checkout or .mim install)."""
-    for root in (osp.dirname(_PKG), osp.join(_PKG, '.mim')):
-        if osp.isfile(osp.join(root, 'tools', 'train.py')):
-            return osp.join(root, 'tools')
-    raise FileNotFoundError(
-        f'tools/train.py not found next to {_PKG} nor in its .mim folder')
+#: The ``tools/`` folder that holds this ``toy`` package.
+TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def data_options(data_root: str) -> List[str]:
@@ -86,7 +76,7 @@ def run_command(cmd: Sequence[str],
         stream (bool): Also copy the output to ``sys.stdout`` line by line
             as it comes (the demo's live MMEngine log).
         cwd (str, optional): Working directory; default the folder above
-            ``tools/`` (the repository root of a checkout).
+            ``tools/`` (the repository root).
 
     Returns:
         subprocess.CompletedProcess: ``stdout`` holds the whole output.
@@ -100,7 +90,7 @@ def run_command(cmd: Sequence[str],
     try:
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=full_env, cwd=cwd or osp.dirname(tools_dir()), text=True,
+            env=full_env, cwd=cwd or osp.dirname(TOOLS), text=True,
             errors='replace', start_new_session=True)
 
         def pump():
@@ -178,9 +168,9 @@ def run_tool(tool: str,
     Returns:
         subprocess.CompletedProcess: ``stdout`` holds the output (text).
     """
-    path = osp.join(tools_dir(), tool)
+    path = osp.join(TOOLS, tool)
     if not osp.isfile(path):
-        raise FileNotFoundError(f'no tool {tool!r} in {tools_dir()}')
+        raise FileNotFoundError(f'no tool {tool!r} in {TOOLS}')
     runner = ['bash'] if tool.endswith('.sh') else [sys.executable]
     return run_command(runner + [path] + list(args), threads=threads,
                        log_file=log_file, timeout=timeout, env=env,

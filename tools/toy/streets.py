@@ -15,7 +15,7 @@ from typing import Dict, Tuple
 import cv2
 import numpy as np
 
-from ..datasets.toy import TOY_STREETS_CLASSES
+from i2ckd_mm.datasets.toy import TOY_STREETS_CLASSES
 from .shapes import write_splits
 
 IGNORE_INDEX = 255

@@ -16,7 +16,7 @@ from typing import Dict
 import cv2
 import numpy as np
 
-from ..datasets.toy import TOY_CLASSES
+from i2ckd_mm.datasets.toy import TOY_CLASSES
 
 #: Object colours (BGR) shared by all shape classes.
 _OBJECT_COLOURS = np.array(

@@ -1,0 +1,3 @@
+from .metrics import CLASS_KEY, ClassIoUMetric
+
+__all__ = ['CLASS_KEY', 'ClassIoUMetric']
