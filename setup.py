@@ -4,8 +4,8 @@
     pip install -c requirements/constraints.txt -e ".[tests,cpu]"  # as CI
 
 Requirements are ranges, each bound verified by installing that version in a
-fresh venv and running the targeted tests (README, "Why these ranges"); the
-exact versions CI runs are in requirements/constraints.txt.
+fresh venv and running the targeted tests (docs/install.md, "Why these
+ranges"); the exact versions CI runs are in requirements/constraints.txt.
 
   torch>=2.6            i2ckd_mm.checkpoint loads MMEngine checkpoints with
                         weights_only=True plus a scoped allowlist

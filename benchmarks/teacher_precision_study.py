@@ -1,6 +1,6 @@
 """Does a bf16 teacher change the distilled student? Paired seeds, ToyShapes.
 
-Issue 15, section 2: ``I2CKDDistill(teacher_precision='bf16')`` runs the
+``I2CKDDistill(teacher_precision='bf16')`` runs the
 teacher's forward under a bf16 autocast and hands its features to the losses
 in float32. This study trains the toy I2CKD student (the shipped toy config,
 ``configs/toy/i2ckd_bottleneck_*_toyshapes-64x64.py``) twice per seed, with
@@ -16,7 +16,7 @@ Protocol:
 
 * one ToyShapes dataset (``tools/make_toy_data.py --seed 0``) and one
   teacher (the toy teacher config, seed 0, ``--teacher-iters`` iterations:
-  fewer than the config's 1500 to fit this session's CPU budget; the teacher
+  fewer than the config's 1500, to keep the study short on a CPU; the teacher
   only has to be better than the student for distillation to have a
   signal, and both arms share it);
 * per seed, the two arms differ only in ``model.teacher_precision``

@@ -1,7 +1,8 @@
 """What setup.py asks for: ranges that leave a user's own OpenMMLab stack in
 place, no mmcv by name (a `cpu` extra brings mmcv-lite), a constraints file
-that pins CI inside those ranges, README and .ci/run installing the same;
-and without any mmcv, one clear ImportError."""
+that pins CI inside those ranges, README and .ci/run installing the same, a
+wheel that holds the library only; and without any mmcv, one clear
+ImportError."""
 import ast
 import os.path as osp
 import re
@@ -51,7 +52,7 @@ def test_no_mmcv_by_name_and_ranges_for_the_stack():
         if name != 'torch':  # OpenMMLab minor releases break the shims
             assert any(s.operator in ('<', '<=') for s in spec), (name, spec)
         assert not any(s.operator == '==' for s in spec), (name, spec)
-    # an installed mmengine 0.10.5 (the issue's case) and the verified
+    # an installed mmengine 0.10.5 (a user's existing stack) and the verified
     # lower bounds are inside the ranges
     assert reqs['mmengine'].specifier.contains('0.10.5')
     assert reqs['mmengine'].specifier.contains('0.10.3')
