@@ -51,8 +51,9 @@ def version():
 
 
 #: Parts of tools/ a regular install leaves out of i2ckd_mm/.mim: the toy
-#: data, ToyNet and run helpers (tools/toy) and the scripts that import
-#: them, which run from a checkout (tests/test_install.py checks the wheel).
+#: data, ToyNet and subprocess-run code (tools/toy) and the scripts that
+#: import it, which run from a checkout (tests/test_install.py checks the
+#: wheel).
 CHECKOUT_ONLY_TOOLS = ('toy', 'demo.py', 'make_toy_data.py',
                        'pretrain_toy_backbone.py', '__pycache__', '*.pyc')
 

@@ -1,4 +1,4 @@
-"""Makes the shared test helpers in this folder (tiny_models.py) and the
+"""Makes the shared test modules in this folder (tiny_models.py) and the
 script-side toy package (tools/toy, imported as ``toy``) importable from
 every test module, whichever test files pytest was given."""
 import os.path as osp

@@ -126,8 +126,9 @@ def test_a_broken_mmcv_is_not_reported_as_missing():
 def test_the_wheel_holds_the_library_and_no_toy_code(tmp_path):
     """A regular wheel holds the importable package and MIM's copies of
     configs/ and the user tools, nothing of tools/toy (the toy data, ToyNet
-    and run helpers stay in the checkout) and no shipped tool imports it;
-    no Python file in the package looks for the checkout's folders."""
+    and subprocess-run code stay in the checkout), and no shipped tool
+    imports it; no Python file in the package looks for the checkout's
+    folders."""
     import zipfile
     src = tmp_path / 'src'
     for name in ('i2ckd_mm', 'configs', 'tools'):

@@ -1,4 +1,4 @@
-"""Toy CPU datasets, their configs and helpers to run the tools on them.
+"""Toy CPU datasets, their configs, and running the tools on them.
 
 Script-side code, not part of the installed ``i2ckd_mm`` package: it writes
 the ToyShapes / ToyStreets data, pretrains the ToyNet backbone and runs the
