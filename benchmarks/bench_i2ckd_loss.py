@@ -542,7 +542,8 @@ def main(argv: Optional[List[str]] = None) -> str:
                    help='auto: CPU, and CUDA when available')
     p.add_argument('--out', help='also write the markdown report here')
     p.add_argument('--runs', type=int, default=7)
-    p.add_argument('--naive-runs', type=int, default=3)
+    p.add_argument('--naive-runs', type=int, default=3,
+                   help='timed runs of the naive loop (0: no naive loop)')
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--threads', type=int,
                    help='torch.set_num_threads (default: torch default)')
@@ -675,7 +676,7 @@ def main(argv: Optional[List[str]] = None) -> str:
             # image alive in autograd: at 150 classes and 512 channels it
             # needs > 20 GB (it was OOM-killed here), so 150 classes run at
             # 128 channels only.
-            with_naive = (n == batches[0]
+            with_naive = (args.naive_runs > 0 and n == batches[0]
                           and (h, w) == sizes[-1 if args.quick else 0]
                           and (k < 150 or c == 128))
             row = bench_loss_case(k, c, h, w, n, device, args, with_naive,
