@@ -164,9 +164,26 @@ def compile_settings(modes: List[str]) -> Tuple[List[tuple], List[str]]:
             I2CKDDistill.__init__).parameters:
         return [], ['- compiled rows: skipped (this I2CKDDistill has no '
                     '`compile_losses` argument)']
-    return [('compiled' if mode == 'default' else f'compiled ({mode})',
-             dict(compile_losses=True if mode == 'default' else
-                  dict(mode=mode))) for mode in modes], []
+    out = []
+    for mode in modes:
+        if mode == 'default':
+            out.append(('compiled', dict(compile_losses=True)))
+        elif mode.startswith('backend='):
+            out.append((f'compiled ({mode})', dict(compile_losses=dict(
+                backend=mode[len('backend='):]))))
+        else:
+            out.append((f'compiled ({mode})',
+                        dict(compile_losses=dict(mode=mode))))
+    return out, []
+
+
+def compile_mode(text: str) -> str:
+    """A --compile-losses value: default, reduce-overhead, backend=NAME."""
+    if text in ('default', 'reduce-overhead') or (
+            text.startswith('backend=') and len(text) > len('backend=')):
+        return text
+    raise argparse.ArgumentTypeError(
+        f'{text!r}: default, reduce-overhead or backend=NAME')
 
 
 # ---------------------------------------------------------------- building
@@ -802,11 +819,12 @@ def main(argv: Optional[List[str]] = None) -> str:
                    'config without its I2CKD loss), with the plain and the '
                    '--step-teachers teachers')
     p.add_argument('--compile-losses', nargs='+', metavar='MODE',
-                   choices=('default', 'reduce-overhead'),
+                   type=compile_mode,
                    help='extra I2CKD rows with I2CKDDistill(compile_losses='
                    'True | dict(mode=MODE)), with the plain and the '
                    '--step-teachers teachers (skipped, and said so, where '
-                   'I2CKDDistill has no compile_losses)')
+                   'I2CKDDistill has no compile_losses); MODE: default, '
+                   'reduce-overhead or backend=NAME (a dry run: aot_eager)')
     p.add_argument('--no-toy', action='store_true',
                    help='skip the ToyShapes setting')
     p.add_argument('--no-teacher-table', action='store_true',

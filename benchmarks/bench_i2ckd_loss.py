@@ -163,9 +163,16 @@ def load_baseline(rev: str):
             with open(osp.join(rev, f'{name}.py')) as f:
                 src = f.read()
         else:
-            src = subprocess.check_output(
-                ['git', 'show', f'{rev}:i2ckd_mm/models/losses/{name}.py'],
-                cwd=ROOT, text=True)
+            try:
+                src = subprocess.check_output(
+                    ['git', 'show',
+                     f'{rev}:i2ckd_mm/models/losses/{name}.py'],
+                    cwd=ROOT, text=True, stderr=subprocess.PIPE)
+            except (OSError, subprocess.CalledProcessError) as e:
+                raise FileNotFoundError(
+                    f'baseline {rev!r}: neither a folder holding '
+                    'i2ckd_loss.py and prototypes.py nor a git revision of '
+                    f'{ROOT} ({getattr(e, "stderr", "") or e})') from None
         src = src.replace('@MODELS.register_module()', '')
         with open(osp.join(tmp, f'{name}.py'), 'w') as f:
             f.write(src)

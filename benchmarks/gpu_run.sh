@@ -38,7 +38,10 @@
 # Dry run on the CPU (tiny sizes, a few iterations, the same code paths):
 #   TINY=1 bash benchmarks/gpu_run.sh /tmp/gpu_dry
 # Environment: TOTAL (s, default 450; TINY 1200), PARTS (default "a b c d"),
-# LIMIT_A, LIMIT_B1, LIMIT_B2, LIMIT_C (s, the parts' limits), PYTHON.
+# LIMIT_A, LIMIT_B1, LIMIT_B2, LIMIT_C (s, the parts' limits), PYTHON;
+# TINY_BACKEND=aot_eager: a dry run compiles the loss with aot_eager and the
+# step's losses with compile_losses=dict(backend='aot_eager') (no C++
+# compilation: the fast test of this script).
 # Limits: an H200 call of the earlier scripts took 29 s for the CUDA tests,
 # 76 s for 24 eager loss rows and 26 s for the step part; the compilations
 # (two per loss size, two in the step) are estimates, 20-40 s each.
@@ -83,6 +86,8 @@ TOTAL=${TOTAL:-$([ "$TINY" = 1 ] && echo 1200 || echo 450)}
 LOG=$OUT_DIR/gpu_run.log
 RES=$OUT_DIR/results_gpu_run.md
 TMP=$(mktemp -d /tmp/gpu_run.XXXXXX)
+LOSS_COMPILE=(--compile inductor --compile-mode default reduce-overhead)
+STEP_COMPILE=(--compile-losses default reduce-overhead)
 START=$SECONDS
 status=0
 : >"$LOG"
@@ -117,6 +122,10 @@ if [ "$TINY" = 1 ]; then
         --teacher-sizes 64x128 --teacher-runs 1)
   LIMIT_A=${LIMIT_A:-120} LIMIT_B1=${LIMIT_B1:-240}
   LIMIT_B2=${LIMIT_B2:-240} LIMIT_C=${LIMIT_C:-400}
+  if [ -n "${TINY_BACKEND:-}" ]; then
+    LOSS_COMPILE=(--compile "$TINY_BACKEND")
+    STEP_COMPILE=(--compile-losses "backend=$TINY_BACKEND")
+  fi
 else
   DEV=cuda
   LOSS_SIZES=("--channels 512 --sizes 64x128 --batches 2"
@@ -162,8 +171,8 @@ if has b; then
     # shellcheck disable=SC2086  # $size: several options
     part "b$i. loss ($size)" "${!limit}" "$PY" benchmarks/bench_i2ckd_loss.py \
       --device "$DEV" --no-step --classes 19 $size "${LOSS_RUNS[@]}" \
-      --naive-runs 0 --baseline .gpu_baseline --compile inductor \
-      --compile-mode default reduce-overhead --out "$TMP/loss$i.md"
+      --naive-runs 0 --baseline .gpu_baseline "${LOSS_COMPILE[@]}" \
+      --out "$TMP/loss$i.md"
     add_report "Loss ($size)" "$TMP/loss$i.md"
   done
 fi
@@ -171,7 +180,7 @@ fi
 if has c; then
   part 'c. distillation step' "$LIMIT_C" "$PY" benchmarks/bench_distill_step.py \
     "${STEP[@]}" --no-toy --big-extras --big-cwd --baseline none \
-    --compile-losses default reduce-overhead --step-teachers bf16 \
+    "${STEP_COMPILE[@]}" --step-teachers bf16 \
     --teachers fp32 bf16 --out "$TMP/step.md"
   add_report 'Distillation step' "$TMP/step.md"
 fi
