@@ -32,8 +32,11 @@
 # puts the wheels of WHEEL_DIR (the OpenMMLab packages and their small
 # pure-Python dependencies the machine lacks; never torch) in .whl/ and the
 # loss files of BASELINE_REV in .gpu_baseline/, both git-ignored through
-# .git/info/exclude. The call (device tool), carry ['.whl', '.gpu_baseline']:
+# .git/info/exclude. The call (device tool), carry ['.whl', '.gpu_baseline'],
+# a command limit (timeout_s) of 540 s (TOTAL 450 s + the install + margin):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit; bash benchmarks/gpu_run.sh $OUT
+# Part limits on the GPU: a 60 s, b 90 + 80 s (one bench call per size), c
+# 150 s; d gets what is left of TOTAL (450 s) less 20 s, if >= 60 s.
 #
 # Dry run on the CPU (tiny sizes, a few iterations, the same code paths):
 #   TINY=1 bash benchmarks/gpu_run.sh /tmp/gpu_dry
@@ -189,12 +192,20 @@ if has d; then
   for f in benchmarks/accuracy_study_gpu*.csv; do  # resume: rows so far
     [ -f "$f" ] && [ ! -f "$OUT_DIR/$(basename "$f")" ] && cp "$f" "$OUT_DIR/"
   done
+  saved=$status
   left=$((TOTAL - (SECONDS - START) - 20))
   if [ "$left" -lt 60 ]; then
     say "=== d. GPU study: skipped, ${left} s left of ${TOTAL} s"
   else
+    # cut at its limit (exit 124) is how the study ends when time is short:
+    # its finished runs are in the CSV, the next call resumes
     WORK_DIR=$TMP/study LIMIT=$left part "d. GPU study (${left} s)" \
       $((left + 15)) bash benchmarks/gpu_study.sh "$OUT_DIR"
+    rc=$?
+    if [ "$rc" -eq 124 ]; then
+      status=$saved
+      say "=== d. GPU study: cut at ${left} s; runs in the CSV are kept"
+    fi
     { echo; echo '## GPU study'; echo
       grep -E '^gpu_study:|seed [0-9]+:' "$LOG" | tail -n 30
       echo; echo "rows: $(($(cat "$OUT_DIR/accuracy_study_gpu.csv" \
