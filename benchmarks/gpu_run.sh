@@ -35,8 +35,11 @@
 # .git/info/exclude. The call (device tool), carry ['.whl', '.gpu_baseline'],
 # a command limit (timeout_s) of 540 s (TOTAL 450 s + the install + margin):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit; bash benchmarks/gpu_run.sh $OUT
-# Part limits on the GPU: a 60 s, b 90 + 80 s (one bench call per size), c
-# 150 s; d gets what is left of TOTAL (450 s) less 20 s, if >= 60 s.
+# Part limits on the GPU (caps): a 60 s, b 120 + 100 s (one bench call per
+# size), c 180 s; d gets what is left of TOTAL (450 s) less 20 s, if >= 60 s.
+# Expected (earlier H200 rows + compile estimates): a ~30, b ~60 + 60, c
+# ~100 s, so d ~180 s: enough for the backbones, data and teacher, hardly a
+# student run; `PARTS=d TOTAL=560` (timeout_s 600) is a call for the study.
 #
 # Dry run on the CPU (tiny sizes, a few iterations, the same code paths):
 #   TINY=1 bash benchmarks/gpu_run.sh /tmp/gpu_dry
@@ -136,8 +139,9 @@ else
   LOSS_RUNS=(--runs 20 --warmup 3)
   STEP=(--device cuda --big-warmup 2 --big-runs 7 --teacher-sizes 512x1024
         --teacher-runs 5)
-  LIMIT_A=${LIMIT_A:-60} LIMIT_B1=${LIMIT_B1:-90}
-  LIMIT_B2=${LIMIT_B2:-80} LIMIT_C=${LIMIT_C:-150}
+  # caps, not plans: the study gets what the parts leave of TOTAL
+  LIMIT_A=${LIMIT_A:-60} LIMIT_B1=${LIMIT_B1:-120}
+  LIMIT_B2=${LIMIT_B2:-100} LIMIT_C=${LIMIT_C:-180}
 fi
 
 {
