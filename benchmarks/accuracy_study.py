@@ -815,9 +815,13 @@ def protocol_run(proto, wd, arm, seed, data_root, teacher_ckpt=None,
     backbone, validate ``val_points`` times, test the last checkpoint with
     per-class IoU, and append its rows (main CSV, classes, curves)."""
     ds = proto['dataset']
-    if {'val', 'test'} <= {r['split'] for r in read_rows(proto['csv'])
-                           if r['dataset'] == ds and r['arm'] == arm
-                           and r['seed'] == seed}:
+    in_csv = {'val', 'test'} <= {r['split'] for r in read_rows(proto['csv'])
+                                 if r['dataset'] == ds and r['arm'] == arm
+                                 and r['seed'] == seed}
+    # a teacher in the CSV whose checkpoint is not here (a resumed study on
+    # a new machine) is trained again: the arms still to run need it
+    if in_csv and (arm != 'teacher' or osp.isfile(osp.join(
+            wd, 'teacher', f"iter_{proto['teacher_iters']}.pth"))):
         return arm, seed, 'in the CSV already'
     if arm == 'teacher':
         cfg, extra = proto['configs']['teacher'], ''
@@ -848,6 +852,10 @@ def protocol_run(proto, wd, arm, seed, data_root, teacher_ckpt=None,
     curve = curve_points(run_dir)
     if not curve:
         raise RuntimeError(f'no val mIoU under {run_dir}')
+    if in_csv:  # the teacher, trained again: the CSV keeps the first's rows
+        return arm, seed, (f'trained again (no checkpoint here), val '
+                           f'{curve[-1][1]:.2f}; the CSV keeps the rows of '
+                           'the first training')
     test_dir = osp.join(run_dir, 'test')
     run_tool('test.py', [cfg_path, ckpt, '--work-dir', test_dir,
                          '--cfg-options'] + opts + split_options('test'),

@@ -99,6 +99,7 @@ Usage::
 import argparse
 import contextlib
 import glob
+import inspect
 import os.path as osp
 import statistics
 import sys
@@ -126,6 +127,10 @@ from bench_i2ckd_loss import load_baseline, peak_memory  # noqa: E402
 from i2ckd_mm.models.losses import I2CKDLoss  # noqa: E402
 CITYSCAPES_CONFIG_NAME = ('i2ckd_bottleneck_deeplabv3_r101-d8_'
                           'deeplabv3_r18-d8_8xb2-40k_cityscapes-512x1024.py')
+#: I2CKD + CWD on the logits: without its I2CKD loss, CWD alone (--big-cwd)
+CITYSCAPES_CWD_CONFIG_NAME = (
+    'i2ckd-cwd_bottleneck-logits_deeplabv3_r101-d8_deeplabv3_r18-d8_'
+    '8xb2-40k_cityscapes-512x1024.py')
 IGNORE = 255
 
 #: Part names of a step, in report order.
@@ -136,18 +141,50 @@ PARTS = ('pre', 'teacher', 'student_fwd', 'student_bwd', 'distill_fwd',
 BASELINE_REV = '6829419'
 
 
-def cityscapes_config() -> str:
-    """The shipped R101 -> R18 Cityscapes config (found if it moved)."""
-    path = osp.join(ROOT, 'configs', 'i2ckd', CITYSCAPES_CONFIG_NAME)
+def cityscapes_config(name: str = CITYSCAPES_CONFIG_NAME) -> str:
+    """A shipped R101 -> R18 Cityscapes config (found if it moved)."""
+    path = osp.join(ROOT, 'configs', 'i2ckd', name)
     if osp.isfile(path):
         return path
     found = sorted(
-        glob.glob(osp.join(ROOT, 'configs', '**', CITYSCAPES_CONFIG_NAME),
-                  recursive=True))
+        glob.glob(osp.join(ROOT, 'configs', '**', name), recursive=True))
     if not found:
-        raise FileNotFoundError(f'{CITYSCAPES_CONFIG_NAME} not under '
+        raise FileNotFoundError(f'{name} not under '
                                 f'{osp.join(ROOT, "configs")}')
     return found[0]
+
+
+def compile_settings(modes: List[str]) -> Tuple[List[tuple], List[str]]:
+    """(label, I2CKDDistill options) of each ``--compile-losses`` mode, and
+    report lines: where I2CKDDistill takes no ``compile_losses`` argument
+    the compiled rows are skipped and the report says so."""
+    from i2ckd_mm.models.algorithms.i2ckd_distill import I2CKDDistill
+    if not modes:
+        return [], []
+    if 'compile_losses' not in inspect.signature(
+            I2CKDDistill.__init__).parameters:
+        return [], ['- compiled rows: skipped (this I2CKDDistill has no '
+                    '`compile_losses` argument)']
+    out = []
+    for mode in modes:
+        if mode == 'default':
+            out.append(('compiled', dict(compile_losses=True)))
+        elif mode.startswith('backend='):
+            out.append((f'compiled ({mode})', dict(compile_losses=dict(
+                backend=mode[len('backend='):]))))
+        else:
+            out.append((f'compiled ({mode})',
+                        dict(compile_losses=dict(mode=mode))))
+    return out, []
+
+
+def compile_mode(text: str) -> str:
+    """A --compile-losses value: default, reduce-overhead, backend=NAME."""
+    if text in ('default', 'reduce-overhead') or (
+            text.startswith('backend=') and len(text) > len('backend=')):
+        return text
+    raise argparse.ArgumentTypeError(
+        f'{text!r}: default, reduce-overhead or backend=NAME')
 
 
 # ---------------------------------------------------------------- building
@@ -775,6 +812,24 @@ def main(argv: Optional[List[str]] = None) -> str:
                    help='512x1024 warm-up steps per variant (default 0)')
     p.add_argument('--big-extras', action='store_true',
                    help='512x1024 too: split check and plain train_step')
+    p.add_argument('--big-size', type=_size, default=(512, 1024),
+                   help='input size of the Cityscapes step (default '
+                   '512x1024; smaller only for a dry run)')
+    p.add_argument('--big-cwd', action='store_true',
+                   help='Cityscapes step too: CWD alone (the I2CKD + CWD '
+                   'config without its I2CKD loss), with the plain and the '
+                   '--step-teachers teachers')
+    p.add_argument('--compile-losses', nargs='+', metavar='MODE',
+                   type=compile_mode,
+                   help='extra I2CKD rows with I2CKDDistill(compile_losses='
+                   'True | dict(mode=MODE)), with the plain and the '
+                   '--step-teachers teachers (skipped, and said so, where '
+                   'I2CKDDistill has no compile_losses); MODE: default, '
+                   'reduce-overhead or backend=NAME (a dry run: aot_eager)')
+    p.add_argument('--no-toy', action='store_true',
+                   help='skip the ToyShapes setting')
+    p.add_argument('--no-teacher-table', action='store_true',
+                   help='skip the teacher-forward table')
     p.add_argument('--clock', choices=('cpu', 'wall'),
                    help='what is timed: process CPU time (default on CPU) '
                    'or wall time (default, and the only choice, on CUDA)')
@@ -826,6 +881,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     baseline = (None if args.baseline == 'none' else
                 load_baseline(args.baseline))
     step_teachers = [teacher_setting(t) for t in args.step_teachers]
+    compiled, notes = compile_settings(args.compile_losses or [])
 
     def distill_variants(name, cfg, cwd_only=False, before=True):
         """The rows of one distillation config: the loss before (if a
@@ -840,6 +896,12 @@ def main(argv: Optional[List[str]] = None) -> str:
         for options in step_teachers:
             out[f'{name}, {teacher_label(options)}'] = dict(
                 spec, options=options)
+        if not cwd_only:  # compiled I2CKD losses
+            for label, options in compiled:
+                out[f'{name}, {label}'] = dict(spec, options=options)
+                for teacher in step_teachers:
+                    out[f'{name}, {label}, {teacher_label(teacher)}'] = \
+                        dict(spec, options=dict(teacher, **options))
         return out
 
     variants = {'student alone': dict(cfg=toy['student'])}
@@ -849,7 +911,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     variants.update(distill_variants('I2CKD', toy['i2ckd']))
     if not args.quick:
         variants.update(distill_variants('I2CKD + CWD', toy['i2ckd_cwd']))
-    settings = [
+    settings = [] if args.no_toy else [
         # block: side of the square regions of one label class
         dict(name='ToyShapes 64x64, batch 8', variants=variants,
              size=(64, 64), batch=8, block=8, runs=runs, warmup=warmup,
@@ -860,11 +922,16 @@ def main(argv: Optional[List[str]] = None) -> str:
         big_variants = {'student alone': dict(cfg=big, student_only=True)}
         big_variants.update(distill_variants('I2CKD', big,
                                              before=args.big_before))
+        if args.big_cwd:
+            big_variants.update(distill_variants(
+                'CWD', cityscapes_config(CITYSCAPES_CWD_CONFIG_NAME),
+                cwd_only=True))
+        bh, bw = args.big_size
         settings.append(
-            dict(name=f'Cityscapes R101 -> R18, 512x1024, batch '
+            dict(name=f'Cityscapes R101 -> R18, {bh}x{bw}, batch '
                  f'{args.big_batch}',
                  variants=big_variants,
-                 size=(512, 1024), batch=args.big_batch, block=32,
+                 size=(bh, bw), batch=args.big_batch, block=32,
                  runs=args.big_runs, warmup=args.big_warmup,
                  extras=args.big_extras))
     if args.quick:
@@ -909,7 +976,12 @@ def main(argv: Optional[List[str]] = None) -> str:
         'the current one, same config options; `<p> teacher` = '
         '`I2CKDDistill(teacher_precision=<p>)` with the current loss (the '
         'other rows: the default, fp32); `CWD` = the I2CKD + CWD config '
-        'without its I2CKD loss and connector',
+        'without its I2CKD loss and connector; `compiled` = '
+        '`I2CKDDistill(compile_losses=True)` (torch.compile of the '
+        'distillation losses, inductor), `compiled (reduce-overhead)` = '
+        '`compile_losses=dict(mode=\'reduce-overhead\')` (CUDA graphs); '
+        'their compilation falls in the warm-up steps',
+        *notes,
         '',
     ]
     lines += TABLE_HEAD
@@ -940,6 +1012,11 @@ def main(argv: Optional[List[str]] = None) -> str:
                             st['extras'], clock, log)
         results[name] = res
         lines += table_rows(name, res, check, 'student alone')
+        if args.out:  # the table survives a run cut short after it
+            with open(args.out, 'w') as f:
+                f.write('\n'.join(lines + [
+                    '', '(the run was still going: operator census, '
+                    'teacher table and summary not written yet)', '']))
         if st['extras']:  # one more step per variant, under the profiler
             censuses[name] = {
                 vname: op_census(model, optim, data, clock)
@@ -979,7 +1056,7 @@ def main(argv: Optional[List[str]] = None) -> str:
                             for t in args.teachers) else ''), '']
     lines += TEACHER_HEAD
     teacher_results = []
-    for (h, w) in teacher_sizes:
+    for (h, w) in ([] if args.no_teacher_table else teacher_sizes):
         log(f'[{args.device}] teacher forward {teacher_name} {h}x{w}: '
             f'{args.teachers}')
         rows = bench_teacher(teacher_cfg, (h, w), args.teacher_batch,

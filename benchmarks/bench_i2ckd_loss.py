@@ -148,15 +148,31 @@ def make_inputs(k: int, c: int, h: int, w: int, n: int, device,
 def load_baseline(rev: str):
     """``I2CKDLoss`` of git revision ``rev``, imported from a temporary copy
     of its ``i2ckd_mm/models/losses`` files (not registered: the current
-    class keeps the registry name)."""
+    class keeps the registry name).
+
+    ``rev`` may also be a folder holding those files (``i2ckd_loss.py`` and
+    ``prototypes.py``, e.g. exported with ``git show REV:PATH``): a copy of
+    the work tree without ``.git`` (a GPU machine) has no revisions.
+    """
     tmp = tempfile.mkdtemp(prefix='i2ckd_baseline_')
     pkg = types.ModuleType('i2ckd_baseline')
     pkg.__path__ = [tmp]
     sys.modules['i2ckd_baseline'] = pkg
     for name in ('prototypes', 'i2ckd_loss'):
-        src = subprocess.check_output(
-            ['git', 'show', f'{rev}:i2ckd_mm/models/losses/{name}.py'],
-            cwd=ROOT, text=True)
+        if osp.isdir(rev):
+            with open(osp.join(rev, f'{name}.py')) as f:
+                src = f.read()
+        else:
+            try:
+                src = subprocess.check_output(
+                    ['git', 'show',
+                     f'{rev}:i2ckd_mm/models/losses/{name}.py'],
+                    cwd=ROOT, text=True, stderr=subprocess.PIPE)
+            except (OSError, subprocess.CalledProcessError) as e:
+                raise FileNotFoundError(
+                    f'baseline {rev!r}: neither a folder holding '
+                    'i2ckd_loss.py and prototypes.py nor a git revision of '
+                    f'{ROOT} ({getattr(e, "stderr", "") or e})') from None
         src = src.replace('@MODELS.register_module()', '')
         with open(osp.join(tmp, f'{name}.py'), 'w') as f:
             f.write(src)
@@ -166,6 +182,43 @@ def load_baseline(rev: str):
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
     return sys.modules['i2ckd_baseline.i2ckd_loss'].I2CKDLoss
+
+
+class LossCall:
+    """One call of an I2CKD loss with no device wait inside, either API.
+
+    A loss with ``compute`` (returns ``(loss, status)``; its ``forward``
+    would wait for the device to raise at once) is called through
+    ``compute``, and the status of the latest call is kept for
+    :meth:`check` after timing. An older loss (``forward`` only, its own
+    deferred ``check()``) is called as it is. ``compile_kwargs``: the same
+    call under ``torch.compile(**compile_kwargs)`` (``compute``, or the
+    module of an older loss).
+    """
+
+    def __init__(self, loss, compile_kwargs: Optional[dict] = None):
+        self.loss = loss
+        self.status = None
+        target = loss.compute if hasattr(loss, 'compute') else loss
+        self.fn = (target if compile_kwargs is None else
+                   torch.compile(target, **compile_kwargs))
+
+    def __call__(self, preds_S, preds_T, gt):
+        out = self.fn(preds_S, preds_T, gt)
+        if isinstance(out, tuple):
+            out, self.status = out
+        return out
+
+    def check(self) -> None:
+        """Raise what the loss found in the inputs (bad labels, NaN/Inf)."""
+        if self.status is not None:
+            self.loss.raise_for_status(self.status)
+        elif hasattr(self.loss, 'check'):
+            self.loss.check()
+
+
+#: --compile-mode: the column prefix of each torch.compile mode
+COMPILE_KEYS = {'default': 'compiled', 'reduce-overhead': 'compiled_ro'}
 
 
 def fwd_bwd(loss_fn: Callable, s: torch.Tensor, *args) -> Callable[[], None]:
@@ -179,7 +232,8 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
                     baseline=None) -> dict:
     s, t, gt = make_inputs(k, c, h, w, n, device)
     options = VARIANTS[args.variant]
-    i2ckd = I2CKDLoss(num_classes=k, **options).to(device)
+    i2ckd = LossCall(I2CKDLoss(num_classes=k, **options).to(device))
+    calls = {'i2ckd': i2ckd}
     cwd = ChannelWiseDivergence(tau=1.0).to(device)
     sd = s.detach()
     fns = {
@@ -194,9 +248,11 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
     with torch.no_grad():
         want = i2ckd(s, t, gt).item()
 
-    def agree(what: str, loss_fn, rtol: float) -> float:
-        """|loss_fn - I2CKDLoss| on these inputs; raise above ``rtol``."""
-        with torch.no_grad():
+    def agree(what: str, loss_fn, rtol: float, grad: bool = False) -> float:
+        """|loss_fn - I2CKDLoss| on these inputs; raise above ``rtol``.
+        ``grad``: call with autograd on (a compiled loss: the graph it was
+        compiled for, no second compilation for no_grad)."""
+        with torch.set_grad_enabled(grad):
             got = loss_fn(s, t, gt).item()
         if abs(got - want) > rtol * max(1.0, abs(want)):
             raise AssertionError(f'{what} disagree: {got} vs {want} at '
@@ -204,22 +260,30 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
         return abs(got - want)
 
     if baseline is not None:
-        before = baseline(num_classes=k, **options).to(device)
-        row['before_check'] = agree('baseline and I2CKDLoss', before, 1e-5)
-        fns['before'] = fwd_bwd(before, s, t, gt)
+        calls['before'] = LossCall(
+            baseline(num_classes=k, **options).to(device))
+        row['before_check'] = agree('baseline and I2CKDLoss',
+                                    calls['before'], 1e-5)
+        fns['before'] = fwd_bwd(calls['before'], s, t, gt)
         runs['before'] = args.runs
     if args.compile:
         # a new loss instance per row: without a reset dynamo counts every
         # row's trace as a recompile of the same code (and fails at 8)
         torch.compiler.reset()
-        compiled = torch.compile(
-            I2CKDLoss(num_classes=k, **options).to(device),
-            backend=args.compile, fullgraph=True, dynamic=False,
-            mode=args.compile_mode)
-        fns['compiled'] = fwd_bwd(compiled, s, t, gt)
-        fns['compiled']()  # compiles forward and backward
-        agree('compiled and eager I2CKDLoss', compiled, 1e-5)
-        runs['compiled'] = args.runs
+        for mode in args.compile_mode or ['default']:
+            key = COMPILE_KEYS[mode]
+            calls[key] = LossCall(
+                I2CKDLoss(num_classes=k, **options).to(device),
+                dict(backend=args.compile, fullgraph=True, dynamic=False,
+                     mode=None if mode == 'default' else mode))
+            fns[key] = fwd_bwd(calls[key], s, t, gt)
+            t0 = time.perf_counter()
+            fns[key]()  # compiles forward and backward
+            _sync(device)
+            row[f'{key}_compile_s'] = time.perf_counter() - t0
+            agree('compiled and eager I2CKDLoss', calls[key], 1e-5,
+                  grad=True)
+            runs[key] = args.runs
     if with_naive:
         def naive(a, b, y):
             return reference_i2ckd.loss(a, b, y, k, ignore_index=IGNORE,
@@ -230,15 +294,15 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
         runs['naive'] = args.naive_runs
     med = time_interleaved(fns, runs, args.warmup, device)
     row.update({f'{name}_ms': v * 1e3 for name, v in med.items()})
-    for name in ('i2ckd', 'cwd', 'naive', 'before', 'compiled'):
+    measured = ('i2ckd', 'cwd', 'before') + tuple(COMPILE_KEYS.values())
+    for name in measured + ('naive', ):
         if name in fns:
             row[f'{name}_mib'] = peak_memory(fns[name], device) / 2**20
-    for name in ('i2ckd', 'cwd', 'before', 'compiled'):
+    for name in measured:
         if name in fns:  # operators and host waits of one call
             row[f'{name}_ops'], row[f'{name}_waits'] = op_counts(fns[name])
-    i2ckd.check()
-    if baseline is not None and hasattr(before, 'check'):
-        before.check()
+    for call in calls.values():
+        call.check()
     s.grad = None
     return row
 
@@ -420,7 +484,12 @@ def bench_step(size: int, n: int, runs: int, args) -> dict:
 # ------------------------------------------------------------------ report
 def loss_table(rows: List[dict], device: str) -> List[str]:
     before = any('before_ms' in r for r in rows)
-    compiled = any('compiled_ms' in r for r in rows)
+    compiled = [(key, mode) for mode, key in COMPILE_KEYS.items()
+                if any(f'{key}_ms' in r for r in rows)]
+
+    def label(key, mode):  # 'compiled' / 'compiled (reduce-overhead)'
+        return 'compiled' if key == 'compiled' else f'compiled ({mode})'
+
     out = [
         f'### Loss forward+backward on {device}', '',
         '| classes | channels | feature h x w | batch | floor ms | I2CKD ms '
@@ -430,13 +499,14 @@ def loss_table(rows: List[dict], device: str) -> List[str]:
         ' CWD ms | CWD MiB | ops: I2CKD' + (' / before' if before else '') +
         ' / CWD | host waits: I2CKD' + (' / before' if before else '') +
         ' | naive loop ms | naive MiB | I2CKD speed-up vs naive |' +
-        (' compiled ms | compiled / CWD | compiled MiB | compiled ops |'
-         if compiled else ''),
+        ''.join(f' {label(*km)} ms | {label(*km)} / CWD | {label(*km)} / '
+                f'floor | {label(*km)} MiB | {label(*km)} ops | '
+                f'{label(*km)} compile s |' for km in compiled),
         '|---:|---:|---|---:|---:|---:|---:|' + ('---:|---:|' if before
                                                   else '') +
         '---:|---:|' + ('---:|' if before else '') +
         '---:|---:|---:|---:|---:|---:|---:|' +
-        ('---:|---:|---:|---:|' if compiled else '')
+        '---:|---:|---:|---:|---:|---:|' * len(compiled)
     ]
     for r in rows:
         naive = ('-', '-', '-')
@@ -460,10 +530,12 @@ def loss_table(rows: List[dict], device: str) -> List[str]:
                  ' / '.join(str(r[f'{x}_waits']) for x in (
                      ('i2ckd', 'before') if before else ('i2ckd', ))),
                  *naive]
-        if compiled:
-            cols += [f'{r["compiled_ms"]:.2f}',
-                     f'{r["compiled_ms"] / r["cwd_ms"]:.2f}x',
-                     f'{r["compiled_mib"]:.1f}', f'{r["compiled_ops"]}']
+        for key, _ in compiled:
+            cols += [f'{r[f"{key}_ms"]:.2f}',
+                     f'{r[f"{key}_ms"] / r["cwd_ms"]:.2f}x',
+                     f'{r[f"{key}_ms"] / r["floor_ms"]:.1f}x',
+                     f'{r[f"{key}_mib"]:.1f}', f'{r[f"{key}_ops"]}',
+                     f'{r[f"{key}_compile_s"]:.1f}']
         out.append('| ' + ' | '.join(cols) + ' |')
     return out
 
@@ -477,7 +549,8 @@ def main(argv: Optional[List[str]] = None) -> str:
                    help='auto: CPU, and CUDA when available')
     p.add_argument('--out', help='also write the markdown report here')
     p.add_argument('--runs', type=int, default=7)
-    p.add_argument('--naive-runs', type=int, default=3)
+    p.add_argument('--naive-runs', type=int, default=3,
+                   help='timed runs of the naive loop (0: no naive loop)')
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--threads', type=int,
                    help='torch.set_num_threads (default: torch default)')
@@ -488,15 +561,17 @@ def main(argv: Optional[List[str]] = None) -> str:
                    help='loss options: the shipped configs\' (normalised, '
                    'margin 0.2, pull 1; default) or the literal defaults')
     p.add_argument('--baseline', metavar='REV',
-                   help='also time I2CKDLoss of this git revision, '
+                   help='also time I2CKDLoss of this git revision (or of '
+                   'the i2ckd_loss.py and prototypes.py in this folder), '
                    'interleaved (before/after columns)')
     p.add_argument('--compile', metavar='BACKEND',
                    help='also time the loss under torch.compile(fullgraph='
                    'True) with this backend (inductor: fused kernels; '
                    'aot_eager: the same operators, a check)')
-    p.add_argument('--compile-mode', choices=('reduce-overhead', ),
-                   help='torch.compile mode of --compile (reduce-overhead: '
-                   'CUDA graphs, on a GPU)')
+    p.add_argument('--compile-mode', nargs='+', choices=tuple(COMPILE_KEYS),
+                   help='torch.compile modes of --compile, one column group '
+                   'each (default: default; reduce-overhead: CUDA graphs, '
+                   'on a GPU; needs the inductor backend)')
     p.add_argument('--classes', type=int, nargs='+',
                    help='class counts (default 2 19 150; quick 2 19)')
     p.add_argument('--channels', type=int, nargs='+',
@@ -582,10 +657,13 @@ def main(argv: Optional[List[str]] = None) -> str:
         (f'; before = I2CKDLoss at git revision {args.baseline} (values '
          'checked equal to 1e-5 first)' if args.baseline else '') +
         (f'; compiled = the same loss under torch.compile(backend='
-         f'{args.compile!r}, mode={args.compile_mode!r}, fullgraph=True, '
-         'dynamic=False), its values '
-         'checked equal to eager first, compilation in the warm-up'
-         if args.compile else ''),
+         f'{args.compile!r}, fullgraph=True, dynamic=False) in mode(s) '
+         f'{", ".join(args.compile_mode or ["default"])}, its values '
+         'checked equal to eager first; the first call (which compiles '
+         'forward and backward: "compile s") is not timed' if args.compile
+         else '') + '; a loss with `compute` (returns loss and status) is '
+        'timed through it, the status read once after timing (no device '
+        'wait inside a timed call); an older loss through its forward',
         '',
     ]
     t_start = time.time()
@@ -605,12 +683,17 @@ def main(argv: Optional[List[str]] = None) -> str:
             # image alive in autograd: at 150 classes and 512 channels it
             # needs > 20 GB (it was OOM-killed here), so 150 classes run at
             # 128 channels only.
-            with_naive = (n == batches[0]
+            with_naive = (args.naive_runs > 0 and n == batches[0]
                           and (h, w) == sizes[-1 if args.quick else 0]
                           and (k < 150 or c == 128))
             row = bench_loss_case(k, c, h, w, n, device, args, with_naive,
                                   baseline)
             rows.append(row)
+            if args.out:  # the rows so far survive a run cut short
+                with open(args.out, 'w') as f:
+                    f.write('\n'.join(lines + loss_table(rows, dev_name) + [
+                        '', f'(rows so far: {len(rows)}; the run was still '
+                        'going)', '']))
             print(f'[{dev_name}] K={k} C={c} {h}x{w} N={n}: I2CKD '
                   f'{row["i2ckd_ms"]:.2f} ms' +
                   (f', naive {row["naive_ms"]:.1f} ms' if with_naive else ''),

@@ -23,7 +23,10 @@
 # 37-150 ms per iteration with 6 processes sharing the GPU, plus ~30 s of
 # start-up and testing each). The whole call is cut at LIMIT seconds
 # (default 470); finished runs are in the CSV by then, and running it again
-# resumes (runs in the CSV are skipped).
+# resumes (runs in the CSV are skipped; on a new machine the backbones and
+# the teacher, whose checkpoints are not in the CSV, are trained again).
+# WORK_DIR: where the runs go (default OUT_DIR/runs; benchmarks/gpu_run.sh
+# keeps them out of the folder whose files come back).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEFAULT_OUT_DIR=work_dirs/gpu_study
@@ -49,7 +52,7 @@ print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
 PY
 timeout --kill-after=10 "$LIMIT" "$PY" benchmarks/accuracy_study.py run \
   --protocol gpu --dataset toystreets --arms round4 --seeds $SEEDS \
-  --jobs "$JOBS" --work-dir "$OUT_DIR/runs" \
+  --jobs "$JOBS" --work-dir "${WORK_DIR:-$OUT_DIR/runs}" \
   --csv "$OUT_DIR/accuracy_study_gpu.csv" "${EXTRA[@]}"
 status=$?
 echo "gpu_study: exit $status after $(( $(date +%s) - start )) s" \

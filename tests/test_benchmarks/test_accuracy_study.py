@@ -270,3 +270,41 @@ def test_curve_points_read_every_validation(tmp_path):
                   {'loss': 0.5, 'step': 150}, {'mIoU': 30.25, 'step': 200}):
             f.write(json.dumps(r) + '\n')
     assert study.curve_points(str(tmp_path)) == [(100, 20.5), (200, 30.25)]
+
+
+def test_teacher_in_the_csv_without_its_checkpoint_is_trained_again(
+        tmp_path, monkeypatch):
+    """A resumed study on a new machine: the teacher's rows are in the CSV
+    but its checkpoint is not. It is trained again (the distillation arms
+    need it), its first rows stay the CSV's; with the checkpoint there,
+    nothing runs."""
+    proto = study.protocol('gpu', 'toystreets')
+    proto['csv'] = str(tmp_path / 'gpu.csv')
+    base = dict(dataset='toystreets', arm='teacher', seed=0,
+                iterations=600, wall_s=70)
+    study.append_rows([dict(base, split='val', mIoU='60.00'),
+                       dict(base, split='test', mIoU='58.00')], proto['csv'])
+    before = open(proto['csv']).read()
+    calls = []
+
+    def fake_tool(tool, args, log_file):
+        calls.append(tool)
+        if tool == 'train.py':  # the checkpoint a training run leaves
+            run_dir = args[args.index('--work-dir') + 1]
+            open(osp.join(run_dir, 'iter_600.pth'), 'w').close()
+
+    monkeypatch.setattr(study, 'run_tool', fake_tool)
+    monkeypatch.setattr(study, 'training_seconds', lambda *a: 1.0)
+    monkeypatch.setattr(study, 'curve_points', lambda d: [(600, 61.5)])
+    wd = str(tmp_path / 'wd')
+    arm, seed, status = study.protocol_run(proto, wd, 'teacher', 0, 'data',
+                                           teacher_backbone='bb.pth')
+    assert calls == ['train.py'] and status.startswith('trained again')
+    assert '61.50' in status
+    assert open(proto['csv']).read() == before
+    assert osp.isfile(osp.join(wd, 'teacher', 'iter_600.pth'))
+    calls.clear()
+    assert study.protocol_run(proto, wd, 'teacher', 0, 'data',
+                              teacher_backbone='bb.pth')[2] == \
+        'in the CSV already'
+    assert calls == []

@@ -92,9 +92,53 @@ def test_compiled_rows_are_checked_against_eager_and_compared_to_cwd():
 
 def test_compiled_loss_that_disagrees_with_eager_stops_the_benchmark(
         monkeypatch):
-    def wrong_compile(module, **kwargs):  # a different loss, "compiled"
-        return bench.I2CKDLoss(num_classes=module.num_classes, margin=5.0)
+    def wrong_compile(fn, **kwargs):  # a different loss, "compiled"
+        owner = getattr(fn, '__self__', fn)  # loss.compute or the module
+        other = bench.I2CKDLoss(num_classes=owner.num_classes, margin=5.0)
+        return other.compute if hasattr(other, 'compute') else other
 
     monkeypatch.setattr(bench.torch, 'compile', wrong_compile)
     with pytest.raises(AssertionError, match='compiled and eager'):
         bench.main(COMPILE_ARGS)
+
+
+def test_baseline_from_a_folder_of_exported_files(tmp_path):
+    """--baseline FOLDER: the loss files exported from a revision (a work
+    tree copied without .git has no revisions) give the same class as the
+    revision itself."""
+    import subprocess
+    if not _has_revision('87f5c15'):
+        pytest.skip('a shallow clone without the revision')
+    for name in ('i2ckd_loss', 'prototypes'):
+        (tmp_path / f'{name}.py').write_text(subprocess.check_output(
+            ['git', 'show', f'87f5c15:i2ckd_mm/models/losses/{name}.py'],
+            cwd=ROOT, text=True))
+    s, t, gt = bench.make_inputs(3, 4, 4, 8, 2, 'cpu')
+    from_folder = bench.load_baseline(str(tmp_path))(num_classes=3)
+    from_git = bench.load_baseline('87f5c15')(num_classes=3)
+    assert type(from_folder).__module__ == 'i2ckd_baseline.i2ckd_loss'
+    assert from_folder(s, t, gt).item() == from_git(s, t, gt).item()
+    (tmp_path / 'prototypes.py').unlink()
+    with pytest.raises(FileNotFoundError):
+        bench.load_baseline(str(tmp_path))
+
+
+def test_two_compile_modes_give_two_column_groups():
+    """--compile-mode default reduce-overhead: one column group per mode,
+    each with its compile time (inductor on the CPU: reduce-overhead runs
+    without CUDA graphs there)."""
+    report = bench.main(COMPILE_ARGS[:-1] + ['inductor', '--compile-mode',
+                                             'default', 'reduce-overhead'])
+    header = next(line for line in report.splitlines()
+                  if line.startswith('| classes'))
+    row = next(line for line in report.splitlines()
+               if line.startswith('| 3 | 4 | 4x8 | 2 |'))
+    cells = dict(zip([c.strip() for c in header.strip('|').split('|')],
+                     [c.strip() for c in row.strip('|').split('|')]))
+    for label in ('compiled', 'compiled (reduce-overhead)'):
+        assert float(cells[f'{label} compile s']) > 0
+        # the ms columns are rounded to 0.01 ms, the ratio to 0.1
+        ratio = float(cells[f'{label} / floor'].rstrip('x'))
+        ms, floor = float(cells[f'{label} ms']), float(cells['floor ms'])
+        assert (ms - 0.005) / (floor + 0.005) - 0.05 <= ratio <= \
+            (ms + 0.005) / max(floor - 0.005, 1e-9) + 0.05

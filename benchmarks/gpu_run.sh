@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# Everything that needs a GPU, as one command for one short call on a lent
+# GPU machine (one H200; no package index there; a copy of the work tree
+# without .git; 8 files at most come back from $OUT). Parts, in this order,
+# each with its own time limit and each adding its rows to
+# OUT_DIR/results_gpu_run.md as it finishes (a run cut short keeps the
+# parts before the cut):
+#
+#   a. the CUDA tests of the loss (the loss against the float64 reference
+#      on CUDA, autocast, a CUDA-graph capture of forward+backward);
+#   b. the loss at the Cityscapes feature size (19 classes, 512 channels,
+#      64x128: 512x1024 at output stride 8, batch 2) and at 256x512 batch
+#      8: eager, compiled (inductor, then reduce-overhead: CUDA graphs),
+#      CWD, the memory-bound floor and the loss of BASELINE_REV ("before")
+#      in the same rows; one bench call per size;
+#   c. the distillation step, DeepLabV3 R101 -> R18, 512x1024, batch 2:
+#      student alone; I2CKD with an fp32 and a bf16 teacher; I2CKD with
+#      compiled losses (where I2CKDDistill has compile_losses); CWD; each
+#      part's share of the step; the teacher's forward alone;
+#   d. the GPU study (benchmarks/gpu_study.sh) in the time that is left of
+#      TOTAL seconds: the committed benchmarks/accuracy_study_gpu*.csv are
+#      copied to OUT_DIR first and runs already in them are skipped, so the
+#      next call continues it (checkpoints do not come back: pretrained
+#      backbones and the teacher are trained again on a new machine).
+#
+# Files in OUT_DIR: gpu_run.log (every part's full output), results_gpu_run.md
+# (the machine, then each part's rows), accuracy_study_gpu.csv and its
+# _classes, _curves and _pretrain CSVs: 6 files.
+#
+# Before the call, here (a checkout with git and pip):
+#   bash benchmarks/gpu_run.sh --prepare WHEEL_DIR
+# puts the wheels of WHEEL_DIR (the OpenMMLab packages and their small
+# pure-Python dependencies the machine lacks; never torch) in .whl/ and the
+# loss files of BASELINE_REV in .gpu_baseline/, both git-ignored through
+# .git/info/exclude. The call (device tool), carry ['.whl', '.gpu_baseline'],
+# a command limit (timeout_s) of 540 s (TOTAL 450 s + the install + margin):
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit; bash benchmarks/gpu_run.sh $OUT
+# Part limits on the GPU (caps): a 60 s, b 120 + 100 s (one bench call per
+# size), c 180 s; d gets what is left of TOTAL (450 s) less 20 s, if >= 60 s.
+# Expected (earlier H200 rows + compile estimates): a ~30, b ~60 + 60, c
+# ~100 s, so d ~180 s: enough for the backbones, data and teacher, hardly a
+# student run; `PARTS=d TOTAL=560` (timeout_s 600) is a call for the study.
+#
+# Dry run on the CPU (tiny sizes, a few iterations, the same code paths):
+#   TINY=1 bash benchmarks/gpu_run.sh /tmp/gpu_dry
+# Environment: TOTAL (s, default 450; TINY 1200), PARTS (default "a b c d"),
+# LIMIT_A, LIMIT_B1, LIMIT_B2, LIMIT_C (s, the parts' limits), PYTHON;
+# TINY_BACKEND=aot_eager: a dry run compiles the loss with aot_eager and the
+# step's losses with compile_losses=dict(backend='aot_eager') (no C++
+# compilation: the fast test of this script).
+# Limits: an H200 call of the earlier scripts took 29 s for the CUDA tests,
+# 76 s for 24 eager loss rows and 26 s for the step part; the compilations
+# (two per loss size, two in the step) are estimates, 20-40 s each.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BASELINE_REV=87f5c15
+
+if [ "${1:-}" = --prepare ]; then
+  wheels=${2:?usage: gpu_run.sh --prepare WHEEL_DIR}
+  exclude=$(git rev-parse --git-path info/exclude)
+  mkdir -p "$(dirname "$exclude")" .whl .gpu_baseline
+  for p in /.whl/ /.gpu_baseline/; do
+    grep -qxF "$p" "$exclude" 2>/dev/null || echo "$p" >>"$exclude"
+  done
+  rm -f .whl/*.whl
+  cp "$wheels"/*.whl .whl/ || exit 1
+  if ls .whl | grep -qiE '^(torch|nvidia|triton)[-_]'; then
+    echo "gpu_run --prepare: torch/nvidia/triton wheels in $wheels: the" \
+      "machine's own torch must be used" >&2
+    exit 1
+  fi
+  for f in i2ckd_loss prototypes; do
+    git show "$BASELINE_REV:i2ckd_mm/models/losses/$f.py" \
+      >".gpu_baseline/$f.py" || exit 1
+  done
+  ls -l .whl .gpu_baseline
+  du -sh .whl .gpu_baseline
+  exit 0
+fi
+
+OUT_DIR=${1:-work_dirs/gpu_run}
+mkdir -p "$OUT_DIR"
+OUT_DIR=$(cd "$OUT_DIR" && pwd)
+# this checkout's i2ckd_mm and tests first (some wheels ship a 'tests'
+# package of their own)
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+TINY=${TINY:-0}
+PARTS=${PARTS:-a b c d}
+TOTAL=${TOTAL:-$([ "$TINY" = 1 ] && echo 1200 || echo 450)}
+LOG=$OUT_DIR/gpu_run.log
+RES=$OUT_DIR/results_gpu_run.md
+TMP=$(mktemp -d /tmp/gpu_run.XXXXXX)
+LOSS_COMPILE=(--compile inductor --compile-mode default reduce-overhead)
+STEP_COMPILE=(--compile-losses default reduce-overhead)
+START=$SECONDS
+status=0
+: >"$LOG"
+
+say() { echo "$*" | tee -a "$LOG"; }
+has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
+part() {  # part NAME LIMIT CMD...: run with a limit, full output to the log
+  local name=$1 limit=$2
+  shift 2
+  say "=== $name (limit ${limit} s, at $((SECONDS - START)) s)"
+  local t0=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" >>"$LOG" 2>&1
+  local rc=$?
+  say "=== $name: exit $rc after $((SECONDS - t0)) s"
+  [ "$rc" -eq 0 ] || status=1
+  return $rc
+}
+add_report() {  # add_report TITLE FILE: a bench's report into the results
+  { echo; echo "## $1"; echo
+    if [ -s "$2" ]; then sed -n '/^- date:/,$p' "$2"
+    else echo "(no report: the part failed or was cut before its rows)"; fi
+  } >>"$RES"
+  [ -s "$2" ] && grep -E '^\| (19|[0-9]+ \| [0-9]+ \||Cityscapes)' "$2"
+}
+
+if [ "$TINY" = 1 ]; then
+  DEV=cpu
+  LOSS_SIZES=("--channels 16 --sizes 8x16 --batches 2"
+              "--channels 16 --sizes 16x32 --batches 2")
+  LOSS_RUNS=(--runs 2 --warmup 1)
+  STEP=(--device cpu --big-size 64x128 --big-warmup 0 --big-runs 1
+        --teacher-sizes 64x128 --teacher-runs 1)
+  LIMIT_A=${LIMIT_A:-120} LIMIT_B1=${LIMIT_B1:-240}
+  LIMIT_B2=${LIMIT_B2:-240} LIMIT_C=${LIMIT_C:-400}
+  if [ -n "${TINY_BACKEND:-}" ]; then
+    LOSS_COMPILE=(--compile "$TINY_BACKEND")
+    STEP_COMPILE=(--compile-losses "backend=$TINY_BACKEND")
+  fi
+else
+  DEV=cuda
+  LOSS_SIZES=("--channels 512 --sizes 64x128 --batches 2"
+              "--channels 512 --sizes 256x512 --batches 8")
+  LOSS_RUNS=(--runs 20 --warmup 3)
+  STEP=(--device cuda --big-warmup 2 --big-runs 7 --teacher-sizes 512x1024
+        --teacher-runs 5)
+  # caps, not plans: the study gets what the parts leave of TOTAL
+  LIMIT_A=${LIMIT_A:-60} LIMIT_B1=${LIMIT_B1:-120}
+  LIMIT_B2=${LIMIT_B2:-100} LIMIT_C=${LIMIT_C:-180}
+fi
+
+{
+  echo "# GPU run: $(date '+%Y-%m-%d %H:%M %Z')"
+  echo
+  echo '```'
+  nvidia-smi --query-gpu=name,memory.total,driver_version \
+    --format=csv 2>&1 || echo "nvidia-smi: not available"
+  "$PY" -c 'import platform, torch, mmengine, mmseg, mmrazor, mmcv
+print("torch", torch.__version__, "cuda", torch.version.cuda,
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else
+      "(no GPU)", "| Python", platform.python_version(), "| mmengine",
+      mmengine.__version__, "mmcv", mmcv.__version__, "mmseg",
+      mmseg.__version__, "mmrazor", mmrazor.__version__)' 2>&1
+  echo "nproc $(nproc); TINY=$TINY; parts: $PARTS; total ${TOTAL} s"
+  echo '```'
+} | tee -a "$LOG" >"$RES"
+
+if has a; then
+  part 'a. CUDA tests' "$LIMIT_A" "$PY" -m pytest -q -p no:cacheprovider \
+    tests/test_models/test_losses/test_i2ckd_loss.py -k cuda -rs
+  { echo; echo '## CUDA tests'; echo
+    echo '`pytest tests/test_models/test_losses/test_i2ckd_loss.py -k cuda`:'
+    grep -E '(passed|failed|skipped|deselected|error).* in [0-9.]+s' "$LOG" \
+      | tail -n 1
+  } | tee -a "$RES"
+fi
+
+if has b; then
+  i=0
+  for size in "${LOSS_SIZES[@]}"; do
+    i=$((i + 1))
+    limit=LIMIT_B$i
+    # shellcheck disable=SC2086  # $size: several options
+    part "b$i. loss ($size)" "${!limit}" "$PY" benchmarks/bench_i2ckd_loss.py \
+      --device "$DEV" --no-step --classes 19 $size "${LOSS_RUNS[@]}" \
+      --naive-runs 0 --baseline .gpu_baseline "${LOSS_COMPILE[@]}" \
+      --out "$TMP/loss$i.md"
+    add_report "Loss ($size)" "$TMP/loss$i.md"
+  done
+fi
+
+if has c; then
+  part 'c. distillation step' "$LIMIT_C" "$PY" benchmarks/bench_distill_step.py \
+    "${STEP[@]}" --no-toy --big-extras --big-cwd --baseline none \
+    "${STEP_COMPILE[@]}" --step-teachers bf16 \
+    --teachers fp32 bf16 --out "$TMP/step.md"
+  add_report 'Distillation step' "$TMP/step.md"
+fi
+
+if has d; then
+  for f in benchmarks/accuracy_study_gpu*.csv; do  # resume: rows so far
+    [ -f "$f" ] && [ ! -f "$OUT_DIR/$(basename "$f")" ] && cp "$f" "$OUT_DIR/"
+  done
+  saved=$status
+  left=$((TOTAL - (SECONDS - START) - 20))
+  if [ "$left" -lt 60 ]; then
+    say "=== d. GPU study: skipped, ${left} s left of ${TOTAL} s"
+  else
+    # cut at its limit (exit 124) is how the study ends when time is short:
+    # its finished runs are in the CSV, the next call resumes
+    WORK_DIR=$TMP/study LIMIT=$left part "d. GPU study (${left} s)" \
+      $((left + 15)) bash benchmarks/gpu_study.sh "$OUT_DIR"
+    rc=$?
+    if [ "$rc" -eq 124 ]; then
+      status=$saved
+      say "=== d. GPU study: cut at ${left} s; runs in the CSV are kept"
+    fi
+    { echo; echo '## GPU study'; echo
+      grep -E '^gpu_study:|seed [0-9]+:' "$LOG" | tail -n 30
+      echo; echo "rows: $(($(cat "$OUT_DIR/accuracy_study_gpu.csv" \
+        2>/dev/null | wc -l) - 1)) in accuracy_study_gpu.csv"
+    } | tee -a "$RES"
+  fi
+fi
+say "=== gpu_run: exit $status after $((SECONDS - START)) s"
+exit $status
