@@ -44,6 +44,8 @@
 # Dry run on the CPU (tiny sizes, a few iterations, the same code paths):
 #   TINY=1 bash benchmarks/gpu_run.sh /tmp/gpu_dry
 # Environment: TOTAL (s, default 450; TINY 1200), PARTS (default "a b c d"),
+#   STUDY_DIR (the study's runs; a second call on a machine still warm
+#   with the same STUDY_DIR reuses its data, backbones and teacher),
 # LIMIT_A, LIMIT_B1, LIMIT_B2, LIMIT_C (s, the parts' limits), PYTHON;
 # TINY_BACKEND=aot_eager: a dry run compiles the loss with aot_eager and the
 # step's losses with compile_losses=dict(backend='aot_eager') (no C++
@@ -203,7 +205,7 @@ if has d; then
   else
     # cut at its limit (exit 124) is how the study ends when time is short:
     # its finished runs are in the CSV, the next call resumes
-    WORK_DIR=$TMP/study LIMIT=$left part "d. GPU study (${left} s)" \
+    WORK_DIR=${STUDY_DIR:-$TMP/study} LIMIT=$left part "d. GPU study (${left} s)" \
       $((left + 15)) bash benchmarks/gpu_study.sh "$OUT_DIR"
     rc=$?
     if [ "$rc" -eq 124 ]; then
