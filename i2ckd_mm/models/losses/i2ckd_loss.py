@@ -28,10 +28,6 @@ NONFINITE = ('raise', 'skip')
 _PAIRWISE_EPS = 1e-6
 # and the norm clamp of torch.nn.functional.cosine_similarity
 _COSINE_EPS = 1e-8
-# The device status of the deferred check (I2CKDLoss._record_status): its
-# value with nothing to report, and the signs that make "worse" larger.
-_STATUS_CLEAR = (0, 0, -1, -1)
-_STATUS_SIGN = (-1, 1, -1, -1)
 
 
 class _L2Normalize(torch.autograd.Function):
@@ -89,16 +85,20 @@ class I2CKDLoss(nn.Module):
     their features, even NaN/Inf, reach no prototype. A NaN/Inf feature at a
     labelled pixel raises or skips the step (``nonfinite``).
 
-    The loss never waits for the device (no ``.item()``, ``nonzero``,
-    boolean indexing or branch on a tensor's value): absent classes take
-    part with weight 0 in fixed (G, K) and (G, K, K) shapes, so the shapes
-    depend only on N, C, K and the feature size, and ``torch.compile(loss,
-    fullgraph=True)`` and CUDA-graph capture work. Bad input found on the
-    device (label ids that are neither a class nor ``ignore_index``; NaN/Inf
-    at a labelled pixel) is reported by :meth:`check`, which
-    ``I2CKDDistill`` calls after every optimizer step; the bad step itself
-    contributes a zero loss (bad ids count as ignored). Shape and dtype
-    errors still raise at the call.
+    :meth:`compute` never waits for the device (no ``.item()``,
+    ``nonzero``, boolean indexing or branch on a tensor's value): absent
+    classes take part with weight 0 in fixed (G, K) and (G, K, K) shapes,
+    so the shapes depend only on N, C, K and the feature size, and
+    ``torch.compile(loss.compute, fullgraph=True)`` and CUDA-graph capture
+    work. Bad input found on the device (label ids that are neither a class
+    nor ``ignore_index``; NaN/Inf at a labelled pixel) is returned as a
+    small status tensor of that call, read by :meth:`raise_for_status`;
+    the call itself contributes a zero loss (bad ids count as ignored).
+    Called as a module, the loss reads that status at once (one wait) and
+    raises at the call that had the bad input, unless ``defer_checks`` is
+    set (``I2CKDDistill`` does), in which case the status is merged into
+    ``pending_status`` for the caller to read once per step
+    (:meth:`take_status`). Shape and dtype errors always raise at the call.
 
     Args:
         num_classes (int, optional): Number of classes K; labels outside
@@ -157,14 +157,9 @@ class I2CKDLoss(nn.Module):
             feature with the teacher's prototypes).
         nonfinite (str): ``'raise'`` (default): a step whose feature holds
             NaN/Inf at a labelled pixel gives a zero loss and zero gradient,
-            and :meth:`check` raises naming the tensor; ``'skip'``: the same
-            zero loss without the error (e.g. for fp16 overflow steps under
-            AMP), logged as ``skipped``.
-        check_interval (int): The loss calls :meth:`check` itself (one wait
-            for the device) once this many calls went unchecked, so that a
-            loss used without ``I2CKDDistill`` still reports bad input.
-            Defaults to 50 (MMEngine's log interval); never reached under
-            ``I2CKDDistill``, which checks every iteration.
+            and :meth:`raise_for_status` raises naming the tensor;
+            ``'skip'``: the same zero loss without the error (e.g. for fp16
+            overflow steps under AMP), logged as ``skipped``.
 
     Shapes:
         - preds_S: (N, C, h, w) student feature (after the connector).
@@ -191,8 +186,7 @@ class I2CKDLoss(nn.Module):
                  pixel_weight: float = 0.0,
                  pixel_tau: float = 0.1,
                  pixel_prototypes: str = 'own',
-                 nonfinite: str = 'raise',
-                 check_interval: int = 50) -> None:
+                 nonfinite: str = 'raise') -> None:
         super().__init__()
         for name, value, allowed in (
             ('prototype_scope', prototype_scope, PROTOTYPE_SCOPES),
@@ -213,10 +207,6 @@ class I2CKDLoss(nn.Module):
                              f'{pixel_weight}')
         if not pixel_tau > 0:
             raise ValueError(f'pixel_tau must be > 0, got {pixel_tau}')
-        if (isinstance(check_interval, bool)
-                or not isinstance(check_interval, int) or check_interval < 1):
-            raise ValueError('I2CKDLoss: check_interval must be an integer '
-                             f'>= 1, got {check_interval!r}')
         self._num_classes: Optional[int] = None
         if num_classes is not None:
             self.set_num_classes(num_classes)
@@ -235,18 +225,12 @@ class I2CKDLoss(nn.Module):
         self.pixel_tau = pixel_tau
         self.pixel_prototypes = pixel_prototypes
         self.nonfinite = nonfinite
-        self.check_interval = check_interval
-        # What check() reads, accumulated on the device (max over the calls
-        # since the last check, in place: fixed shape, no wait, and no
-        # Python state that torch.compile would guard on): minus the
-        # smallest and the largest bad label id (0 when good), and minus
-        # whether the student / teacher prototypes were finite (-1 when
-        # good, 0 once a call was not; _record_status). A plain attribute,
-        # not a buffer: DDP with broadcast_buffers=True would overwrite
-        # every rank's status with rank 0's; made on the first call's device.
-        self._status: Optional[Tensor] = None
-        self._status_sign: Optional[Tensor] = None
-        self._unchecked_calls = 0  # eager calls since the last check
+        # forward() merges each call's status here instead of reading it
+        # (set by I2CKDDistill, which reads it once per step). A plain
+        # attribute, not a buffer: DDP with broadcast_buffers=True would
+        # overwrite every rank's status with rank 0's.
+        self.defer_checks = False
+        self.pending_status: Optional[Tensor] = None
         self._last_shapes = None  # (shape, dtype) of preds_S and preds_T
         # inputs of the diagnostics of the last call, computed when read
         self._stats_in: Dict[str, Tensor] = {}
@@ -331,76 +315,60 @@ class I2CKDLoss(nn.Module):
                             f'dtype {gt.dtype}')
 
     # ------------------------------------------------------------ checks
-    def check(self) -> None:
-        """Raise the error of any call since the last check (one wait).
+    def raise_for_status(self, status) -> bool:
+        """Raise the error a call's status reports (reading it: one wait).
 
-        The loss never waits for the device itself: each call folds a small
-        status into a device buffer (the extremes of the bad label ids and
-        whether the student and teacher prototypes were finite), and this
-        method reads it (one wait) and clears it. ``I2CKDDistill`` calls it
-        after every optimizer step, right before MMEngine reads the loss
-        values (which waits for the device anyway), so an error stops the
-        run in the iteration it happened in; the loss also calls it itself
-        after ``check_interval`` unchecked eager calls. The failing call's
-        own contribution to its step was zero (bad label ids count as
-        ignored, a NaN/Inf step gives a zero loss with a zero gradient), so
-        nothing reached the weights.
+        Args:
+            status (Tensor | Sequence[int]): The status of :meth:`compute`,
+                or several merged with ``torch.maximum`` (also across ranks
+                with an all_reduce MAX), as a tensor or host ints.
+
+        Returns:
+            bool: True if the status reports NaN/Inf at a labelled pixel
+            (a step whose loss was zero; with ``nonfinite='skip'`` the
+            caller may skip it), else False.
 
         Raises:
-            ValueError: A call saw label ids that are neither a class nor
-                the ignore index (the smallest and largest such ids).
-            FloatingPointError: A call saw NaN/Inf at a labelled pixel and
+            ValueError: Label ids that are neither a class nor the ignore
+                index (the smallest and largest such ids); a NaN/Inf in the
+                same status is named in the same message.
+            FloatingPointError: NaN/Inf at a labelled pixel and
                 ``nonfinite='raise'``.
         """
-        if self._status is None:  # never called
-            return
-        neg_lo, hi, fin_s, fin_t = self._status.tolist()
-        bad_s, bad_t = fin_s == 0, fin_t == 0  # (-1: finite in every call)
-        self._clear_status()
-        calls, self._unchecked_calls = self._unchecked_calls, 0
-        late = (f' (in one of the {calls} calls since the last check)'
-                if calls > 1 else '')
-        self._raise_bad_labels((-neg_lo, hi), late)
+        if isinstance(status, Tensor):
+            status = status.tolist()
+        neg_lo, hi, bad_s, bad_t = (int(v) for v in status)
+        nonfinite = ''
         if self.nonfinite == 'raise' and (bad_s or bad_t):
             name, (shape, dtype) = (
                 ('preds_S (student feature)', self._last_shapes[0]) if bad_s
                 else ('preds_T (teacher feature)', self._last_shapes[1]))
-            raise FloatingPointError(
+            nonfinite = (
                 f'I2CKDLoss: {name} contains NaN or Inf at a labelled pixel '
                 f'(shape {shape}, dtype {dtype}); set nonfinite="skip" to '
-                'skip such steps instead' + late)
-
-    def _clear_status(self) -> None:
-        self._status.copy_(self._status.new_tensor(_STATUS_CLEAR))
-
-    def _raise_bad_labels(self, extremes, late: str = '') -> None:
-        """Raise if the label extremes (host ints, :func:`label_bins`) name
-        bad ids: the one text of the deferred and the immediate checks."""
-        ids = bad_ids(extremes)
+                'skip such steps instead')
+        ids = bad_ids((-neg_lo, hi))
         if ids:
             raise ValueError(
                 bad_label_message(ids, self._num_classes, self.ignore_index)
-                + late)
+                + (f'. Also: {nonfinite}' if nonfinite else ''))
+        if nonfinite:
+            raise FloatingPointError(nonfinite)
+        return bool(bad_s or bad_t)
 
-    def _record_status(self, extremes: Tuple[Tensor, Tensor],
-                       finite: Tensor, preds_S: Tensor,
-                       preds_T: Tensor) -> None:
-        # [-lo, hi, -finite_s, -finite_t]: every entry grows when something
-        # is wrong (a bad id; 0 instead of -1 for a non-finite map), so one
-        # running maximum keeps the worst of all calls (4 operators)
-        status = torch.cat([torch.stack(extremes), finite])
-        if self._status is None or self._status.device != status.device:
-            self._status = status.new_tensor(_STATUS_CLEAR)
-            self._status_sign = status.new_tensor(_STATUS_SIGN)
-        torch.maximum(self._status, status * self._status_sign,
-                      out=self._status)
-        self._last_shapes = ((tuple(preds_S.shape), preds_S.dtype),
-                             (tuple(preds_T.shape), preds_T.dtype))
-        if not torch.compiler.is_compiling():
-            # (a Python counter in a compiled graph would be a guard)
-            self._unchecked_calls += 1
-            if self._unchecked_calls >= self.check_interval:
-                self.check()
+    def take_status(self) -> Optional[Tensor]:
+        """The merged status of the deferred calls (``defer_checks``) since
+        the last take, or None if there was none; clears it."""
+        status, self.pending_status = self.pending_status, None
+        return status
+
+    def _raise_bad_labels(self, extremes) -> None:
+        """Raise if the label extremes (host ints, :func:`label_bins`) name
+        bad ids: the one text of every label check."""
+        ids = bad_ids(extremes)
+        if ids:
+            raise ValueError(
+                bad_label_message(ids, self._num_classes, self.ignore_index))
 
     # -------------------------------------------------------- prototypes
     def _prepare(self, preds_S: Tensor, preds_T: Tensor, gt: Tensor):
@@ -496,9 +464,29 @@ class I2CKDLoss(nn.Module):
         return ps, pt.detach(), counts > 0
 
     # ------------------------------------------------------------- loss
+    STATUS_CLEAR = (0, 0, 0, 0)  # the status with nothing to report
+
     def forward(self, preds_S: Tensor, preds_T: Tensor,
                 gt: Tensor) -> Tensor:
-        """Compute the I2CKD loss, without waiting for the device.
+        """:meth:`compute`, then its status: raised at once (one wait), or
+        merged into ``pending_status`` if ``defer_checks`` is set.
+
+        Returns:
+            Tensor: The loss of :meth:`compute`.
+        """
+        loss, status = self.compute(preds_S, preds_T, gt)
+        if not self.defer_checks:
+            self.raise_for_status(status)
+        elif self.pending_status is None:
+            self.pending_status = status
+        else:
+            self.pending_status = torch.maximum(
+                self.pending_status.to(status.device), status)
+        return loss
+
+    def compute(self, preds_S: Tensor, preds_T: Tensor,
+                gt: Tensor) -> Tuple[Tensor, Tensor]:
+        """Compute the I2CKD loss and the status of this call, no wait.
 
         Args:
             preds_S (Tensor): Student feature (N, C, h, w).
@@ -506,10 +494,14 @@ class I2CKDLoss(nn.Module):
             gt (Tensor): Labels (N, H, W), int64, with ``ignore_index``.
 
         Returns:
-            Tensor: Scalar loss (float32, or float64 for float64 input),
-            ``loss_weight`` applied; zero, with a zero gradient, for a step
-            whose features hold NaN/Inf at a labelled pixel (reported by
-            :meth:`check` for ``nonfinite='raise'``).
+            tuple[Tensor, Tensor]: Scalar loss (float32, or float64 for
+            float64 input), ``loss_weight`` applied; zero, with a zero
+            gradient, for a step whose features hold NaN/Inf at a labelled
+            pixel. The status (4,) int64 on the labels' device: minus the
+            smallest and the largest bad label id (0 if none), and 1 where
+            the student / teacher prototypes were non-finite (else 0);
+            :attr:`STATUS_CLEAR` when all is well. Every entry grows with
+            what is wrong, so statuses merge with ``torch.maximum``.
         """
         # fp16/bf16 features under autocast: prototypes and triplets in fp32
         with torch.autocast(device_type=preds_S.device.type, enabled=False):
@@ -534,9 +526,13 @@ class I2CKDLoss(nn.Module):
                 self._stats_in['pixel'] = pixel
             if self.nonfinite == 'skip':
                 self._stats_in['skipped'] = ~ok
-        self._record_status(extremes, finite, preds_S, preds_T)
+        lo, hi = extremes
+        status = torch.cat([torch.stack([-lo, hi]), ~finite])  # int64
+        self._last_shapes = ((tuple(preds_S.shape), preds_S.dtype),
+                             (tuple(preds_T.shape), preds_T.dtype))
         # (a weight of 1, the default, costs no operator)
-        return loss if self.loss_weight == 1 else self.loss_weight * loss
+        return (loss if self.loss_weight == 1 else self.loss_weight * loss,
+                status)
 
     def _pairwise(self, anchors: Tensor, others: Tensor) -> Tensor:
         """Distances (G, K, K) from each anchor row to each other row of
