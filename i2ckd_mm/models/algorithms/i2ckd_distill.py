@@ -1,7 +1,8 @@
 """Single-teacher distillation with a truly frozen teacher and labels."""
 import contextlib
+import types
 import warnings
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 from mmengine.structures import BaseDataElement
@@ -140,6 +141,15 @@ class I2CKDDistill(SingleTeacherDistill):
             input in ``torch.channels_last`` memory format (cuDNN/oneDNN
             convolutions may be faster so; recorded tensors are made
             contiguous again). Defaults to False.
+        compile_losses (bool | dict): Compile the distillation losses with
+            ``torch.compile``: False (default) runs them eagerly; True
+            compiles with torch's defaults (inductor); a dict is passed to
+            ``torch.compile`` as keyword arguments (e.g.
+            ``dict(mode='reduce-overhead')`` for CUDA graphs where inductor
+            can use them, ``dict(backend='aot_eager')``). What is compiled
+            is a loss's ``compute`` (:class:`I2CKDLoss`: the loss and its
+            status, so reading the status stays outside the compiled code)
+            or, for a loss without one, its ``forward``.
         **kwargs: ``architecture`` (the student), ``data_preprocessor``,
             ``calculate_student_loss`` etc. as in ``SingleTeacherDistill``.
     """
@@ -151,6 +161,7 @@ class I2CKDDistill(SingleTeacherDistill):
                  teacher_ckpt_trusted: bool = False,
                  teacher_precision: str = 'fp32',
                  teacher_channels_last: bool = False,
+                 compile_losses: Union[bool, dict] = False,
                  **kwargs) -> None:
         if kwargs.pop('teacher_trainable', False):
             raise ValueError('I2CKDDistill keeps the teacher frozen; '
@@ -163,6 +174,10 @@ class I2CKDDistill(SingleTeacherDistill):
             raise ValueError(
                 'I2CKDDistill: teacher_channels_last must be True or False, '
                 f'got {teacher_channels_last!r}')
+        if not isinstance(compile_losses, (bool, dict)):
+            raise TypeError(
+                'I2CKDDistill: compile_losses must be True, False or a dict '
+                f'of torch.compile arguments, got {compile_losses!r}')
         self.teacher_precision = teacher_precision
         self.teacher_channels_last = teacher_channels_last
         self._cpu_speed_checked = False
@@ -179,6 +194,10 @@ class I2CKDDistill(SingleTeacherDistill):
             raise TypeError('I2CKDDistill needs a GTAwareDistiller, got '
                             f'{type(self.distiller).__name__}')
         self._set_loss_num_classes()
+        self.compile_losses = compile_losses
+        if compile_losses is not False:
+            self._compile_losses(
+                {} if compile_losses is True else dict(compile_losses))
         self.teacher_ckpt = teacher_ckpt
         if not teacher_ckpt:
             warnings.warn(
@@ -240,6 +259,21 @@ class I2CKDDistill(SingleTeacherDistill):
                         f'({type(self.student).__name__}). Set num_classes '
                         'in the loss config.')
                 loss.set_num_classes(student)
+
+    def _compile_losses(self, options: dict) -> None:
+        """Replace each distill loss's ``compute`` (or ``forward``) by its
+        ``torch.compile`` d version, with ``options``.
+
+        The class's function is compiled and bound to the instance
+        (``types.MethodType``), not the bound method: ``copy.deepcopy``
+        (e.g. MMEngine's EMA of the model) then binds the copy to the copied
+        loss instead of calling the original one.
+        """
+        for loss in self.distiller.distill_losses.values():
+            name = 'compute' if callable(
+                getattr(loss, 'compute', None)) else 'forward'
+            compiled = torch.compile(getattr(type(loss), name), **options)
+            setattr(loss, name, types.MethodType(compiled, loss))
 
     def init_weights(self) -> None:
         """Initialise the student first, as a student-alone run would, then
