@@ -244,22 +244,29 @@ def _bad_input_worker(rank, port, out_dir):
     try:
         x, t, y = _data()
         sl = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
-        y = y[sl].clone()
-        if rank == 1:
-            y[0, 0, 0] = 7  # not a class of 4, not the ignore index
-        loss_fn = I2CKDLoss(NUM_CLASSES, prototype_scope='global')
-        start = time.monotonic()
-        try:
-            loss_fn(_student()(x[sl]), t[sl], y)
-            res = ('no error', time.monotonic() - start)
-        except Exception as e:  # noqa: B902  (recorded for the test)
-            res = (f'{type(e).__name__}: {e}', time.monotonic() - start)
+        res = {}
+        for case in ('label', 'host'):  # the group stays usable in between
+            y_rank = y[sl].clone()
+            if rank == 1 and case == 'label':
+                y_rank[0, 0, 0] = 7  # not a class of 4, not the ignore index
+            elif rank == 1:
+                y_rank = y_rank.float()  # a host-side error: float labels
+            loss_fn = I2CKDLoss(NUM_CLASSES, prototype_scope='global')
+            start = time.monotonic()
+            try:
+                loss_fn(_student()(x[sl]), t[sl], y_rank).backward()
+                res[case] = ('no error', time.monotonic() - start)
+            except Exception as e:  # noqa: B902  (recorded for the test)
+                res[case] = (f'{type(e).__name__}: {e}',
+                             time.monotonic() - start)
         torch.save(res, f'{out_dir}/bad{rank}.pt')
     finally:
         dist.destroy_process_group()
 
 
-def test_bad_labels_on_one_rank_make_every_rank_raise(tmp_path):
+@pytest.fixture(scope='module')
+def bad_input_ranks(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp('bad')
     ctx = mp.start_processes(_bad_input_worker,
                              args=(_free_port(), str(tmp_path)),
                              nprocs=WORLD, join=False, start_method='spawn')
@@ -269,10 +276,26 @@ def test_bad_labels_on_one_rank_make_every_rank_raise(tmp_path):
             for p in ctx.processes:
                 p.kill()
             pytest.fail('a rank was still running: the ranks hung')
-    results = [torch.load(tmp_path / f'bad{r}.pt') for r in range(WORLD)]
-    for rank, (message, seconds) in enumerate(results):
-        assert message.startswith('ValueError: I2CKDLoss('), (rank, message)
-        assert 'bad input on rank(s) [1]' in message
-        assert f'this is rank {rank}' in message
-        assert 'rank 1: ValueError: labels contain class ids [7]' in message
+    return [torch.load(tmp_path / f'bad{r}.pt') for r in range(WORLD)]
+
+
+@pytest.mark.parametrize('case', ['label', 'host'])
+def test_bad_input_on_one_rank_makes_every_rank_raise(bad_input_ranks, case):
+    """A bad label id that only rank 1 sees: the ids travel in the first
+    all_reduce, so both ranks raise the loss's message at the call; a
+    host-side error on rank 1 (float labels): both ranks raise naming
+    rank 1 and its error, none waits in a collective."""
+    for rank, res in enumerate(bad_input_ranks):
+        message, seconds = res[case]
+        if case == 'label':
+            assert message.startswith(
+                'ValueError: labels contain class ids [7] that are neither '
+                'in [0, 4)'), (rank, message)
+        else:
+            assert message.startswith('ValueError: I2CKDLoss('), (rank,
+                                                                  message)
+            assert 'bad input on rank(s) [1]' in message
+            assert f'this is rank {rank}' in message
+            assert ('rank 1: TypeError: I2CKDLoss: gt must be an integer '
+                    'tensor') in message
         assert seconds < 10, (rank, seconds)  # together, not at the timeout

@@ -1,6 +1,8 @@
 from .i2ckd_loss import I2CKDLoss
-from .prototypes import class_prototypes, class_prototypes_many, resize_labels
+from .inputs import bad_label_message, label_bins, resize_labels
+from .prototypes import class_prototypes
 
 __all__ = [
-    'I2CKDLoss', 'class_prototypes', 'class_prototypes_many', 'resize_labels'
+    'I2CKDLoss', 'bad_label_message', 'class_prototypes', 'label_bins',
+    'resize_labels'
 ]

@@ -1,14 +1,13 @@
 """Class prototypes, label resizing and label checks
-(i2ckd_mm/models/losses/prototypes.py) against hand-computed values and the
-loop reference ``tests/reference_i2ckd.py``."""
+(i2ckd_mm/models/losses/prototypes.py and inputs.py) against hand-computed
+values and the loop reference ``tests/reference_i2ckd.py``."""
 import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
 import pytest
 import torch
 
 import reference_i2ckd as ref
-from i2ckd_mm.models.losses.prototypes import (check_labels, class_prototypes,
-                                               class_prototypes_many,
-                                               class_sums, resize_labels)
+from i2ckd_mm.models.losses.inputs import label_bins, resize_labels
+from i2ckd_mm.models.losses.prototypes import class_means, class_prototypes
 
 IGNORE = 255
 
@@ -89,34 +88,46 @@ def test_prototypes_gradient_is_mean_weight():
     torch.testing.assert_close(feats.grad, expected)
 
 
-def test_class_sums_gradient_of_both_maps():
-    """The hand-written backward of the class sums (a gather per map that
-    needs one): gradcheck in float64 with bin K (ignored pixels) present,
-    for two maps that both need a gradient, one that needs none, and one
-    map alone; the sums themselves equal a per-class loop."""
+def test_class_means_of_two_maps_and_their_gradient():
+    """The one prototype path (autograd of scatter_add, stack and slice):
+    the means equal a per-class loop, with bin K (ignored pixels) present,
+    and gradcheck passes in float64 for two maps that both need a gradient
+    and for one map alone."""
     g = torch.Generator().manual_seed(0)
     k = 3
     bins = torch.randint(0, k + 1, (2, 7), generator=g)  # K = ignored
     a, b = (torch.randn(2, 4, 7, dtype=torch.float64, generator=g)
             for _ in range(2))
-    sums = class_sums([a, b], bins, k)
-    for i, f in enumerate((a, b)):
-        for n in range(2):
+    for scope in ('image', 'batch'):
+        means, counts = class_means([a, b], bins, k, scope)
+        assert means.shape == ((2, 2, 4, k) if scope == 'image'
+                               else (2, 1, 4, k))
+        for i, f in enumerate((a, b)):
             for c in range(k):
-                torch.testing.assert_close(
-                    sums[i, n, :, c], f[n][:, bins[n] == c].sum(1))
+                if scope == 'image':
+                    for n in range(2):
+                        pix = f[n][:, bins[n] == c]
+                        assert counts[n, c] == pix.shape[1]
+                        torch.testing.assert_close(
+                            means[i, n, :, c],
+                            pix.mean(1) if pix.shape[1] else pix.sum(1))
+                else:
+                    pix = torch.cat([f[n][:, bins[n] == c] for n in range(2)],
+                                    1)
+                    torch.testing.assert_close(means[i, 0, :, c], pix.mean(1))
     a.requires_grad_()
     b.requires_grad_()
-    torch.autograd.gradcheck(lambda x, y: class_sums([x, y], bins, k),
-                             (a, b))
-    torch.autograd.gradcheck(lambda x: class_sums([x], bins, k), (a, ))
+    torch.autograd.gradcheck(
+        lambda x, y: class_means([x, y], bins, k, 'image')[0], (a, b))
+    torch.autograd.gradcheck(
+        lambda x: class_means([x], bins, k, 'batch')[0], (a, ))
     grad_a, = torch.autograd.grad(
-        class_sums([a, b.detach()], bins, k).sum(), a)
-    # every labelled pixel's gradient is 1 (it is in one sum), ignored 0
-    torch.testing.assert_close(
-        grad_a, (bins < k).double().unsqueeze(1).expand_as(a))
-    with pytest.raises(ValueError, match='one or two'):
-        class_sums([a, b, a], bins, k)
+        class_means([a, b.detach()], bins, k, 'image')[0].sum(), a)
+    # a labelled pixel's gradient is 1 / its class's count; ignored: 0
+    _, counts = class_means([a.detach()], bins, k, 'image')
+    expected = torch.where(bins < k, 1 / counts.gather(
+        1, bins.clamp(max=k - 1)), 0.0)
+    torch.testing.assert_close(grad_a, expected.unsqueeze(1).expand_as(a))
 
 
 def test_prototypes_bad_args():
@@ -140,6 +151,28 @@ def test_resize_labels_matches_reference(src, dst, mode):
     out = resize_labels(labels, dst, 5, IGNORE, mode)
     assert out.dtype == torch.int64
     assert torch.equal(out, ref.resize_labels(labels, dst, 5, IGNORE, mode))
+
+
+@pytest.mark.parametrize('src,dst', [((16, 16), (8, 8)), ((17, 23), (5, 7)),
+                                     ((5, 6), (11, 13)), ((64, 64), (8, 8))])
+def test_resize_labels_mode_equals_one_hot_pooling(src, dst):
+    """The vote count per cell gives what a full-resolution one-hot
+    averaged by adaptive_avg_pool2d gives (the former implementation),
+    ties included: 3 classes on 2x2 windows tie often; bad ids and the
+    ignore index vote for no class."""
+    g = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 3, (3, ) + src, generator=g)
+    labels[torch.rand(labels.shape, generator=g) < 0.2] = IGNORE
+    labels[0, 0, :3] = 7  # bad ids
+    onehot = (labels.unsqueeze(1) == torch.arange(3).view(1, -1, 1, 1))
+    votes = torch.nn.functional.adaptive_avg_pool2d(onehot.float(), dst)
+    best_votes, best = votes.max(dim=1)
+    expected = torch.where(best_votes > 0, best, IGNORE)
+    assert torch.equal(resize_labels(labels, dst, 3, IGNORE, 'mode'),
+                       expected)
+    if src == (16, 16):  # 2x2 windows: ties must have occurred
+        top2 = votes.topk(2, dim=1).values
+        assert ((top2[:, 0] == top2[:, 1]) & (top2[:, 0] > 0)).any()
 
 
 def test_resize_labels_nearest_keeps_large_ids_exact():
@@ -182,35 +215,53 @@ def test_resize_labels_rejects_unknown_mode():
                       IGNORE, 'bilinear')
 
 
-def test_check_labels_accepts_valid_and_ignore():
-    check_labels(torch.tensor([[0, 3, IGNORE]]), 4, IGNORE)
+def test_label_bins_accepts_valid_and_ignore():
+    bins, bad = label_bins(torch.tensor([[0, 3, IGNORE]]), 4, IGNORE)
+    assert bins.tolist() == [[0, 3, 4]] and bad.tolist() == [0, 0]
 
 
-@pytest.mark.parametrize('bad', [4, -1, 254])
-def test_check_labels_rejects_out_of_range(bad):
-    labels = torch.tensor([[0, 1, bad, IGNORE]])
-    with pytest.raises(ValueError, match=rf'\[{bad}\].*\[0, 4\).*255'):
-        check_labels(labels, 4, IGNORE)
+@pytest.mark.parametrize('labels,expected', [
+    ([0, 1, 4, IGNORE], [0, 4]), ([0, 1, -1, IGNORE], [1, 0]),
+    ([0, 254, -7, 9, -2], [7, 254]),
+    # no good pixel at all: the extremes stay on their side of 0
+    ([40, 19], [0, 40]), ([-5, -1], [5, 0])])
+def test_label_bins_names_the_extreme_bad_ids(labels, expected):
+    """Minus the smallest negative bad id and the largest bad id >= K (0
+    when there is none): a bad id counts as ignored (bin K)."""
+    labels = torch.tensor([labels])
+    bins, bad = label_bins(labels, 4, IGNORE)
+    assert bad.tolist() == expected
+    good = (labels >= 0) & (labels < 4)
+    assert torch.equal(bins, torch.where(good, labels, 4))
+    # merging with torch.maximum keeps both sides of two statuses
+    _, other = label_bins(torch.tensor([[-3, 0]]), 4, IGNORE)
+    merged = torch.maximum(bad, other).tolist()
+    assert merged == [max(expected[0], 3), expected[1]]
 
 
-@pytest.mark.parametrize('dtype', [torch.float32, torch.bool])
-def test_check_labels_rejects_non_integer(dtype):
-    with pytest.raises(TypeError, match='integer'):
-        check_labels(torch.zeros(2, 2, dtype=dtype), 4, IGNORE)
+def test_label_bins_of_no_pixel_and_of_other_integer_dtypes():
+    bins, bad = label_bins(torch.zeros(0, 3, dtype=torch.long), 4, IGNORE)
+    assert bins.shape == (0, 3) and bad.tolist() == [0, 0]
+    bins, bad = label_bins(torch.tensor([[1, 200]], dtype=torch.uint8), 4,
+                           IGNORE)
+    assert bins.dtype == torch.int64 and bins.tolist() == [[1, 4]]
+    assert bad.tolist() == [0, 200]
 
 
 @pytest.mark.parametrize('scope', ['image', 'batch'])
-def test_many_equals_reference(scope):
-    # student and teacher maps with different channels share the labels
+def test_two_maps_equal_reference(scope):
+    """Student and teacher maps share the labels in one class_means call."""
     feats, labels, k = random_case(5)
-    other = torch.randn(feats.shape[0], 3, *feats.shape[2:])
-    (p1, p2), counts = class_prototypes_many([feats, other], labels, k,
-                                             IGNORE, scope)
+    other = torch.randn(feats.shape)
+    bins, _ = label_bins(labels.flatten(1), k, IGNORE)
+    means, counts = class_means([feats.flatten(2), other.flatten(2)], bins,
+                                k, scope)
     r1, c1 = ref.prototypes(feats.double(), labels, k, IGNORE, scope)
     r2, _ = ref.prototypes(other.double(), labels, k, IGNORE, scope)
     torch.testing.assert_close(counts.double(), c1.double())
-    torch.testing.assert_close(p1.double(), r1, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(p2.double(), r2, atol=1e-6, rtol=1e-5)
+    for m, r in zip(means, (r1, r2)):
+        torch.testing.assert_close(m.transpose(1, 2).double(), r, atol=1e-6,
+                                   rtol=1e-5)
 
 
 @pytest.mark.parametrize('value', [float('nan'), float('inf')])
