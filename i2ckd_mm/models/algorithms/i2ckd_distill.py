@@ -12,8 +12,7 @@ from mmrazor.registry import MODELS
 from torch import Tensor
 
 from ..distillers.gt_aware_distiller import GTAwareDistiller
-from ..losses import I2CKDLoss
-from ..losses.prototypes import bad_ids, bad_label_message
+from ..losses import I2CKDLoss, bad_label_message
 from .step_check import HostLabelCheck, first_trainable, reduce_status
 from ...checkpoint import load_teacher_checkpoint
 
@@ -546,9 +545,9 @@ class I2CKDDistill(SingleTeacherDistill):
         status, _ = reduce_status(host, parts, device)
         if any(status[:2]):
             check = self._label_check
-            raise ValueError(bad_label_message(
-                bad_ids((-status[0], status[1])), check.num_classes,
-                check.ignore_index))
+            ids = [i for i in (-status[0], status[1]) if i]
+            raise ValueError(bad_label_message(ids, check.num_classes,
+                                               check.ignore_index))
         skip = False
         rows = status[2:]
         width = len(I2CKDLoss.STATUS_CLEAR)
