@@ -2,7 +2,7 @@
 import contextlib
 import types
 import warnings
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
 from mmengine.structures import BaseDataElement
@@ -408,20 +408,34 @@ class I2CKDDistill(SingleTeacherDistill):
                 'bf16 kernels (about 37x the fp32 time in '
                 "benchmarks/results_step_cost.md); use 'fp32' on this CPU")
 
-    def teacher_forward(self, forward, batch_inputs: Tensor,
-                        data_samples: Optional[List[BaseDataElement]]
-                        ) -> None:
-        """Run the teacher's own ``forward`` in ``mode='tensor'`` (features
-        only, no loss), in ``teacher_precision`` (and channels_last); leave
-        float32 records behind when it ran under an autocast of its own.
+    def teacher_forward(self, batch_inputs: Tensor,
+                        data_samples: Optional[List[BaseDataElement]],
+                        forward: Optional[Callable] = None) -> None:
+        """Run the frozen teacher in ``mode='tensor'`` (features only, no
+        loss), in ``teacher_precision`` (and channels_last); leave float32
+        records behind when it ran under an autocast of its own.
 
-        Called inside MMRazor's ``loss()``, which has turned the teacher's
-        recorders and deliveries on and autograd off."""
+        Args:
+            batch_inputs (Tensor): The preprocessed batch (N, 3, H, W).
+            data_samples (list, optional): Its data samples.
+            forward (callable, optional): None (default): the teacher is
+                called with its recorders and deliveries on and autograd
+                off, as a step runs it. :meth:`loss` passes the teacher's
+                own ``forward`` instead, from inside MMRazor's ``loss()``,
+                which has turned those on already (entering them twice
+                would undo MMRazor's function deliveries).
+        """
         inputs = batch_inputs
         if self.teacher_channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with self.teacher_autocast(inputs.device.type):
-            forward(inputs, data_samples, mode='tensor')
+        if forward is None:
+            with self.distiller.teacher_recorders, self.distiller.deliveries:
+                with torch.no_grad(), self.teacher_autocast(
+                        inputs.device.type):
+                    self.teacher(inputs, data_samples, mode='tensor')
+        else:
+            with self.teacher_autocast(inputs.device.type):
+                forward(inputs, data_samples, mode='tensor')
         fp32 = self.teacher_precision != 'fp32'
         if not (fp32 or self.teacher_channels_last):
             return  # the records are what they always were
@@ -451,7 +465,7 @@ class I2CKDDistill(SingleTeacherDistill):
 
         def forward(inputs, data_samples=None, mode='tensor'):
             if not self.distillation_stopped:
-                self.teacher_forward(own_forward, inputs, data_samples)
+                self.teacher_forward(inputs, data_samples, own_forward)
 
         teacher.forward = forward
         try:

@@ -144,7 +144,7 @@ def test_default_fp32_is_the_step_as_before():
     assert alg.teacher_channels_last is False
     before = build()
 
-    def teacher_forward_before(forward, batch_inputs, data_samples):
+    def teacher_forward_before(batch_inputs, data_samples, forward):
         # the teacher's run before these options, verbatim (inside the
         # recorders and no_grad of MMRazor's loss())
         forward(batch_inputs, data_samples, mode='tensor')
