@@ -2,7 +2,7 @@
 import contextlib
 import types
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from mmengine.structures import BaseDataElement
@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..distillers.gt_aware_distiller import GTAwareDistiller
 from ..losses import I2CKDLoss, bad_label_message
-from .step_check import HostLabelCheck, first_trainable, reduce_status
+from .step_check import clean_labels, first_trainable, reduce_status
 from ...checkpoint import load_teacher_checkpoint
 
 
@@ -114,9 +114,8 @@ class I2CKDDistill(SingleTeacherDistill):
     * bad input stops the step in the iteration that saw it, before its
       backward, on every rank (:meth:`check_step`, one all_reduce and one
       wait per step): label ids that are neither a class nor the ignore
-      index (found on the host by the data preprocessor's
-      :class:`HostLabelCheck`, and replaced there by the ignore index so
-      that no loss, the student's included, indexes with them) raise the
+      index (replaced by the ignore index on the labels' device before any
+      loss, the student's included, indexes with them) raise the
       I2CKD loss's ValueError; NaN/Inf at a labelled pixel of an I2CKD
       loss's features, or a NaN/Inf distill loss, raise FloatingPointError,
       or, under AMP, make the ``GradScaler`` skip the step
@@ -207,7 +206,7 @@ class I2CKDDistill(SingleTeacherDistill):
         self._set_loss_num_classes()
         for loss in self._i2ckd_losses().values():
             loss.defer_checks = True  # check_step reads them once a step
-        self._label_check = self._host_label_check()
+        self._label_spec = self._label_check_spec()
         self.compile_losses = compile_losses
         if compile_losses is not False:
             self._compile_losses(
@@ -274,12 +273,12 @@ class I2CKDDistill(SingleTeacherDistill):
                         'in the loss config.')
                 loss.set_num_classes(student)
 
-    def _host_label_check(self) -> Optional[HostLabelCheck]:
-        """Hook a :class:`HostLabelCheck` on the data preprocessor, with the
+    def _label_check_spec(self) -> Optional[Tuple[int, int]]:
+        """``(num_classes, ignore_index)`` of the step's label check: the
         student's class count and the ignore index that the I2CKD losses
-        and the student's decode head share (an error if they differ: a
-        bad id replaced by one of them would be a bad id for another).
-        None (no check) when the class count is unknown."""
+        and the student's decode head share (an error if they differ: a bad
+        id replaced by one of them would be a bad id for another). None (no
+        check) when the class count is unknown."""
         head = getattr(self.student, 'decode_head', None)
         losses = self._i2ckd_losses()
         counts = [getattr(head, 'num_classes', None)] + [
@@ -298,11 +297,7 @@ class I2CKDDistill(SingleTeacherDistill):
             raise ValueError(
                 f'I2CKDDistill: the ignore indices disagree: {listed}; the '
                 'labels have one ignore index, set it in both')
-        check = HostLabelCheck(num_classes,
-                               next(iter(ignores.values()), 255))
-        self.data_preprocessor.register_forward_pre_hook(
-            check, with_kwargs=True)
-        return check
+        return num_classes, next(iter(ignores.values()), 255)
 
     def _compile_losses(self, options: dict) -> None:
         """Replace each distill loss's ``compute`` (or ``forward``) by its
@@ -497,31 +492,38 @@ class I2CKDDistill(SingleTeacherDistill):
         :meth:`check_step` turned into a skipped one, else 0.0.
         """
         gt = self.stack_labels(batch_inputs, data_samples)
+        labels = gt.new_zeros(2)  # the label check's status (none: clear)
+        if self._label_spec is not None:
+            # before any loss sees them; no wait (check_step reads it)
+            gt, labels = clean_labels(gt, *self._label_spec)
+            for i, sample in enumerate(data_samples):
+                sample.gt_sem_seg.data = gt[i].unsqueeze(0)
         for loss in self._i2ckd_losses().values():
             loss.take_status()  # left by a step that raised before its check
         with self.distiller.with_batch_data(gt_sem_seg=gt), \
                 self._teacher_as_feature_extractor():
             losses = super().loss(batch_inputs, data_samples)
         amp = torch.is_autocast_enabled(gt.device.type)
-        self._skip_step = self.check_step(losses, gt.device, amp)
+        self._skip_step = self.check_step(losses, labels, amp)
         if amp:
             losses['distill.amp_skipped'] = torch.full(
                 (), float(self._skip_step), device=gt.device)
         return losses
 
-    def check_step(self, losses: Dict[str, Tensor], device: torch.device,
+    def check_step(self, losses: Dict[str, Tensor], labels: Tensor,
                    amp: bool = False) -> bool:
         """Stop or skip a step with bad input, on every rank alike.
 
-        Merges what the step found (the labels the data preprocessor's
-        :class:`HostLabelCheck` replaced, each I2CKD loss's status, whether
-        each distill loss value is finite), takes the maximum over the
-        ranks when distributed (one all_reduce) and reads it (one wait), so
-        every rank decides the same, before any backward.
+        Merges what the step found (the label ids :func:`clean_labels`
+        replaced, each I2CKD loss's status, whether each distill loss value
+        is finite), takes the maximum over the ranks when distributed (one
+        all_reduce) and reads it (one wait), so every rank decides the
+        same, before any backward.
 
         Args:
             losses (dict): What :meth:`loss` computed.
-            device (torch.device): The device of the step.
+            labels (Tensor): The (2,) status of :func:`clean_labels`, on
+                the step's device.
             amp (bool): Whether the step runs under an autocast (AMP).
 
         Returns:
@@ -540,9 +542,8 @@ class I2CKDDistill(SingleTeacherDistill):
                 NaN/Inf distill loss, on any rank.
         """
         i2ckd = self._i2ckd_losses()
-        clear = torch.zeros(len(I2CKDLoss.STATUS_CLEAR), dtype=torch.long,
-                            device=device)
-        parts = []
+        clear = labels.new_zeros(len(I2CKDLoss.STATUS_CLEAR))
+        parts = [labels]
         for loss in i2ckd.values():
             status = loss.take_status()
             parts.append(clear if status is None else status)
@@ -554,14 +555,10 @@ class I2CKDDistill(SingleTeacherDistill):
         if values:
             parts.append(~torch.isfinite(torch.stack(
                 [v.detach().float().sum() for v in values.values()])))
-        host = (self._label_check.take() if self._label_check is not None
-                else [0, 0])
-        status, _ = reduce_status(host, parts, device)
+        status = reduce_status(parts)
         if any(status[:2]):
-            check = self._label_check
             ids = [i for i in (-status[0], status[1]) if i]
-            raise ValueError(bad_label_message(ids, check.num_classes,
-                                               check.ignore_index))
+            raise ValueError(bad_label_message(ids, *self._label_spec))
         skip = False
         rows = status[2:]
         width = len(I2CKDLoss.STATUS_CLEAR)

@@ -18,7 +18,7 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from torch.utils.data import Dataset
 
-from i2ckd_mm.models.algorithms.step_check import HostLabelCheck
+from i2ckd_mm.models.algorithms.step_check import clean_labels
 from tiny_models import make_seg_batch, tiny_distill, tiny_distill_cfg
 
 BAD_LABEL = r'labels contain class ids {} that are neither in \[0, 4\) ' \
@@ -98,30 +98,22 @@ def test_bad_label_ids_stop_the_step_and_no_loss_sees_them(ids, named):
         before['architecture.decode_head.conv_seg.weight'])
 
 
-def test_host_label_check():
-    check = HostLabelCheck(num_classes=4, ignore_index=255)
-    good = torch.tensor([[0, 3, 255], [1, 2, 255]])
-    check.check(good)
-    assert check.take() == [0, 0]
-    labels = torch.tensor([[0, 4, 255], [-1, 254, 3]])
-    check.check(labels)
-    assert torch.equal(labels, torch.tensor([[0, 255, 255], [255, 255, 3]]))
-    check.check(torch.tensor([[-7, 1]]))
-    # minus the smallest, the largest bad id, merged over calls; cleared
-    assert check.take() == [7, 254]
-    assert check.take() == [0, 0]
-    # an ignore index inside [0, K), uint8 labels
-    check = HostLabelCheck(num_classes=4, ignore_index=0)
+def test_clean_labels():
+    labels = torch.tensor([[0, 3, 255], [1, 2, 255]])
+    cleaned, status = clean_labels(labels, 4, 255)
+    assert torch.equal(cleaned, labels) and status.tolist() == [0, 0]
+    labels = torch.tensor([[0, 4, 255], [-1, 254, 3], [-7, 1, 2]])
+    cleaned, status = clean_labels(labels, 4, 255)
+    assert torch.equal(cleaned, torch.tensor(
+        [[0, 255, 255], [255, 255, 3], [255, 1, 2]]))
+    # minus the smallest, the largest bad id (the loss's encoding)
+    assert status.tolist() == [7, 254]
+    assert labels[0, 1] == 4  # the input is left as it was
+    # an ignore index inside [0, K), uint8 labels, only large bad ids
     labels = torch.tensor([0, 1, 9], dtype=torch.uint8)
-    check.check(labels)
-    assert labels.tolist() == [0, 1, 0] and check.take() == [0, 9]
-    # as the data preprocessor's hook: training batches only
-    raw = _with_bad_ids(make_seg_batch(), [9])
-    check = HostLabelCheck(num_classes=4, ignore_index=255)
-    check(None, (raw, False), {})
-    assert check.take() == [0, 0]
-    check(None, (raw, ), dict(training=True))
-    assert check.take() == [0, 9]
+    cleaned, status = clean_labels(labels, 4, 0)
+    assert cleaned.tolist() == [0, 1, 0] and cleaned.dtype == torch.uint8
+    assert status.tolist() == [0, 9]
 
 
 def test_disagreeing_ignore_indices_fail_at_build():
