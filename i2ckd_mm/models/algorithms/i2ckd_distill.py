@@ -1,7 +1,8 @@
 """Single-teacher distillation with a truly frozen teacher and labels."""
 import contextlib
+import types
 import warnings
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from mmengine.structures import BaseDataElement
@@ -11,7 +12,8 @@ from mmrazor.registry import MODELS
 from torch import Tensor
 
 from ..distillers.gt_aware_distiller import GTAwareDistiller
-from ..losses import I2CKDLoss
+from ..losses import I2CKDLoss, bad_label_message
+from .step_check import clean_labels, first_trainable, reduce_status
 from ...checkpoint import load_teacher_checkpoint
 
 
@@ -108,7 +110,16 @@ class I2CKDDistill(SingleTeacherDistill):
       ``decode_head.num_classes``, and building stops with one message
       naming all three numbers if the student, the teacher
       (``decode_head.num_classes``) and a ``num_classes`` given to a loss
-      disagree.
+      disagree;
+    * bad input stops the step in the iteration that saw it, before its
+      backward, on every rank (:meth:`check_step`, one all_reduce and one
+      wait per step): label ids that are neither a class nor the ignore
+      index (replaced by the ignore index on the labels' device before any
+      loss, the student's included, indexes with them) raise the
+      I2CKD loss's ValueError; NaN/Inf at a labelled pixel of an I2CKD
+      loss's features, or a NaN/Inf distill loss, raise FloatingPointError,
+      or, under AMP, make the ``GradScaler`` skip the step
+      (``docs/method.md``, "When bad input stops a run").
 
     Optionally the teacher costs less (``teacher_precision``,
     ``teacher_channels_last``): its forward runs under ``torch.autocast`` of
@@ -140,6 +151,15 @@ class I2CKDDistill(SingleTeacherDistill):
             input in ``torch.channels_last`` memory format (cuDNN/oneDNN
             convolutions may be faster so; recorded tensors are made
             contiguous again). Defaults to False.
+        compile_losses (bool | dict): Compile the distillation losses with
+            ``torch.compile``: False (default) runs them eagerly; True
+            compiles with torch's defaults (inductor); a dict is passed to
+            ``torch.compile`` as keyword arguments (e.g.
+            ``dict(mode='reduce-overhead')`` for CUDA graphs where inductor
+            can use them, ``dict(backend='aot_eager')``). What is compiled
+            is a loss's ``compute`` (:class:`I2CKDLoss`: the loss and its
+            status, so reading the status stays outside the compiled code)
+            or, for a loss without one, its ``forward``.
         **kwargs: ``architecture`` (the student), ``data_preprocessor``,
             ``calculate_student_loss`` etc. as in ``SingleTeacherDistill``.
     """
@@ -151,6 +171,7 @@ class I2CKDDistill(SingleTeacherDistill):
                  teacher_ckpt_trusted: bool = False,
                  teacher_precision: str = 'fp32',
                  teacher_channels_last: bool = False,
+                 compile_losses: Union[bool, dict] = False,
                  **kwargs) -> None:
         if kwargs.pop('teacher_trainable', False):
             raise ValueError('I2CKDDistill keeps the teacher frozen; '
@@ -163,11 +184,15 @@ class I2CKDDistill(SingleTeacherDistill):
             raise ValueError(
                 'I2CKDDistill: teacher_channels_last must be True or False, '
                 f'got {teacher_channels_last!r}')
+        if not isinstance(compile_losses, (bool, dict)):
+            raise TypeError(
+                'I2CKDDistill: compile_losses must be True, False or a dict '
+                f'of torch.compile arguments, got {compile_losses!r}')
         self.teacher_precision = teacher_precision
         self.teacher_channels_last = teacher_channels_last
         self._cpu_speed_checked = False
-        # False after a loss() call that no train_step() checked yet
-        self._losses_checked = True
+        # set by loss() for parse_losses() of the same step (check_step)
+        self._skip_step = False
         # Same start as the student alone (see the class docstring): build the
         # student first, then build everything else without touching the
         # random numbers that follow the student's construction.
@@ -179,6 +204,13 @@ class I2CKDDistill(SingleTeacherDistill):
             raise TypeError('I2CKDDistill needs a GTAwareDistiller, got '
                             f'{type(self.distiller).__name__}')
         self._set_loss_num_classes()
+        for loss in self._i2ckd_losses().values():
+            loss.defer_checks = True  # check_step reads them once a step
+        self._label_spec = self._label_check_spec()
+        self.compile_losses = compile_losses
+        if compile_losses is not False:
+            self._compile_losses(
+                {} if compile_losses is True else dict(compile_losses))
         self.teacher_ckpt = teacher_ckpt
         if not teacher_ckpt:
             warnings.warn(
@@ -240,6 +272,47 @@ class I2CKDDistill(SingleTeacherDistill):
                         f'({type(self.student).__name__}). Set num_classes '
                         'in the loss config.')
                 loss.set_num_classes(student)
+
+    def _label_check_spec(self) -> Optional[Tuple[int, int]]:
+        """``(num_classes, ignore_index)`` of the step's label check: the
+        student's class count and the ignore index that the I2CKD losses
+        and the student's decode head share (an error if they differ: a bad
+        id replaced by one of them would be a bad id for another). None (no
+        check) when the class count is unknown."""
+        head = getattr(self.student, 'decode_head', None)
+        losses = self._i2ckd_losses()
+        counts = [getattr(head, 'num_classes', None)] + [
+            loss.num_classes for loss in losses.values()]
+        num_classes = next((k for k in counts if k is not None), None)
+        if num_classes is None:
+            return None
+        ignores = {
+            f'{name}.ignore_index': loss.ignore_index
+            for name, loss in losses.items()
+        }
+        if getattr(head, 'ignore_index', None) is not None:
+            ignores['student decode_head.ignore_index'] = head.ignore_index
+        if len(set(ignores.values())) > 1:
+            listed = ', '.join(f'{k} = {v}' for k, v in ignores.items())
+            raise ValueError(
+                f'I2CKDDistill: the ignore indices disagree: {listed}; the '
+                'labels have one ignore index, set it in both')
+        return num_classes, next(iter(ignores.values()), 255)
+
+    def _compile_losses(self, options: dict) -> None:
+        """Replace each distill loss's ``compute`` (or ``forward``) by its
+        ``torch.compile`` d version, with ``options``.
+
+        The class's function is compiled and bound to the instance
+        (``types.MethodType``), not the bound method: ``copy.deepcopy``
+        (e.g. MMEngine's EMA of the model) then binds the copy to the copied
+        loss instead of calling the original one.
+        """
+        for loss in self.distiller.distill_losses.values():
+            name = 'compute' if callable(
+                getattr(loss, 'compute', None)) else 'forward'
+            compiled = torch.compile(getattr(type(loss), name), **options)
+            setattr(loss, name, types.MethodType(compiled, loss))
 
     def init_weights(self) -> None:
         """Initialise the student first, as a student-alone run would, then
@@ -331,18 +404,33 @@ class I2CKDDistill(SingleTeacherDistill):
                 "benchmarks/results_step_cost.md); use 'fp32' on this CPU")
 
     def teacher_forward(self, batch_inputs: Tensor,
-                        data_samples: Optional[List[BaseDataElement]]
-                        ) -> None:
-        """Run the frozen teacher (``no_grad``, ``mode='tensor'``) with its
-        recorders and deliveries on, in ``teacher_precision`` (and
-        channels_last); leave float32 records behind when it ran under an
-        autocast of its own."""
+                        data_samples: Optional[List[BaseDataElement]],
+                        forward: Optional[Callable] = None) -> None:
+        """Run the frozen teacher in ``mode='tensor'`` (features only, no
+        loss), in ``teacher_precision`` (and channels_last); leave float32
+        records behind when it ran under an autocast of its own.
+
+        Args:
+            batch_inputs (Tensor): The preprocessed batch (N, 3, H, W).
+            data_samples (list, optional): Its data samples.
+            forward (callable, optional): None (default): the teacher is
+                called with its recorders and deliveries on and autograd
+                off, as a step runs it. :meth:`loss` passes the teacher's
+                own ``forward`` instead, from inside MMRazor's ``loss()``,
+                which has turned those on already (entering them twice
+                would undo MMRazor's function deliveries).
+        """
         inputs = batch_inputs
         if self.teacher_channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with self.distiller.teacher_recorders, self.distiller.deliveries:
-            with torch.no_grad(), self.teacher_autocast(inputs.device.type):
-                self.teacher(inputs, data_samples, mode='tensor')
+        if forward is None:
+            with self.distiller.teacher_recorders, self.distiller.deliveries:
+                with torch.no_grad(), self.teacher_autocast(
+                        inputs.device.type):
+                    self.teacher(inputs, data_samples, mode='tensor')
+        else:
+            with self.teacher_autocast(inputs.device.type):
+                forward(inputs, data_samples, mode='tensor')
         fp32 = self.teacher_precision != 'fp32'
         if not (fp32 or self.teacher_channels_last):
             return  # the records are what they always were
@@ -356,75 +444,151 @@ class I2CKDDistill(SingleTeacherDistill):
             queue.clear()
             queue.extend(kept)
 
+    @contextlib.contextmanager
+    def _teacher_as_feature_extractor(self):
+        """Within the context, calling the teacher runs
+        :meth:`teacher_forward` (nothing once distillation stopped).
+
+        MMRazor's ``SingleTeacherDistill.loss`` calls the frozen teacher
+        with ``mode='loss'`` and has no hook to change that; an instance
+        attribute ``forward`` stands in for the class's for the duration of
+        one ``loss()`` call (``nn.Module.__call__`` looks it up there), so
+        the teacher's forward hooks and recorders still run."""
+        teacher = self.teacher
+        shadowed = teacher.__dict__.get('forward')
+        own_forward = teacher.forward
+
+        def forward(inputs, data_samples=None, mode='tensor'):
+            if not self.distillation_stopped:
+                self.teacher_forward(inputs, data_samples, own_forward)
+
+        teacher.forward = forward
+        try:
+            yield
+        finally:
+            if shadowed is None:
+                del teacher.forward
+            else:
+                teacher.forward = shadowed
+
+    def _i2ckd_losses(self) -> Dict[str, I2CKDLoss]:
+        return {
+            name: loss
+            for name, loss in self.distiller.distill_losses.items()
+            if isinstance(loss, I2CKDLoss)
+        }
+
     def loss(self,
              batch_inputs: Tensor,
              data_samples: Optional[List[BaseDataElement]] = None
              ) -> Dict[str, Tensor]:
-        """Student task losses (``student.*``) + distill losses
-        (``distill.*``), each under its own key.
+        """MMRazor's ``SingleTeacherDistill.loss`` (student task losses
+        ``student.*`` + distill losses ``distill.*``), with the teacher run
+        by :meth:`teacher_forward`, the labels stacked once for the losses,
+        then :meth:`check_step`.
 
-        First reports any distill-loss error still pending from an earlier
-        step (:meth:`check_losses`): under MMEngine's DDP wrapper, whose
-        ``train_step`` does not call :meth:`train_step`, an error is so
-        reported at the start of the next iteration, before its teacher
-        forward (after :meth:`train_step`, which checked already, this
-        reads nothing and waits for nothing).
+        Under an autocast (an AMP optimizer wrapper's) the result also
+        holds ``distill.amp_skipped``: 1.0 for a step that
+        :meth:`check_step` turned into a skipped one, else 0.0.
         """
-        if not self._losses_checked:
-            self.check_losses()
-        self._losses_checked = False
         gt = self.stack_labels(batch_inputs, data_samples)
-        losses = dict()
-        distill = not self.distillation_stopped
-        if distill:  # after a stop, the teacher's forward is not needed
-            self.distiller.set_deliveries_override(False)
-            self.teacher_forward(batch_inputs, data_samples)
-
-        self.distiller.set_deliveries_override(True)
-        with self.distiller.student_recorders, self.distiller.deliveries:
-            if self.calculate_student_loss:
-                student_losses = self.student(
-                    batch_inputs, data_samples, mode='loss')
-                losses.update(add_prefix(student_losses, 'student'))
-            elif self.student_trainable:
-                self.student(batch_inputs, data_samples, mode='tensor')
-            else:
-                with torch.no_grad():
-                    self.student(batch_inputs, data_samples, mode='tensor')
-
-        if distill:
-            distill_losses = self.distiller.compute_distill_losses(
-                dict(gt_sem_seg=gt))
-            losses.update(add_prefix(distill_losses, 'distill'))
+        labels = gt.new_zeros(2)  # the label check's status (none: clear)
+        if self._label_spec is not None:
+            # before any loss sees them; no wait (check_step reads it)
+            gt, labels = clean_labels(gt, *self._label_spec)
+            for i, sample in enumerate(data_samples):
+                sample.gt_sem_seg.data = gt[i].unsqueeze(0)
+        for loss in self._i2ckd_losses().values():
+            loss.take_status()  # left by a step that raised before its check
+        with self.distiller.with_batch_data(gt_sem_seg=gt), \
+                self._teacher_as_feature_extractor():
+            losses = super().loss(batch_inputs, data_samples)
+        amp = torch.is_autocast_enabled(gt.device.type)
+        self._skip_step = self.check_step(losses, labels, amp)
+        if amp:
+            losses['distill.amp_skipped'] = torch.full(
+                (), float(self._skip_step), device=gt.device)
         return losses
 
-    def check_losses(self) -> None:
-        """Raise the deferred input errors of the distillation losses.
+    def check_step(self, losses: Dict[str, Tensor], labels: Tensor,
+                   amp: bool = False) -> bool:
+        """Stop or skip a step with bad input, on every rank alike.
 
-        ``I2CKDLoss`` never waits for the device during the step: it leaves
-        a small status on the device (bad label ids, NaN/Inf at a labelled
-        pixel), and its ``check()`` reads it. Every distill loss with a
-        ``check`` method is checked here.
+        Merges what the step found (the label ids :func:`clean_labels`
+        replaced, each I2CKD loss's status, whether each distill loss value
+        is finite), takes the maximum over the ranks when distributed (one
+        all_reduce) and reads it (one wait), so every rank decides the
+        same, before any backward.
+
+        Args:
+            losses (dict): What :meth:`loss` computed.
+            labels (Tensor): The (2,) status of :func:`clean_labels`, on
+                the step's device.
+            amp (bool): Whether the step runs under an autocast (AMP).
+
+        Returns:
+            bool: True when the step must be skipped: under AMP, a NaN/Inf
+            at a labelled pixel of an I2CKD loss's features or a NaN/Inf
+            distill loss. :meth:`parse_losses` then makes the step's
+            gradient non-finite, so that the AMP wrapper's ``GradScaler``
+            skips the optimizer step as it does for an fp16 overflow.
+
+        Raises:
+            ValueError: Label ids that are neither a class nor the ignore
+                index, on any rank (the I2CKD loss's message, naming the
+                smallest and largest such id).
+            FloatingPointError: Outside AMP, NaN/Inf at a labelled pixel of
+                an I2CKD loss with ``nonfinite='raise'`` (its message), or a
+                NaN/Inf distill loss, on any rank.
         """
-        self._losses_checked = True
-        for loss_module in self.distiller.distill_losses.values():
-            check = getattr(loss_module, 'check', None)
-            if callable(check):
-                check()
+        i2ckd = self._i2ckd_losses()
+        clear = labels.new_zeros(len(I2CKDLoss.STATUS_CLEAR))
+        parts = [labels]
+        for loss in i2ckd.values():
+            status = loss.take_status()
+            parts.append(clear if status is None else status)
+        values = {
+            name: losses[f'distill.{name}']
+            for name in self.distiller.distill_losses
+            if f'distill.{name}' in losses
+        }
+        if values:
+            parts.append(~torch.isfinite(torch.stack(
+                [v.detach().float().sum() for v in values.values()])))
+        status = reduce_status(parts)
+        if any(status[:2]):
+            ids = [i for i in (-status[0], status[1]) if i]
+            raise ValueError(bad_label_message(ids, *self._label_spec))
+        skip = False
+        rows = status[2:]
+        width = len(I2CKDLoss.STATUS_CLEAR)
+        for i, loss in enumerate(i2ckd.values()):
+            row = rows[i * width:(i + 1) * width]
+            if amp:  # labels raise; a NaN/Inf skips the step
+                loss.raise_for_status(row[:2] + [0] * (width - 2))
+                skip = skip or any(row[2:])
+            else:  # 'raise' raises; 'skip' keeps its zero loss
+                loss.raise_for_status(row)
+        flags = rows[len(i2ckd) * width:]
+        nonfinite = [name for name, f in zip(values, flags) if f]
+        if nonfinite and not amp:
+            raise FloatingPointError(
+                f'I2CKDDistill: the distillation loss {nonfinite} is NaN or '
+                'Inf in this step (outside AMP, such a step stops the run '
+                'before its backward)')
+        return skip or bool(nonfinite)
 
-    def train_step(self, data, optim_wrapper) -> Dict[str, Tensor]:
-        """MMEngine's train step, then :meth:`check_losses`.
-
-        The check reads the losses' device status right after the optimizer
-        step, where MMEngine reads the loss values for logging anyway (a
-        wait for the device in every iteration), so it adds no wait of its
-        own; an error stops the run in the iteration it happened in. (Under
-        MMEngine's DDP wrapper this method is not called; :meth:`loss`
-        checks at the start of the next iteration instead.) That
-        iteration's I2CKD contribution was zero (bad label ids count as
-        ignored, a NaN/Inf step gives a zero loss and gradient), so the
-        weights it updated carry nothing of the bad input.
-        """
-        log_vars = super().train_step(data, optim_wrapper)
-        self.check_losses()
-        return log_vars
+    def parse_losses(self, losses: Dict[str, Tensor]):
+        """MMEngine's ``parse_losses``; for a step :meth:`check_step` marked
+        to skip, the summed loss also gets a term whose gradient is NaN
+        (its value too: the logged values stay those of :meth:`loss`), so
+        the AMP wrapper's ``GradScaler`` finds a non-finite gradient and
+        skips the optimizer step. Under DDP the wrapper calls this method
+        on the algorithm as well."""
+        loss, log_vars = super().parse_losses(losses)
+        if getattr(self, '_skip_step', False):
+            self._skip_step = False
+            param = first_trainable([self.student, self.distiller])
+            if param is not None:
+                loss = loss + float('nan') * param.reshape(-1)[0]
+        return loss, log_vars

@@ -1,4 +1,5 @@
 """A ConfigurableDistiller whose losses can also take ground-truth labels."""
+import contextlib
 import difflib
 from inspect import signature
 from typing import Dict, Optional
@@ -56,10 +57,28 @@ class GTAwareDistiller(ConfigurableDistiller):
                 preds_T=dict(from_student=False, recorder='feat'),
                 gt=dict(from_data='gt_sem_seg')))
 
+    The algorithm hands the batch data over either as the argument of
+    :meth:`compute_distill_losses` or, for code that calls it without one
+    (MMRazor's ``SingleTeacherDistill.loss``), with :meth:`with_batch_data`.
+
     A loss module with a ``last_stats`` dict (e.g. ``I2CKDLoss``) has those
     values added to the returned dict as ``{name}_{stat}`` with ``loss``
     removed from the name, so MMEngine logs them without backpropagating.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._batch_data: Dict[str, Tensor] = {}
+
+    @contextlib.contextmanager
+    def with_batch_data(self, **data: Tensor):
+        """Within the context, :meth:`compute_distill_losses` called
+        without batch data uses ``data`` (e.g. ``gt_sem_seg=gt``)."""
+        self._batch_data = data
+        try:
+            yield
+        finally:
+            self._batch_data = {}
 
     def prepare_from_student(self, model: nn.Module) -> None:
         check_recorder_sources(self.student_recorders, model, 'student')
@@ -121,11 +140,13 @@ class GTAwareDistiller(ConfigurableDistiller):
 
         Args:
             batch_data (dict, optional): ``{'gt_sem_seg': (N, H, W) int64}``.
+                Defaults to the data of an enclosing :meth:`with_batch_data`.
 
         Returns:
             dict: ``{loss_name: scalar}`` plus detached diagnostics.
         """
-        batch_data = batch_data or {}
+        if batch_data is None:
+            batch_data = self._batch_data
         losses = {}
         for loss_name, mapping in self.loss_forward_mappings.items():
             kwargs = {}

@@ -62,14 +62,14 @@ def spy(alg):
         seen['loss_kwargs'] = dict(kwargs)
 
     def teacher_input(module, args):
-        seen['teacher_input'] = args[0]
+        seen['teacher_input'] = args[0]  # what the network itself got
 
     handles = [
         alg.teacher.get_submodule(SOURCE).register_forward_hook(
             output_of('teacher')),
         alg.student.get_submodule(SOURCE).register_forward_hook(
             output_of('student')),
-        alg.teacher.register_forward_pre_hook(teacher_input),
+        alg.teacher.backbone.register_forward_pre_hook(teacher_input),
         alg.distiller.distill_losses['loss_i2ckd'].register_forward_pre_hook(
             loss_args, with_kwargs=True),
     ]
@@ -144,11 +144,10 @@ def test_default_fp32_is_the_step_as_before():
     assert alg.teacher_channels_last is False
     before = build()
 
-    def teacher_forward_before(batch_inputs, data_samples):
-        # the algorithm's loss() up to this option, verbatim
-        with before.distiller.teacher_recorders, before.distiller.deliveries:
-            with torch.no_grad():
-                before.teacher(batch_inputs, data_samples, mode='tensor')
+    def teacher_forward_before(batch_inputs, data_samples, forward):
+        # the teacher's run before these options, verbatim (inside the
+        # recorders and no_grad of MMRazor's loss())
+        forward(batch_inputs, data_samples, mode='tensor')
 
     before.teacher_forward = teacher_forward_before
     data = batch(alg)
