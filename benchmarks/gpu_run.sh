@@ -45,7 +45,7 @@
 #   TINY=1 bash benchmarks/gpu_run.sh /tmp/gpu_dry
 # Environment: TOTAL (s, default 450; TINY 1200), PARTS (default "a b c d"),
 #   STUDY_DIR (the study's runs; a second call on a machine still warm
-#   with the same STUDY_DIR reuses its data, backbones and teacher),
+#   with the same STUDY_DIR reuses its data, backbones, teacher and rows),
 # LIMIT_A, LIMIT_B1, LIMIT_B2, LIMIT_C (s, the parts' limits), PYTHON;
 # TINY_BACKEND=aot_eager: a dry run compiles the loss with aot_eager and the
 # step's losses with compile_losses=dict(backend='aot_eager') (no C++
@@ -195,8 +195,12 @@ if has c; then
 fi
 
 if has d; then
-  for f in benchmarks/accuracy_study_gpu*.csv; do  # resume: rows so far
-    [ -f "$f" ] && [ ! -f "$OUT_DIR/$(basename "$f")" ] && cp "$f" "$OUT_DIR/"
+  # resume: the rows so far, from an earlier call on this machine (kept
+  # in STUDY_DIR) or else the committed ones
+  for f in benchmarks/accuracy_study_gpu*.csv; do
+    b=$(basename "$f")
+    if [ -n "${STUDY_DIR:-}" ] && [ -f "$STUDY_DIR/$b" ]; then f=$STUDY_DIR/$b; fi
+    [ -f "$f" ] && [ ! -f "$OUT_DIR/$b" ] && cp "$f" "$OUT_DIR/"
   done
   saved=$status
   left=$((TOTAL - (SECONDS - START) - 20))
@@ -212,6 +216,8 @@ if has d; then
       status=$saved
       say "=== d. GPU study: cut at ${left} s; runs in the CSV are kept"
     fi
+    [ -n "${STUDY_DIR:-}" ] && cp "$OUT_DIR"/accuracy_study_gpu*.csv \
+      "$STUDY_DIR/" 2>/dev/null
     { echo; echo '## GPU study'; echo
       grep -E '^gpu_study:|seed [0-9]+:' "$LOG" | tail -n 30
       echo; echo "rows: $(($(cat "$OUT_DIR/accuracy_study_gpu.csv" \
