@@ -13,8 +13,9 @@
 # the summed KL by N*C*H*W, i.e. it is the per-pixel mean / C ('batchmean'
 # would be the per-pixel mean * H*W, changing with the crop). loss_weight = C
 # makes it exactly the per-pixel mean of the segmentation KD baseline, at
-# weight 1 (tests/test_configs/test_method_configs.py checks the value
-# against that form).
+# weight 1 (tests/test_configs/test_configs.py checks the value against that
+# form: torch warns that its 'mean' will act as 'batchmean' in a future major
+# release, which would fail that check rather than change the weight).
 # Hyper-parameters: MMRazor publishes no KD config for segmentation (its
 # configs/distill/mmseg/ holds CWD only). tau = 1 and weight 1 are the
 # pixel-wise KD baseline of CIRKD (Yang et al., CVPR 2022; github.com/winycg/
