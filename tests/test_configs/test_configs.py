@@ -6,18 +6,22 @@ its random init); that the documented local-checkpoint override reaches the
 teacher is tested once, on the CamVid config where it is mandatory (an R101
 state dict is ~350 MB, too slow to write for every config). One 32x32
 forward per distillation config then checks that the features recorded on
-the real models have exactly the connector's in/out channels.
+the real models have exactly the connector's in/out channels, and the
+configs of the other distillation methods (KD, MGD, CWD, alone and with
+I2CKD) train a step in which every distillation loss reaches the student.
 """
 import re
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
 import i2ckd_mm  # noqa: F401  (shims + registration before mmseg/mmrazor)
 import mmseg
 from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmrazor.registry import MODELS as RAZOR_MODELS
@@ -34,8 +38,18 @@ MMSEG_CONFIGS = Path(mmseg.__file__).parent / '.mim' / 'configs'
 CONFIGS = sorted(
     p for p in CONFIG_DIR.rglob('*.py')
     if '_base_' not in p.relative_to(CONFIG_DIR).parts)
-# The real-data distillation configs of the I2CKD folder.
-I2CKD_CONFIGS = sorted(I2CKD_DIR.glob('i2ckd*.py'))
+# The real-data distillation configs of the I2CKD folder: I2CKD (i2ckd*),
+# and the other methods alone (kd_*, mgd_*, cwd_*) that it is compared with.
+I2CKD_CONFIGS = sorted(I2CKD_DIR.glob('*.py'))
+#: The other distillation methods: their config prefix alone -> with I2CKD.
+#: A method alone is its I2CKD combination without the I2CKD term.
+METHODS = {'kd_logits': 'i2ckd-kd_bottleneck-logits',
+           'mgd_layer4': 'i2ckd-mgd_bottleneck-layer4',
+           'cwd_logits': 'i2ckd-cwd_bottleneck-logits'}
+METHOD_CONFIGS = sorted(
+    p for p in CONFIGS
+    if p.name.startswith(tuple(METHODS) + ('i2ckd-kd_', 'i2ckd-mgd_')))
+ALONE_CONFIGS = sorted(p for p in CONFIGS if p.name.startswith(tuple(METHODS)))
 
 
 def _ids(paths):
@@ -102,6 +116,14 @@ def test_configs_found():
                  'voc12aug-512x512', 'camvid-360x360', 'ade20k-512x512',
                  'pspnet_r101-d8_pspnet_r18-d8', 'mobilenet-v2'):
         assert any(part in n for n in names), f'no config with {part!r}'
+    # each other method alone and with I2CKD, on Cityscapes DL-R101 -> R18
+    # and on the three toy pairs
+    pair = 'deeplabv3_r101-d8_deeplabv3_r18-d8_8xb2-40k_cityscapes-512x1024'
+    toy = {p.name for p in CONFIGS if p.parent.name == 'toy'}
+    for alone, combined in METHODS.items():
+        for prefix in (alone, combined):
+            assert f'{prefix}_{pair}.py' in names, prefix
+            assert sum(n.startswith(prefix + '_') for n in toy) == 3, prefix
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=_ids(CONFIGS))
@@ -148,6 +170,12 @@ def test_config_builds_and_runs(path):
         if loss_cfg.type == 'I2CKDLoss':
             assert algo.distiller.distill_losses[name].num_classes == \
                 num_classes
+    if path in ALONE_CONFIGS:
+        # A method alone is its I2CKD config without the I2CKD term
+        # (test_method_alone_is_its_i2ckd_config_without_i2ckd), which runs
+        # below with the same method entries; the CPU toy ones also train a
+        # step (test_method_config_trains_a_step). Built, not run again.
+        return
 
     algo.train()
     x, samples = _tiny_batch(num_classes)
@@ -166,9 +194,13 @@ def test_config_builds_and_runs(path):
         if connector is not None:
             c_cfg = mcfg.distiller.connectors[connector]
             # MMRazor's ConvModuleConnector: in_channel/out_channel; the
-            # former I2CKDConnector: in_channels/out_channels
-            c_in = c_cfg.get('in_channel', c_cfg.get('in_channels'))
-            c_out = c_cfg.get('out_channel', c_cfg.get('out_channels'))
+            # former I2CKDConnector: in_channels/out_channels; MMRazor's
+            # MGDConnector: student_channels/teacher_channels
+            c_in, c_out = (next(c_cfg[k] for k in keys if k in c_cfg)
+                           for keys in (('in_channel', 'in_channels',
+                                         'student_channels'),
+                                        ('out_channel', 'out_channels',
+                                         'teacher_channels')))
             assert s_rec.shape[1] == c_in, (
                 f'{connector}: student feature has {s_rec.shape[1]} '
                 f'channels, connector expects {c_in}')
@@ -181,8 +213,28 @@ def test_config_builds_and_runs(path):
             # four classes per image survive at 4x4: triplets exist
             stat = loss_name.replace('loss', '').strip('_')
             assert losses[f'distill.{stat}_triplets'] > 0
-        if losses_cfg[loss_name].type == 'ChannelWiseDivergence':
+        loss_type = losses_cfg[loss_name].type
+        if loss_type in ('ChannelWiseDivergence', 'KLDivergence'):
             assert s_rec.shape[1] == num_classes  # logits of conv_seg
+        if loss_type == 'KLDivergence':
+            # per-pixel KD at weight 1 (configs/_base_/i2ckd/kd_logits.py):
+            # the mean over pixels of KL(teacher || student), computed here
+            # on pixels as rows
+            tau = losses_cfg[loss_name].tau
+            rows_s, rows_t = (r.permute(0, 2, 3, 1).reshape(-1, num_classes)
+                              for r in (s_rec, t_rec))
+            expected = F.kl_div(
+                F.log_softmax(rows_s / tau, dim=1),
+                F.softmax(rows_t / tau, dim=1),
+                reduction='batchmean') * tau**2
+            torch.testing.assert_close(losses[f'distill.{loss_name}'],
+                                       expected)
+        if loss_type == 'MGDLoss':
+            # MGD's weight per layer4 element: 2e-5 for 2048 x 64 x 64 of
+            # them (its Cityscapes 512x512 crops), whatever the crop here
+            h, w = (c * f // 32 for c, f in zip(crop, t_rec.shape[-2:]))
+            assert losses_cfg[loss_name].alpha_mgd * t_rec.shape[1] * h * w \
+                == pytest.approx(2e-5 * 2048 * 64 * 64)
 
 
 def _mmseg_entry(teacher_cfg_path: str) -> dict:
@@ -255,7 +307,8 @@ def test_local_teacher_checkpoint_override(tmp_path):
     assert torch.equal(algo.teacher.state_dict()[key], state[key])
 
 
-NAME = re.compile(r'^i2ckd(?:-[a-z]+)?_[a-z0-9-]+_(?P<teacher>[\w.-]+?)_'
+NAME = re.compile(r'^(?P<algo>i2ckd(?:-[a-z]+)?|kd|mgd|cwd)_[a-z0-9-]+_'
+                  r'(?P<teacher>[\w.-]+?)_'
                   r'(?P<student>[\w.-]+?)_(?P<gpus>\d+)xb(?P<batch>\d+)-'
                   r'(?P<iters>\d+)k_(?P<data>[a-z0-9]+)-(?P<h>\d+)x(?P<w>\d+)'
                   r'\.py$')
@@ -265,7 +318,7 @@ NAME = re.compile(r'^i2ckd(?:-[a-z]+)?_[a-z0-9-]+_(?P<teacher>[\w.-]+?)_'
 def test_name_matches_config(path):
     """The OpenMMLab-style name states what the config does."""
     m = NAME.match(path.name)
-    assert m, f'{path.name} does not follow i2ckd_{{where}}_{{teacher}}_' \
+    assert m, f'{path.name} does not follow {{algo}}_{{where}}_{{teacher}}_' \
         '{student}_{gpus}xb{batch}-{iters}_{data}-{crop}.py'
     cfg = _load(path)
     assert cfg.train_dataloader.batch_size == int(m['batch'])
@@ -283,9 +336,15 @@ def test_metafile_and_model_index():
     listed = {m['Config'] for m in meta['Models']}
     assert listed == {str(p.relative_to(REPO)) for p in I2CKD_CONFIGS}
     readme = (I2CKD_DIR / 'README.md').read_text()
+    collections = {c['Name'] for c in meta['Collections']}
     for m in meta['Models']:
         path = REPO / m['Config']
         assert m['Name'] == path.stem
+        # an I2CKD config (with or without another method) is in I2CKD's
+        # collection, a method alone in its own
+        algo = NAME.match(path.name)['algo'].split('-')[0]
+        assert m['In Collection'] == algo.upper() and algo.upper() in \
+            collections
         assert path.name in readme, f'{path.name} not in the README'
         cfg = _load(path)
         teacher = m['Metadata']['Teacher']
@@ -301,3 +360,85 @@ def test_metafile_and_model_index():
             assert (REPO / teacher['Config']).is_file()
         # no invented metrics: nothing measured on real data yet
         assert 'Results' not in m
+
+
+# The CPU toy pairs (the GPU study's full-width R50 -> R18 pair has the same
+# blocks; it is built and run by test_config_builds_and_runs)
+CPU_TOY_METHOD_CONFIGS = [
+    p for p in METHOD_CONFIGS
+    if p.parent.name == 'toy' and '-gpu_' not in p.name
+]
+
+
+@pytest.mark.parametrize('path', CPU_TOY_METHOD_CONFIGS,
+                         ids=_ids(CPU_TOY_METHOD_CONFIGS))
+def test_method_config_trains_a_step(path):
+    """A toy config of another method (alone or with I2CKD) trains a step
+    with its own optimizer, and every distillation loss in it reaches the
+    student down to its first convolution."""
+    cfg = _load(path)
+    num_classes = _dataset_classes(cfg)
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    cfg.model.teacher_ckpt = None  # no file: see the module docstring
+    algo = RAZOR_MODELS.build(cfg.model).train()
+
+    x, samples = _tiny_batch(num_classes)
+    losses = algo.loss(x, samples)
+    names = list(cfg.model.distiller.distill_losses)
+    assert len(names) == (2 if path.name.startswith('i2ckd-') else 1)
+    student = dict(algo.student.named_parameters())
+    first_conv = student['backbone.stem.0.weight']
+    for name in names:
+        loss = losses[f'distill.{name}']
+        assert torch.isfinite(loss) and loss > 0, name
+        grads = torch.autograd.grad(
+            loss, list(student.values()), retain_graph=True,
+            allow_unused=True)
+        assert all(torch.isfinite(g).all() for g in grads if g is not None)
+        grad = dict(zip(student, grads))['backbone.stem.0.weight']
+        assert grad is not None and grad.abs().sum() > 0, name
+
+    # the step itself: the config's optimizer on the student and the
+    # connectors; the teacher does not move
+    optim_wrapper = build_optim_wrapper(algo, cfg.optim_wrapper)
+    teacher_before = {
+        k: v.clone()
+        for k, v in algo.teacher.state_dict().items()
+    }
+    before = first_conv.detach().clone()
+    parsed, _ = algo.parse_losses(losses)
+    optim_wrapper.update_params(parsed)
+    assert not torch.equal(first_conv, before)
+    for k, v in algo.teacher.state_dict().items():
+        assert torch.equal(v, teacher_before[k]), k
+
+
+@pytest.mark.parametrize('path', ALONE_CONFIGS, ids=_ids(ALONE_CONFIGS))
+def test_method_alone_is_its_i2ckd_config_without_i2ckd(path):
+    """KD / MGD / CWD alone differs from its I2CKD combination only in the
+    I2CKD term: same teacher, student, data, schedule and algorithm, the
+    method's own entries identical, and the combination holds exactly the
+    I2CKD-only config's entries besides them."""
+    prefix = next(p for p in METHODS if path.name.startswith(p + '_'))
+    rest = path.name[len(prefix):]
+    alone = _load(path).to_dict()
+    combined = _load(path.with_name(METHODS[prefix] + rest)).to_dict()
+    i2ckd = _load(path.with_name('i2ckd_bottleneck' + rest)).to_dict()
+    for cfg in (alone, i2ckd):
+        assert {k: v for k, v in cfg.items() if k != 'model'} == {
+            k: v for k, v in combined.items() if k != 'model' and k in cfg}
+        assert {k: v for k, v in cfg['model'].items() if k != 'distiller'
+                } == {k: v for k, v in combined['model'].items()
+                      if k != 'distiller'}
+    d_alone, d_comb, d_i2ckd = (c['model']['distiller']
+                                for c in (alone, combined, i2ckd))
+    assert d_alone['type'] == d_comb['type'] == d_i2ckd['type']
+    for key in ('student_recorders', 'teacher_recorders', 'connectors',
+                'distill_losses', 'loss_forward_mappings'):
+        method, base = d_alone.get(key, {}), d_i2ckd.get(key, {})
+        if key not in ('student_recorders', 'teacher_recorders'):
+            assert not set(method) & set(base), key
+        assert d_comb.get(key, {}) == {**base, **method}, key
+    assert not any(loss['type'] == 'I2CKDLoss'
+                   for loss in d_alone['distill_losses'].values())

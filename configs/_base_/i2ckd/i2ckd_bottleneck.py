@@ -21,13 +21,14 @@
 # `custom_imports` is the config's own line, not this file's: a dataset base
 # of ours (configs/_base_/datasets/camvid.py) has it too, and MMEngine allows
 # a key in only one base of a config.
+# The algorithm around the block (I2CKDDistill + GTAwareDistiller) is
+# distill.py's, shared with the configs of the other methods.
+_base_ = ['./distill.py']
 
 i2ckd = dict(
-    _delete_=True,  # replaces the student recipe's model
-    _scope_='mmrazor',
-    type='I2CKDDistill',  # teacher frozen, fully eval, no teacher loss
+    _base_.distill,
     distiller=dict(
-        type='GTAwareDistiller',  # lets a loss take the labels
+        _base_.distill.distiller,
         # The decode head's bottleneck output: the feature right before the
         # classifier (ASPP in DeepLabV3, pyramid pooling in PSPNet, the fused
         # MLP in SegFormer's head).
@@ -63,7 +64,3 @@ i2ckd = dict(
                     connector='loss_i2ckd_sfeat'),
                 preds_T=dict(from_student=False, recorder='feat'),
                 gt=dict(from_data='gt_sem_seg')))))
-
-find_unused_parameters = True
-# Batch 16 in every config (the paper family's); no automatic LR scaling.
-auto_scale_lr = dict(enable=False, base_batch_size=16)
