@@ -58,6 +58,11 @@ BUILD_CFGS = {
                        lambda m: tuple(m.conv_module.conv.weight.shape) ==
                        (6, 4, 1, 1)
                        and isinstance(m.conv_module.bn, torch.nn.BatchNorm2d)),
+    'PixelRowsConnector': (dict(type='PixelRowsConnector'),
+                           lambda m: torch.equal(
+                               m(torch.arange(8.).view(1, 2, 2, 2)),
+                               torch.tensor([[0., 4.], [1., 5.], [2., 6.],
+                                             [3., 7.]]))),
     'GTAwareDistiller': (distiller_cfg(),
                          lambda m: set(m.distill_losses) == {'loss_i2ckd'}
                          and 'c' in m.connectors),
