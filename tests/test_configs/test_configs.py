@@ -7,8 +7,8 @@ teacher is tested once, on the CamVid config where it is mandatory (an R101
 state dict is ~350 MB, too slow to write for every config). One 32x32
 forward per distillation config then checks that the features recorded on
 the real models have exactly the connector's in/out channels, and the
-configs of the other distillation methods (KD, MGD, CWD, alone and with
-I2CKD) train a step in which every distillation loss reaches the student.
+configs of the other distillation methods (KD, DIST, MGD, CWD, alone and
+with I2CKD) train a step in which every distillation loss reaches the student.
 """
 import re
 from pathlib import Path
@@ -39,16 +39,19 @@ CONFIGS = sorted(
     p for p in CONFIG_DIR.rglob('*.py')
     if '_base_' not in p.relative_to(CONFIG_DIR).parts)
 # The real-data distillation configs of the I2CKD folder: I2CKD (i2ckd*),
-# and the other methods alone (kd_*, mgd_*, cwd_*) that it is compared with.
+# and the other methods alone (kd_*, dist_*, mgd_*, cwd_*) that it is
+# compared with.
 I2CKD_CONFIGS = sorted(I2CKD_DIR.glob('*.py'))
 #: The other distillation methods: their config prefix alone -> with I2CKD.
 #: A method alone is its I2CKD combination without the I2CKD term.
 METHODS = {'kd_logits': 'i2ckd-kd_bottleneck-logits',
+           'dist_logits': 'i2ckd-dist_bottleneck-logits',
            'mgd_layer4': 'i2ckd-mgd_bottleneck-layer4',
            'cwd_logits': 'i2ckd-cwd_bottleneck-logits'}
 METHOD_CONFIGS = sorted(
     p for p in CONFIGS
-    if p.name.startswith(tuple(METHODS) + ('i2ckd-kd_', 'i2ckd-mgd_')))
+    if p.name.startswith(tuple(METHODS) +
+                         ('i2ckd-kd_', 'i2ckd-dist_', 'i2ckd-mgd_')))
 ALONE_CONFIGS = sorted(p for p in CONFIGS if p.name.startswith(tuple(METHODS)))
 
 
@@ -81,6 +84,15 @@ def _dataset_classes(cfg) -> int:
     ds_cls = DATASETS.get(_train_dataset(cfg).type)
     assert ds_cls is not None, f'dataset {_train_dataset(cfg).type} unknown'
     return len(ds_cls.METAINFO['classes'])
+
+
+def _pearson(a, b, dims):
+    """Pearson correlation of a and b along ``dims`` (eps 1e-8 as DIST)."""
+    a = a - a.mean(dim=dims, keepdim=True)
+    b = b - b.mean(dim=dims, keepdim=True)
+    return (a * b).sum(dim=dims) / (
+        a.square().sum(dim=dims).sqrt() * b.square().sum(dim=dims).sqrt() +
+        1e-8)
 
 
 def _is_distill(cfg) -> bool:
@@ -186,12 +198,23 @@ def test_config_builds_and_runs(path):
     dist = algo.distiller
     for loss_name, mapping in mcfg.distiller.loss_forward_mappings.items():
         assert torch.isfinite(losses[f'distill.{loss_name}']), loss_name
+        # the student's and the teacher's entry (preds_S / preds_T, or
+        # DISTLoss's logits_S / logits_T)
+        s_map, t_map = (
+            next(v for v in mapping.values()
+                 if 'from_data' not in v and v.from_student == side)
+            for side in (True, False))
         s_rec = dist.student_recorders.get_recorder(
-            mapping.preds_S.recorder).get_record_data()
+            s_map.recorder).get_record_data()
         t_rec = dist.teacher_recorders.get_recorder(
-            mapping.preds_T.recorder).get_record_data()
-        connector = mapping.preds_S.get('connector')
-        if connector is not None:
+            t_map.recorder).get_record_data()
+        connector = s_map.get('connector')
+        if connector is not None and mcfg.distiller.connectors[
+                connector].type == 'PixelRowsConnector':
+            # logits as pixel rows: the same reshape on both sides
+            assert t_map.get('connector') == connector
+            assert s_rec.shape == t_rec.shape
+        elif connector is not None:
             c_cfg = mcfg.distiller.connectors[connector]
             # MMRazor's ConvModuleConnector: in_channel/out_channel; the
             # former I2CKDConnector: in_channels/out_channels; MMRazor's
@@ -214,8 +237,21 @@ def test_config_builds_and_runs(path):
             stat = loss_name.replace('loss', '').strip('_')
             assert losses[f'distill.{stat}_triplets'] > 0
         loss_type = losses_cfg[loss_name].type
-        if loss_type in ('ChannelWiseDivergence', 'KLDivergence'):
+        if loss_type in ('ChannelWiseDivergence', 'KLDivergence',
+                         'DISTLoss'):
             assert s_rec.shape[1] == num_classes  # logits of conv_seg
+        if loss_type == 'DISTLoss':
+            # DIST's segmentation loss at DIST's settings
+            # (configs/_base_/i2ckd/dist_logits.py: inter 1, intra 1, tau 1,
+            # weight 1), computed here on the 4-D logits: 1 - the Pearson
+            # correlation over the classes at each pixel, + 1 - that of each
+            # class over all the pixels of the batch
+            p_s, p_t = s_rec.softmax(dim=1), t_rec.softmax(dim=1)
+            expected = sum(
+                1 - _pearson(p_s, p_t, dims).mean()
+                for dims in ((1, ), (0, 2, 3)))
+            torch.testing.assert_close(losses[f'distill.{loss_name}'],
+                                       expected)
         if loss_type == 'KLDivergence':
             # per-pixel KD at weight 1 (configs/_base_/i2ckd/kd_logits.py):
             # the mean over pixels of KL(teacher || student), computed here
@@ -307,7 +343,7 @@ def test_local_teacher_checkpoint_override(tmp_path):
     assert torch.equal(algo.teacher.state_dict()[key], state[key])
 
 
-NAME = re.compile(r'^(?P<algo>i2ckd(?:-[a-z]+)?|kd|mgd|cwd)_[a-z0-9-]+_'
+NAME = re.compile(r'^(?P<algo>i2ckd(?:-[a-z]+)?|kd|dist|mgd|cwd)_[a-z0-9-]+_'
                   r'(?P<teacher>[\w.-]+?)_'
                   r'(?P<student>[\w.-]+?)_(?P<gpus>\d+)xb(?P<batch>\d+)-'
                   r'(?P<iters>\d+)k_(?P<data>[a-z0-9]+)-(?P<h>\d+)x(?P<w>\d+)'
@@ -416,8 +452,8 @@ def test_method_config_trains_a_step(path):
 
 @pytest.mark.parametrize('path', ALONE_CONFIGS, ids=_ids(ALONE_CONFIGS))
 def test_method_alone_is_its_i2ckd_config_without_i2ckd(path):
-    """KD / MGD / CWD alone differs from its I2CKD combination only in the
-    I2CKD term: same teacher, student, data, schedule and algorithm, the
+    """KD / DIST / MGD / CWD alone differs from its I2CKD combination only in
+    the I2CKD term: same teacher, student, data, schedule and algorithm, the
     method's own entries identical, and the combination holds exactly the
     I2CKD-only config's entries besides them."""
     prefix = next(p for p in METHODS if path.name.startswith(p + '_'))

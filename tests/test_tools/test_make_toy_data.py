@@ -129,10 +129,27 @@ def test_toy_configs_resolve_to_the_right_roles():
     from mmengine.config import Config
 
     from toy import toy_configs
-    paths = toy_configs()
-    assert set(paths) == {'teacher', 'student', 'i2ckd', 'i2ckd_cwd'}
-    types = {k: Config.fromfile(p).model.type for k, p in paths.items()}
-    assert types == {'teacher': 'EncoderDecoder', 'student': 'EncoderDecoder',
-                     'i2ckd': 'I2CKDDistill', 'i2ckd_cwd': 'I2CKDDistill'}
-    assert 'loss_cwd' in Config.fromfile(
-        paths['i2ckd_cwd']).model.distiller.distill_losses
+    # role -> the loss types of its distiller (None: a plain segmentor)
+    losses = {'teacher': None, 'student': None,
+              'i2ckd': ['I2CKDLoss'],
+              'i2ckd_cwd': ['I2CKDLoss', 'ChannelWiseDivergence'],
+              'kd': ['KLDivergence'],
+              'i2ckd_kd': ['I2CKDLoss', 'KLDivergence'],
+              'dist': ['DISTLoss'],
+              'i2ckd_dist': ['I2CKDLoss', 'DISTLoss'],
+              'mgd': ['MGDLoss'],
+              'i2ckd_mgd': ['I2CKDLoss', 'MGDLoss'],
+              'cwd': ['ChannelWiseDivergence']}
+    for dataset in ('toyshapes', 'toystreets'):
+        paths = toy_configs(dataset)
+        assert set(paths) == set(losses)
+        for role, path in paths.items():
+            assert dataset in osp.basename(path), (role, path)
+            model = Config.fromfile(path).model
+            if losses[role] is None:
+                assert model.type == 'EncoderDecoder', role
+            else:
+                assert model.type == 'I2CKDDistill', role
+                assert sorted(loss.type for loss in
+                              model.distiller.distill_losses.values()) == \
+                    sorted(losses[role]), role

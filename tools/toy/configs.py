@@ -20,6 +20,22 @@ TOY_CONFIG_NAMES = {
     '{gpus}-1000it_{data}.py',
     'i2ckd_cwd': 'i2ckd-cwd_bottleneck-logits_deeplabv3_r18-d8_'
     'deeplabv3_r18w16-d8_{gpus}-1000it_{data}.py',
+    # the other distillation methods alone and with I2CKD (configs/i2ckd/
+    # README.md, "Other distillation methods, alone and with I2CKD")
+    'kd': 'kd_logits_deeplabv3_r18-d8_'
+    'deeplabv3_r18w16-d8_{gpus}-1000it_{data}.py',
+    'i2ckd_kd': 'i2ckd-kd_bottleneck-logits_deeplabv3_r18-d8_'
+    'deeplabv3_r18w16-d8_{gpus}-1000it_{data}.py',
+    'dist': 'dist_logits_deeplabv3_r18-d8_'
+    'deeplabv3_r18w16-d8_{gpus}-1000it_{data}.py',
+    'i2ckd_dist': 'i2ckd-dist_bottleneck-logits_deeplabv3_r18-d8_'
+    'deeplabv3_r18w16-d8_{gpus}-1000it_{data}.py',
+    'mgd': 'mgd_layer4_deeplabv3_r18-d8_'
+    'deeplabv3_r18w16-d8_{gpus}-1000it_{data}.py',
+    'i2ckd_mgd': 'i2ckd-mgd_bottleneck-layer4_deeplabv3_r18-d8_'
+    'deeplabv3_r18w16-d8_{gpus}-1000it_{data}.py',
+    'cwd': 'cwd_logits_deeplabv3_r18-d8_'
+    'deeplabv3_r18w16-d8_{gpus}-1000it_{data}.py',
 }
 
 

@@ -2,7 +2,7 @@
 # and configs/toy/ wraps its student in; not a config to train. Alone it holds
 # no loss: a method's block adds its recorders, connectors, losses and
 # mappings to the distiller (i2ckd_bottleneck.py, cwd_logits.py,
-# kd_logits.py, mgd_layer4.py in this folder).
+# kd_logits.py, mgd_layer4.py, dist_logits.py in this folder).
 #
 # I2CKDDistill, not MMRazor's SingleTeacherDistill, for every method: the
 # teacher stays frozen and fully in eval mode, and the student starts from
