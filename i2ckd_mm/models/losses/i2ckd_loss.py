@@ -229,8 +229,7 @@ class I2CKDLoss(nn.Module):
             ok = finite.all()
             means = torch.where(ok, means, 0.0)
             w = counts.clamp(max=1) * ok  # (G, K): 1 for a present class
-            loss, dist = self._triplet_loss(means, w)
-            self._stats_in = dict(dist=dist.detach(), w=w)
+            loss, self._stats_in = self._triplet_loss(means, w)
             if self.pixel_weight > 0:
                 pixel = self._pixel_term(s, t, bins, means, w, ok)
                 loss = torch.add(loss, pixel, alpha=self.pixel_weight)
@@ -244,22 +243,26 @@ class I2CKDLoss(nn.Module):
 
     def _triplet_loss(self, means: Tensor, w: Tensor):
         """Triplet (+ pull) loss of prototypes (2, G, C, K) with class
-        weights ``w`` (G, K); also the distances (G, K, K)."""
-        if self.normalize:
-            means = F.normalize(means, dim=2)
+        weights ``w`` (G, K), and what the diagnostics read (detached)."""
         ps, pt = means.transpose(2, 3).unbind(0)  # (G, K, C) each
         pt = pt.detach()  # no backward of the distances towards it
+        if self.normalize:
+            ps, pt = F.normalize(ps, dim=2), F.normalize(pt, dim=2)
         dist = self._pairwise(ps, pt)  # [g, k, j] = d(Ps_gk, Pt_gj)
         hinge, weight = self._hinges(dist, w)
         loss = hinge.sum() / weight.sum().clamp(min=1)
+        parts = dict(dist=dist.detach(), hinge=hinge.detach(), weight=weight,
+                     w=w)
         if self.symmetric:
             dist_t = (self._pairwise(pt, ps) if self.distance == 'euclidean'
                       else dist.transpose(1, 2))
             hinge, weight = self._hinges(dist_t, w)
             loss = 0.5 * (loss + hinge.sum() / weight.sum().clamp(min=1))
         if self.pull_weight > 0:
-            loss = torch.add(loss, self._pull(dist, w), alpha=self.pull_weight)
-        return loss, dist
+            pull = self._pull(dist, w)
+            loss = torch.add(loss, pull, alpha=self.pull_weight)
+            parts['pull'] = pull.detach()
+        return loss, parts
 
     def _pairwise(self, anchors: Tensor, others: Tensor) -> Tensor:
         """Distances (G, K, K) between the rows of (G, K, C) prototypes."""
@@ -360,23 +363,24 @@ class I2CKDLoss(nn.Module):
         return self._last_stats
 
     @torch.no_grad()
-    def _stats(self, dist: Tensor, w: Tensor, pixel: Optional[Tensor] = None,
+    def _stats(self, dist: Tensor, hinge: Tensor, weight: Tensor, w: Tensor,
+               pull: Optional[Tensor] = None, pixel: Optional[Tensor] = None,
                skipped: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        hinge, weight = self._hinges(dist, w)
-        n = weight.sum().clamp(min=1)
-        pair = w.unsqueeze(2) * w.unsqueeze(1) - torch.diag_embed(w)
-        d_neg = (pair * dist).sum() if self.negatives == 'all' else \
-            torch.where(weight > 0, dist.masked_fill(
+        n = weight.sum()  # triplets
+        if self.negatives == 'all':
+            d_neg = (weight * dist).sum()
+        else:  # the hardest negative of each anchor
+            pair = w.unsqueeze(2) * w.unsqueeze(1) - torch.diag_embed(w)
+            d_neg = torch.where(weight > 0, dist.masked_fill(
                 pair == 0, float('inf')).amin(2), 0.0).sum()
-        stats = dict(
-            active=(hinge > 0).sum() / n, d_neg=d_neg / n,
-            d_pos=(w * dist.diagonal(dim1=1, dim2=2)).sum() /
-            w.sum().clamp(min=1),
-            triplets=weight.sum(),
-            pull=(self._pull(dist, w) if self.pull_weight > 0 else
-                  w.new_zeros(())))
+        d_pos = (w * dist.diagonal(dim1=1, dim2=2)).sum()
+        stats = dict(active=(hinge > 0).sum() / n.clamp(min=1),
+                     d_pos=d_pos / w.sum().clamp(min=1),
+                     d_neg=d_neg / n.clamp(min=1), triplets=n,
+                     pull=n.new_zeros(()) if pull is None else pull)
         if pixel is not None:
             stats['pixel'] = pixel
         if skipped is not None:
             stats['skipped'] = skipped
-        return {key: v.float() for key, v in stats.items()}
+        return {key: v if v.dtype == torch.float32 else v.float()
+                for key, v in stats.items()}

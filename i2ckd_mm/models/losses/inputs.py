@@ -92,7 +92,8 @@ def bad_label_message(ids: Sequence[int], num_classes: int,
     """The one error text for label ids outside ``[0, K)`` + ignore."""
     return (f'labels contain class ids {list(ids)} that are neither in '
             f'[0, {num_classes}) nor the ignore index {ignore_index}; check '
-            'num_classes and the dataset\'s label mapping (reduce_zero_label?)')
+            "num_classes and the dataset's label mapping "
+            '(reduce_zero_label?)')
 
 
 def label_bins(labels: Tensor, num_classes: int,

@@ -1,9 +1,9 @@
 """Class prototypes: the mean feature of every class, all classes at once.
 
 I2CKD (Karine et al., arXiv 2403.18490) compares teacher and student class
-prototypes; ``docs/method.md`` describes the method as implemented. Nothing
-here waits for the device: shapes depend only on N, C, K and the sizes, and
-bad label ids come back as a small device tensor (:func:`label_bins`).
+prototypes; ``docs/method.md`` describes the method as implemented. Shapes
+depend only on N, C, K and the sizes; nothing here waits for the device but
+:func:`raise_together` (``'global'`` scope under DDP: one read per step).
 """
 from typing import Optional, Sequence, Tuple
 
@@ -96,7 +96,7 @@ def raise_together(error: Optional[BaseException], bad: Optional[Tensor],
 
 def class_means(feats: Sequence[Tensor], bins: Tensor, num_classes: int,
                 scope: str) -> Tuple[Tensor, Tensor]:
-    """Class means of M feature maps on the same labels: THE prototype path.
+    """Class means of M feature maps on the same labels: the one path to them.
 
     One ``scatter_add`` per map into K + 1 bins; bin K (ignored pixels, bad
     ids) is dropped, so their features, even NaN/Inf, reach no mean and get
