@@ -36,7 +36,10 @@ def pair():
     torch._dynamo.reset()
     eager, compiled = _pair(compile_losses=True)
     step(compiled, make_seg_batch(seed=0))  # the one compilation
-    return eager, compiled
+    yield eager, compiled
+    # dynamo caches per code object (I2CKDLoss.compute), guarded on the
+    # loss instance: leave no entries for later tests' instances
+    torch._dynamo.reset()
 
 
 def step(alg, raw):
