@@ -2,13 +2,14 @@
 is computed from the rows of its own table."""
 import os.path as osp
 import re
-import sys
 
 import pytest
 
+import bench_i2ckd_loss as bench
+import harness
+from harness import op_counts
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'benchmarks'))
-import bench_i2ckd_loss as bench  # noqa: E402
 
 
 def test_primitives_lower_bound_adds_up(tmp_path):
@@ -47,7 +48,6 @@ def _has_revision(rev):
 def test_loss_rows_count_operators_and_waits_before_and_after():
     """One row, before (the loss at 6829419) and after interleaved: the
     operator and host-wait columns are the counter's numbers for each."""
-    from machine import op_counts
     report = bench.main(['--device', 'cpu', '--classes', '3', '--channels',
                          '4', '--sizes', '4x8', '--batches', '2', '--runs',
                          '1', '--warmup', '0', '--naive-runs', '1',
@@ -117,13 +117,13 @@ def test_baseline_from_a_folder_of_exported_files(tmp_path):
             ['git', 'show', f'87f5c15:i2ckd_mm/models/losses/{name}.py'],
             cwd=ROOT, text=True))
     s, t, gt = bench.make_inputs(3, 4, 4, 8, 2, 'cpu')
-    from_folder = bench.load_baseline(str(tmp_path))(num_classes=3)
-    from_git = bench.load_baseline('87f5c15')(num_classes=3)
+    from_folder = harness.load_baseline(str(tmp_path))(num_classes=3)
+    from_git = harness.load_baseline('87f5c15')(num_classes=3)
     assert type(from_folder).__module__ == 'i2ckd_baseline.i2ckd_loss'
     assert from_folder(s, t, gt).item() == from_git(s, t, gt).item()
     (tmp_path / 'prototypes.py').unlink()
     with pytest.raises(FileNotFoundError):
-        bench.load_baseline(str(tmp_path))
+        harness.load_baseline(str(tmp_path))
 
 
 def test_two_compile_modes_give_two_column_groups():
