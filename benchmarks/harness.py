@@ -44,6 +44,9 @@ HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(HERE)
 if osp.join(ROOT, 'tools') not in sys.path:  # the toy package (tools/toy)
     sys.path.append(osp.join(ROOT, 'tools'))
+from toy import (data_options, last_metrics, run_tool,  # noqa: E402
+                 schedule_options, split_options)
+
 IGNORE = 255
 
 
@@ -507,8 +510,6 @@ def run_arm(p: dict, run_dir: str, arm: str, seed: int, cfg: str,
     (with ``per_class``: per-class IoU and the val curve to its
     ``_classes`` / ``_curves`` CSVs). Returns a status line.
     """
-    from toy import (data_options, last_metrics, run_tool, schedule_options,
-                     split_options)
     os.makedirs(run_dir, exist_ok=True)
     cfg_path = osp.join(run_dir, 'config.py')
     with open(cfg_path, 'w') as f:
