@@ -1,69 +1,19 @@
 """Paired-seed accuracy study of I2CKD on two toy CPU proxies.
 
-What was run (each command resumes: runs already in the CSV are skipped):
-
-    # 1. choose on ToyShapes val, stage 1: every I2CKD variant on top of
-    #    CWD, seeds 0-1
-    python benchmarks/accuracy_study.py run --dataset toyshapes \
-        --arms explore --seeds 0 1
-    #    stage 2: the 3 best by mean val delta vs CWD, seed 2 as well
-    #    (the report names them and the chosen one)
-    python benchmarks/accuracy_study.py run --dataset toyshapes \
-        --arms np_2loc+cwd np_sym+cwd np_warmup+cwd --seeds 2
-    # 2. report on test, both datasets, 5 seeds: student alone, CWD alone,
-    #    the chosen variant + CWD and alone, the shipped I2CKD variant alone
-    #    (np), the literal loss, and the variant the first round of this
-    #    study chose (np_w3_batch+cwd)
-    python benchmarks/accuracy_study.py run --dataset toyshapes \
-        --arms student np cwd np_2loc+cwd np_2loc literal np_w3_batch+cwd \
-        --seeds 0 1 2 3 4
-    python benchmarks/accuracy_study.py run --dataset toystreets \
-        --arms student np cwd np_2loc+cwd np_2loc literal np_w3_batch+cwd \
-        --seeds 0 1 2 3 4
-    # 2b. round 3 (after round 2's test results were seen): three changes
-    #    of the chosen variant on ToyShapes val, seeds 0-2; the best by
-    #    mean val delta vs CWD (np_2loc_stop+cwd) to test on both datasets
-    python benchmarks/accuracy_study.py run --dataset toyshapes \
-        --arms round3 --seeds 0 1 2
-    python benchmarks/accuracy_study.py run --dataset toyshapes \
-        --arms np_2loc_stop+cwd --seeds 3 4
-    python benchmarks/accuracy_study.py run --dataset toystreets \
-        --arms np_2loc_stop+cwd --seeds 0 1 2 3 4
-    # 4. round 4: pretrained backbones (ToyNet classification, pretrained
-    #    on the first call), teacher 1500 iterations, fresh splits
-    #    (generator seed 16), students 400 iterations, 5 seeds; rows in
-    #    accuracy_study_pretrained*.csv
-    python benchmarks/accuracy_study.py run --protocol pretrained \
-        --dataset toyshapes --arms teacher round4 --seeds 0 1 2 3 4
-    python benchmarks/accuracy_study.py run --protocol pretrained \
-        --dataset toystreets --arms teacher round4 --seeds 0 1 2 3 4
-    #    the same on one GPU (ToyStreets 256x512, R50 -> R18): gpu_study.sh
-    # 3. tables (paired differences, 95 % t intervals, wins) and the chart,
-    #    generated from the committed CSV (and round 4's section and curves
-    #    from its CSV files)
-    python benchmarks/accuracy_study.py report
-
-Protocol:
-
-* Every arm trains the same student config for the same iterations from the
-  same seed; I2CKDDistill builds and initialises the student first and keeps
-  the teacher and connectors off its random numbers, so with the same seed
-  the distilled student starts from the same weights, sees the same batches
-  and draws the same dropout masks as the student alone. Arms differ only in
-  their distillation losses. One teacher per dataset (seed 0) serves all arms.
-* Choices (which I2CKD variant, its weight) are made on the **val** split;
-  the reported numbers are on the **test** split, which no choice looked at.
-* Every finished run appends its val and test mIoU, iterations and wall time
-  to the protocol's CSV (``PROTOCOLS``); the report and charts are generated
-  from the CSV files only. A run already in the CSV is not repeated (resume
-  after an interruption: run the same command again).
-* Each run uses one thread on a CPU; ``--jobs`` runs several at once.
+``run`` trains the missing runs of arms x seeds under a protocol (each
+finished run appends its val and test mIoU to the protocol's CSV; a run in
+the CSV is skipped, so a command resumes); ``report`` writes
+``accuracy_study.md`` and the charts from the CSV files only. Every arm
+trains the same student config from the same seed (I2CKDDistill keeps the
+teacher and connectors off the student's random numbers), so arms differ
+only in their distillation losses; choices are made on val, reported
+numbers are on test. The commands that made the committed CSV files and the
+protocol in full: ``benchmarks/README.md``.
 
 A new arm is a ``VARIANTS`` entry (config text on the I2CKD or I2CKD + CWD
 config) or a case of :func:`arm_spec`; a new protocol a ``PROTOCOLS`` entry.
 """
 import argparse
-import csv
 import os
 import os.path as osp
 from concurrent.futures import ThreadPoolExecutor
@@ -322,18 +272,23 @@ PRETRAIN_FIELDS = ['role', 'depth', 'width', 'iters', 'batch_size', 'size',
                    'seed', 'heldout_acc', 'wall_s']
 
 
-def ensure_pretrained(wd, proto, role):
+def backbone_path(wd, proto, role):
+    """Where the pretrained backbone of ``role`` goes (by depth and width);
+    call it outside threads (MMEngine's config parsing is not
+    thread-safe)."""
+    from mmengine.config import Config
+    bb = Config.fromfile(proto['configs'][role]).model.backbone
+    return osp.join(wd, 'pretrain',
+                    f"{role}_r{bb['depth']}w{bb['base_channels']}.pth")
+
+
+def ensure_pretrained(ckpt, proto, role):
     """The pretrained backbone checkpoint of ``role`` (``student`` /
     ``teacher``), pretrained now if missing (tools/pretrain_toy_backbone.py,
     one thread on a CPU); one ``_pretrain`` CSV row per role from its meta
     (held-out ToyNet accuracy, seconds)."""
-    from mmengine.config import Config
-
     from toy.pretrain import load_meta
     cfg = proto['configs'][role]
-    bb = Config.fromfile(cfg).model.backbone
-    ckpt = osp.join(wd, 'pretrain',
-                    f"{role}_r{bb['depth']}w{bb['base_channels']}.pth")
     if not osp.isfile(ckpt):
         opts = proto['pretrain'][role]
         args = [cfg, ckpt, '--model', role]
@@ -356,12 +311,13 @@ def ensure_pretrained(wd, proto, role):
     return ckpt
 
 
-def run(proto, wd, arm, seed, teacher=None, backbone=None):
+def run(proto, wd, arm, seed, teacher=None, backbone=None, spec=None):
     """One run of ``proto`` (``arm``: ``'teacher'`` or a study arm; the
     teacher checkpoint ``teacher``, the pretrained ``backbone``), skipped
     when the CSV has it; a teacher in the CSV whose checkpoint is not here
     (a study resumed on a new machine) is trained again, the arms still to
-    run need it. Returns (arm, seed, status)."""
+    run need it. ``spec``: the arm's (config, extra text) if resolved
+    already (in the main thread). Returns (arm, seed, status)."""
     is_teacher = arm == 'teacher'
     run_dir = osp.join(wd, 'teacher') if is_teacher else osp.join(
         wd, 'runs', arm, f'seed{seed}')
@@ -373,7 +329,7 @@ def run(proto, wd, arm, seed, teacher=None, backbone=None):
     if is_teacher:
         cfg, extra, opts = proto['configs']['teacher'], '', []
     else:
-        cfg, extra = protocol_arm(arm, proto)
+        cfg, extra = spec or protocol_arm(arm, proto)
         opts = [] if arm == 'student' else [f'model.teacher_ckpt={teacher}']
     if backbone:
         opts = init_options('model' if arm in ('teacher', 'student') else
@@ -400,7 +356,8 @@ def cmd_run(args, overrides=None):
     roles = [r for r, needed in (('student', names), ('teacher', need_teacher))
              if proto['pretrain'] and needed]
     with ThreadPoolExecutor(2) as pool:  # backbones pretrain meanwhile
-        ckpts = {r: pool.submit(ensure_pretrained, root, proto, r)
+        ckpts = {r: pool.submit(ensure_pretrained,
+                                backbone_path(root, proto, r), proto, r)
                  for r in roles}
         proto['data_root'] = harness.make_data(
             osp.join(wd, 'data'), args.dataset, proto['data_seed'],
@@ -409,9 +366,10 @@ def cmd_run(args, overrides=None):
     if need_teacher:
         print(run(proto, wd, 'teacher', 0, backbone=ckpts.get('teacher')),
               flush=True)
+    specs = {n: protocol_arm(n, proto) for n in names}
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run, proto, wd, n, s, teacher,
-                               ckpts.get('student'))
+                               ckpts.get('student'), specs[n])
                    for s in args.seeds for n in names]
         for fut in futures:
             arm, seed, status = fut.result()
@@ -862,23 +820,6 @@ def plot_curves(curves, rows, path):
     fig.savefig(path)
 
 
-def cmd_walltimes(args):
-    """Rewrite the wall_s column from the run folders (e.g. for runs that an
-    interrupted study process had started), with training_seconds()."""
-    rows = read_csv(args.csv)
-    for r in rows:
-        wd = osp.abspath(osp.join(args.work_dir, r['dataset']))
-        run_dir = (osp.join(wd, 'teacher') if r['arm'] == 'teacher' else
-                   osp.join(wd, 'runs', r['arm'], f"seed{r['seed']}"))
-        ckpt = osp.join(run_dir, f"iter_{r['iterations']}.pth")
-        if osp.isfile(ckpt):
-            r['wall_s'] = f'{training_seconds(run_dir, ckpt):.0f}'
-    with open(args.csv, 'w', newline='') as f:
-        w = csv.DictWriter(f, harness.FIELDS)
-        w.writeheader()
-        w.writerows(dict(r, mIoU=f"{r['mIoU']:.2f}") for r in rows)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = p.add_subparsers(dest='cmd', required=True)
@@ -927,16 +868,13 @@ def main(argv=None):
     q.add_argument('--curves-plot', default=osp.join(
         ROOT, 'docs', 'images', 'accuracy_study_pretrained_curves.png'),
         help='round 4: val mIoU vs iteration of every arm')
-    t = sub.add_parser('walltimes', help=cmd_walltimes.__doc__.split('\n')[0])
-    t.add_argument('--csv', default=CSV)
-    t.add_argument('--work-dir', default='work_dirs/accuracy_study')
     args = p.parse_args(argv)
     if args.cmd == 'run' and args.work_dir is None:
         args.work_dir = 'work_dirs/accuracy_study' + (
             '' if args.protocol == 'scratch' else f'_{args.protocol}')
     if args.cmd == 'run':
         return cmd_run(args, TINY if args.tiny else None)
-    dict(report=cmd_report, walltimes=cmd_walltimes)[args.cmd](args)
+    cmd_report(args)
 
 
 if __name__ == '__main__':

@@ -1,58 +1,14 @@
 """What distillation costs: a student-alone step vs an I2CKD step, by part.
 
-Prints a markdown report with, per setting, the median time of a
-**student-alone** training step (the student config's model and optimizer:
-data preprocessing, forward incl. the task losses, backward, optimizer) and
-of **distillation** steps (``I2CKDDistill``): data preprocessing, (a) the
-teacher's forward (``alg.teacher_forward``: no_grad, recorders, autocast,
-record cast), (b) the student's forward + backward incl. its task losses,
-(c) the distillation losses incl. the connector, forward + backward, and
-the optimizer update.
-
-Settings: the ToyShapes configs (``toy_configs``: ``student``, ``i2ckd``,
-``i2ckd_cwd``; CWD alone = ``i2ckd_cwd`` without its I2CKD loss) at 64x64,
-batch 8, and one DeepLabV3-R101 -> R18 step of the shipped Cityscapes config
-at 512x1024, batch 2 (the recipe's images per GPU; batch 1 cannot train: BN
-of the ASPP image-pool branch sees one value per channel). Each distillation
-config runs as it is (fp32 teacher), with the I2CKD loss of ``--baseline``
-("loss before"; 512x1024: ``--big-before``), with each ``--step-teachers``
-setting and each ``--compile-losses`` mode, all interleaved. Two more
-tables: the **operators and host waits** of one step per variant by part
-(``harness.count_by_part``), and the **teacher's forward alone** per
-``--teachers`` setting (fp32, bf16, channels_last): time, peak tensor
-memory, the records' difference from the first setting. Weights, images and
-labels (blocks of one class, 5 % ignored) are random: a step's cost does not
-depend on their values. SyncBN becomes BN (one process).
-
-How the parts are measured (instrumented, not estimated), all inside one
-ordinary ``alg(**batch, mode='loss')`` call:
-
-* forward parts: a timer around ``alg.teacher_forward``, a forward pre-hook
-  and hook on ``alg.student`` (its ``mode='loss'`` forward computes the task
-  losses) and a timer around ``distiller.compute_distill_losses``;
-* backward: ``total.backward()`` in two exactly equivalent phases. Once the
-  student's forward is done, every recorded student tensor is replaced in
-  its recorder by an alias (``view_as``, no copy) that only the distill
-  losses read. Phase 1, ``torch.autograd.grad(distill_total, aliases +
-  distiller parameters)``, runs the backward of the losses and connectors
-  only (autograd stops at the aliases; without them it would enter the
-  student where one record is computed from another: the logits from the
-  bottleneck in the CWD configs). Phase 2, ``torch.autograd.backward(
-  [student_total, *aliases], [1, *their gradients])``, runs the student's
-  backward once, both gradients summed where they meet: the student-alone
-  backward's work. By linearity this gives ``total.backward()``'s gradients;
-  ``split check`` verifies it (toy; 512x1024 with ``--big-extras``): max
-  |g_split - g_plain| / max |g_plain| over all parameters;
-* the optimizer update: ``optim_wrapper.step()`` + ``zero_grad()``;
-* ``parts/total``: median over runs of (sum of the parts) / (the whole
-  instrumented step); ``plain train_step``: the uninstrumented
-  ``model.train_step``, interleaved (toy; 512x1024 with ``--big-extras``).
-
-Timing: ``harness.rounds`` (variants interleaved, the order rotating), the
-clock ``--clock`` (CPU default: this process's CPU time with one thread;
-wall times are reported too; CUDA: wall). One 512x1024 I2CKD step takes
-about 2 min of one core: that setting runs 3 times per variant, no warm-up
-(the median drops a slow first run) and no extras by default.
+A student-alone training step and I2CKD distillation steps (the toy configs
+at 64x64 and the Cityscapes R101 -> R18 config at 512x1024), each split into
+data preprocessing, (a) the teacher's forward, (b) the student's forward +
+backward, (c) the distillation losses and the optimizer update, by
+instrumenting one ordinary step: timers around ``alg.teacher_forward`` and
+``compute_distill_losses``, hooks on the student, the backward split exactly
+in two phases (:func:`split_backward`). Also the operators and host waits of
+a step by part, and the teacher's forward alone per teacher precision. The
+method in full: ``benchmarks/README.md``.
 
 Usage::
 
@@ -210,7 +166,7 @@ def recorded_student_tensors(alg) -> List[torch.Tensor]:
 
 def split_backward(alg, losses: Dict[str, torch.Tensor], clock,
                    parts: Dict[str, float]) -> None:
-    """``total.backward()`` in two equivalent phases (module docstring)."""
+    """``total.backward()`` in two equivalent phases (benchmarks/README.md)."""
     if any(not k.startswith(('student.', 'distill.')) for k in losses):
         raise KeyError(f'unexpected loss keys: {sorted(losses)}')
     student_total, distill_total = (alg.parse_losses(
@@ -361,7 +317,7 @@ def teacher_label(options: dict) -> str:
 
 
 def bench_teacher(cfg_path: str, size: Tuple[int, int], batch: int,
-                  teachers: List[str], runs: int, device: torch.device,
+                  settings: List[dict], runs: int, device: torch.device,
                   clock) -> List[dict]:
     """The teacher's forward alone (``alg.teacher_forward``, as a step runs
     it) per teacher setting, same weights: median time, peak tensor memory
@@ -370,11 +326,11 @@ def bench_teacher(cfg_path: str, size: Tuple[int, int], batch: int,
     teacher on a CPU (slow kernels) runs once."""
     h, w = size
     models = {}
-    for text in teachers:
+    for options in settings:
         torch.manual_seed(0)  # the same teacher weights for every setting
-        alg, _, k = build_model(cfg_path, size, device,
-                                options=teacher_setting(text))
-        models[text] = alg.eval()
+        alg, _, k = build_model(cfg_path, size, device, options=options)
+        models[teacher_label(options)] = alg.eval()
+    teachers = list(models)
     data = models[teachers[0]].data_preprocessor(
         make_batch(h, w, batch, k, 32), True)
 
@@ -385,7 +341,7 @@ def bench_teacher(cfg_path: str, size: Tuple[int, int], batch: int,
         return run
 
     slow = {t: device.type == 'cpu' and t.startswith('fp16')
-            for t in teachers}
+            for t in teachers}  # the CPU's fp16 kernels: ~75x fp32
     times = rounds({t: forward(models[t]) for t in teachers},
                    {t: 1 if slow[t] else runs for t in teachers}, 1, clock)
     records = {t: [x for r in models[t].distiller.teacher_recorders
@@ -395,7 +351,7 @@ def bench_teacher(cfg_path: str, size: Tuple[int, int], batch: int,
     ref = records[teachers[0]]
     scale = max(float(x.abs().max()) for x in ref)
     return [dict(
-        label=teacher_label(teacher_setting(t)), h=h, w=w, batch=batch,
+        label=t, h=h, w=w, batch=batch,
         runs=len(times[t]), ms=statistics.median(times[t]) * 1e3,
         peak=harness.peak_memory(forward(models[t]), device),
         diff=max(float((x.float() - y.float()).abs().max())
@@ -450,15 +406,6 @@ def teacher_row(name: str, r: dict, base: dict) -> list:
             f'{r["diff"]:.1e}', ', '.join(r['dtypes'])]
 
 
-def _size(text: str) -> Tuple[int, int]:
-    try:
-        h, w = (int(x) for x in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r}: a size is HxW, e.g. '
-                                         '128x256') from None
-    return h, w
-
-
 def compile_mode(text: str) -> str:
     """A --compile-losses value: default, reduce-overhead, backend=NAME."""
     if text in ('default', 'reduce-overhead') or (
@@ -488,63 +435,49 @@ def main(argv: Optional[List[str]] = None) -> str:
     harness.add_common_args(p, device='cpu')
     p.set_defaults(baseline=BASELINE_REV)
     p.add_argument('--big-runs', type=int, default=3,
-                   help='timed 512x1024 steps per variant (default 3)')
+                   help='timed 512x1024 steps per variant')
     p.add_argument('--big-batch', type=int, default=2,
-                   help='batch of the 512x1024 step (default 2; >= 2)')
+                   help='batch of the 512x1024 step (>= 2)')
     p.add_argument('--no-big', action='store_true',
                    help='skip the 512x1024 R101 -> R18 step')
     p.add_argument('--big-warmup', type=int, default=0,
-                   help='512x1024 warm-up steps per variant (default 0)')
+                   help='512x1024 warm-up steps per variant')
     p.add_argument('--big-extras', action='store_true',
                    help='512x1024 too: split check and plain train_step')
-    p.add_argument('--big-size', type=_size, default=(512, 1024),
-                   help='input size of the Cityscapes step (default '
-                   '512x1024; smaller only for a dry run)')
+    p.add_argument('--big-size', type=harness.hw, default=(512, 1024),
+                   help='HxW of the Cityscapes step (smaller: a dry run)')
     p.add_argument('--big-cwd', action='store_true',
-                   help='Cityscapes step too: CWD alone (the I2CKD + CWD '
-                   'config without its I2CKD loss)')
+                   help='Cityscapes step too: CWD alone')
+    p.add_argument('--big-before', action='store_true',
+                   help='512x1024 too: the "loss before" row')
     p.add_argument('--compile-losses', nargs='+', metavar='MODE',
                    type=compile_mode, default=[],
                    help='extra I2CKD rows with I2CKDDistill(compile_losses='
-                   'True | dict(mode=MODE)), also with the --step-teachers; '
-                   'MODE: default, reduce-overhead or backend=NAME')
+                   '...); MODE: default, reduce-overhead or backend=NAME')
     p.add_argument('--no-toy', action='store_true',
                    help='skip the ToyShapes setting')
     p.add_argument('--no-teacher-table', action='store_true',
                    help='skip the teacher-forward table')
-    p.add_argument('--step-teachers', nargs='*', default=['bf16'],
-                   help='teacher settings of extra step rows (fp32|bf16|fp16,'
-                   ' +cl for channels_last; default bf16)')
-    p.add_argument('--big-before', action='store_true',
-                   help='512x1024 too: the "loss before" row')
-    p.add_argument('--teachers', nargs='+',
-                   default=['fp32', 'bf16', 'fp32+cl', 'bf16+cl'],
-                   help='teacher settings of the teacher-forward table, the '
-                   'first the reference')
-    p.add_argument('--teacher-sizes', nargs='+', type=_size,
-                   help='HxW of the teacher-forward table (default 64x128 '
-                   '128x256 256x512, Cityscapes R101; quick: 64x64 128x128, '
-                   'the toy teacher)')
+    p.add_argument('--step-teachers', nargs='*', type=teacher_setting,
+                   default=[teacher_setting('bf16')],
+                   help='teacher settings of extra step '
+                   'rows: fp32, bf16 or fp16, +cl for channels_last')
+    p.add_argument('--teachers', nargs='+', type=teacher_setting,
+                   default=[teacher_setting(t) for t in (
+                       'fp32', 'bf16', 'fp32+cl', 'bf16+cl')],
+                   help='teacher settings of the teacher-forward table, '
+                   'the first the reference')
+    p.add_argument('--teacher-sizes', nargs='+', type=harness.hw,
+                   help='HxW of the teacher-forward table')
     p.add_argument('--teacher-batch', type=int, default=2)
     p.add_argument('--teacher-runs', type=int,
-                   help='timed teacher forwards per setting (default 5, '
-                   'quick 3)')
+                   help='teacher forwards per setting (default 5, quick 3)')
     p.add_argument('--note', action='append', default=[],
-                   help='a line added to the report\'s header (repeatable)')
-    args = p.parse_args(argv)
-    for text in args.step_teachers + args.teachers:
-        try:
-            teacher_setting(text)
-        except argparse.ArgumentTypeError as e:
-            p.error(str(e))
-    if args.device == 'cuda' and not torch.cuda.is_available():
-        p.error('--device cuda but torch.cuda.is_available() is False')
+                   help='a line added to the report\'s header')
+    args = harness.parse(p, argv)
     device = torch.device(args.device)
     kind = harness.clock_kind(args, device)
-    try:
-        clock = harness.clock(kind, device)
-    except ValueError as e:
-        p.error(str(e))
+    clock = harness.clock(kind, device)
     quick = args.quick
     runs = args.runs or (3 if quick else 15)
     warmup = args.warmup if args.warmup is not None else 1 + 2 * (not quick)
@@ -555,7 +488,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     toy = toy_configs('toyshapes')
     baseline = (None if args.baseline == 'none' else
                 harness.load_baseline(args.baseline))
-    step_teachers = [teacher_setting(t) for t in args.step_teachers]
+    step_teachers = args.step_teachers
     compiled, notes = compile_settings(args.compile_losses)
 
     def variants_of(name, cfg, cwd_only=False, before=True):
@@ -621,17 +554,13 @@ def main(argv: Optional[List[str]] = None) -> str:
             f'{warmup}, 512x1024 {args.big_warmup}; random weights, random '
             'images, blocky random labels; the configs\' own optimizers '
             '(toy: AdamW, Cityscapes: SGD momentum 0.9)',
-            '- parts: a timer around `alg.teacher_forward`, forward hooks on '
-            'the student and a timer around `distiller.compute_distill_'
-            'losses`; the backward split exactly in two phases with '
-            '`torch.autograd.grad` (distill losses + connector down to the '
-            'recorded student feature, then the student with both '
-            'gradients); `split check` = max gradient difference of that '
-            'split vs one plain `backward()`, relative to the largest '
-            'gradient; `parts/total` = timed parts / whole instrumented step '
-            '(median over runs); `plain train_step` = uninstrumented '
-            '`model.train_step`, interleaved (method: the docstring of '
-            '`benchmarks/bench_distill_step.py`)',
+            '- parts: timers around `alg.teacher_forward` and '
+            '`distiller.compute_distill_losses`, hooks on the student, the '
+            'backward split exactly in two phases; `split check` = max '
+            'gradient difference of that split vs one plain `backward()`, '
+            'relative to the largest gradient; `parts/total` = timed parts / '
+            'whole instrumented step; `plain train_step` = uninstrumented '
+            '`model.train_step`, interleaved (method: benchmarks/README.md)',
             f'- variants: `loss before ({args.baseline})` = the I2CKD loss of '
             'that git revision (`harness.load_baseline`) in place of the '
             'current one, same config options; `<p> teacher` = '
@@ -711,12 +640,13 @@ def main(argv: Optional[List[str]] = None) -> str:
             'records it leaves; allocator caching not counted); feature Δ = '
             'max |record - first setting\'s record| / max |first\'s record|.'
             + (' fp16 on a CPU: 1 run (its convolutions take ~75x the fp32 '
-               'time).' if any(t.startswith('fp16') for t in args.teachers)
+               'time).' if any(t['teacher_precision'] == 'fp16'
+                               for t in args.teachers)
                else ''), '']
         rows = []
         for (h, w) in ([] if args.no_teacher_table else teacher_sizes):
             log(f'[{args.device}] teacher forward {teacher_name} {h}x{w}: '
-                f'{args.teachers}')
+                f'{[teacher_label(t) for t in args.teachers]}')
             got = bench_teacher(teacher_cfg, (h, w), args.teacher_batch,
                                 args.teachers, teacher_runs, device, clock)
             rows += [teacher_row(teacher_name, r, got[0]) for r in got]

@@ -1,25 +1,11 @@
 """Speed and memory of the I2CKD loss (prototypes + triplets), fwd+bwd.
 
-Prints a markdown report comparing, on the same inputs and in the same run:
-
-* ``I2CKDLoss`` (``--variant``: the shipped configs' options, default, or
-  the literal defaults);
-* the loop reference of the same loss (``toy/reference_i2ckd.py``, the
-  tests' reference: masked means one class at a time, a loop over class
-  pairs), its value checked against ``I2CKDLoss`` before it is timed;
-* MMRazor's ``ChannelWiseDivergence`` on the same features;
-* a memory-bound floor: ``F_s + F_t`` into a new tensor, one read of both
-  features and one write of their shape, the least memory traffic of a loss
-  with a dense student gradient;
-* ``--baseline REV``: ``I2CKDLoss`` of git revision REV (or of a folder of
-  its files), for before/after numbers;
-* ``--compile BACKEND``: the loss under ``torch.compile(fullgraph=True)``,
-  its values checked against eager first, its compiling call not timed;
-* one DeepLabV3-R101 -> R18 I2CKD training step of the Cityscapes config,
-  for the loss's share of a step.
-
-Timing, memory and operator counts: ``harness`` (medians of interleaved
-rounds whose order rotates; ``--clock``).
+Times ``I2CKDLoss`` on the same inputs and in the same interleaved rounds as
+the loop reference (``toy/reference_i2ckd.py``), MMRazor's CWD, a
+memory-bound floor (``F_s + F_t`` into a new tensor), optionally the loss of
+an earlier revision (``--baseline``) and the compiled loss (``--compile``),
+and one Cityscapes R101 -> R18 I2CKD step for the loss's share; the method
+is written in the report's header.
 
 Usage::
 
@@ -381,7 +367,7 @@ def main(argv: Optional[List[str]] = None) -> str:
                    help='channel counts (default 128 256 512)')
     p.add_argument('--batches', type=int, nargs='+',
                    help='batch sizes (default 2 4)')
-    p.add_argument('--sizes', nargs='+', metavar='HxW',
+    p.add_argument('--sizes', nargs='+', metavar='HxW', type=harness.hw,
                    help='feature sizes (default 64x128 128x256)')
     p.add_argument('--primitives', action='store_true',
                    help='only time the passes the loss cannot avoid (class '
@@ -393,9 +379,7 @@ def main(argv: Optional[List[str]] = None) -> str:
                    help='step input size (default 512, quick 128)')
     p.add_argument('--step-runs', type=int,
                    help='timed steps (default 2, quick 1)')
-    args = p.parse_args(argv)
-    if args.device == 'cuda' and not torch.cuda.is_available():
-        p.error('--device cuda but torch.cuda.is_available() is False')
+    args = harness.parse(p, argv)
     devices = ['cpu'] * (args.device != 'cuda') + ['cuda'] * (
         args.device == 'cuda' or args.device == 'auto'
         and torch.cuda.is_available())
@@ -403,24 +387,14 @@ def main(argv: Optional[List[str]] = None) -> str:
     classes = args.classes or ((2, 19) if quick else (2, 19, 150))
     channels = args.channels or ((128, 256) if quick else (128, 256, 512))
     batches = args.batches or ((2, ) if quick else (2, 4))
-    sizes = ((32, 64), (64, 128)) if quick else ((64, 128), (128, 256))
-    if args.sizes:
-        sizes = [hw.lower().split('x') for hw in args.sizes]
-        if not all(len(hw) == 2 and all(v.isdigit() for v in hw)
-                   for hw in sizes):
-            p.error(f'--sizes takes HxW values, got {args.sizes}')
-        sizes = [(int(h), int(w)) for h, w in sizes]
+    sizes = args.sizes or (((32, 64), (64, 128)) if quick else
+                           ((64, 128), (128, 256)))
     if quick:
         args.naive_runs = 2
     args.runs = args.runs or (3 if quick else 7)
     args.warmup = args.warmup if args.warmup is not None else 1 + (not quick)
     baseline = harness.load_baseline(args.baseline) if args.baseline else None
     kinds = {d: harness.clock_kind(args, torch.device(d)) for d in devices}
-    for d, kind in kinds.items():
-        try:
-            harness.clock(kind, torch.device(d))
-        except ValueError as e:
-            p.error(str(e))
     t_start = time.time()
     with set_torch_threads(args.threads):
         lines = head_lines(args, argv, kinds)

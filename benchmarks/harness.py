@@ -212,11 +212,33 @@ def add_common_args(p: argparse.ArgumentParser, device: str) -> None:
                    'i2ckd_loss.py and prototypes.py')
 
 
+def hw(text: str) -> Tuple[int, int]:
+    """An ``HxW`` command-line value, e.g. ``128x256``."""
+    try:
+        h, w = (int(x) for x in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: a size is HxW, e.g. 128x256') from None
+    return h, w
+
+
+def parse(p: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """Parse; refuse ``--device cuda`` without CUDA and the CPU-time clock
+    on a GPU."""
+    args = p.parse_args(argv)
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        p.error('--device cuda but torch.cuda.is_available() is False')
+    if args.device == 'cuda' and args.clock == 'cpu':
+        p.error('--clock cpu: the CPU-time clock is for the CPU only')
+    return args
+
+
 def clock_kind(args, device: torch.device) -> str:
-    """``--clock``, or its default for ``device``."""
-    if args.clock:
-        return args.clock
-    return 'cpu' if device.type == 'cpu' and args.threads == 1 else 'wall'
+    """The clock of ``device``: wall on a GPU; on the CPU ``--clock``, by
+    default CPU time with one thread, else wall."""
+    if device.type != 'cpu':
+        return 'wall'
+    return args.clock or ('cpu' if args.threads == 1 else 'wall')
 
 
 def header(title: str, script: str, argv: Optional[List[str]],
