@@ -223,13 +223,9 @@ TINY = dict(
     iters=4, teacher_iters=2, val_points=2, train_args=[],
     data=dict(toyshapes=dict(num_train=4, num_val=2, num_test=2),
               toystreets=dict(num_train=4, num_val=2, num_test=2)),
-    options=['train_dataloader.batch_size=2',
-             'train_dataloader.num_workers=0',
-             'train_dataloader.persistent_workers=False',
-             'val_dataloader.num_workers=0',
-             'val_dataloader.persistent_workers=False',
-             'test_dataloader.num_workers=0',
-             'test_dataloader.persistent_workers=False'])
+    options=['train_dataloader.batch_size=2'] + [
+        f'{split}_dataloader.{opt}' for split in ('train', 'val', 'test')
+        for opt in ('num_workers=0', 'persistent_workers=False')])
 
 
 def protocol(name, dataset, **overrides):
@@ -589,13 +585,27 @@ def cmd_report(args):
         plot(chart, args.plot)
 
 
-def plot(chart, path):
+def figure(panels, width, height):
+    """A matplotlib figure (Agg) of ``panels`` axes in a row."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(chart), figsize=(6.5 * len(chart), 3.8),
+    fig, axes = plt.subplots(1, panels, figsize=(width * panels, height),
                              dpi=110, squeeze=False)
-    for ax, (ds, (results, teacher)) in zip(axes[0], chart.items()):
+    return fig, axes[0]
+
+
+def save(fig, path):
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+
+
+def plot(chart, path):
+    """Test mIoU per arm and dataset: mean ± std, the seeds as dots."""
+    import matplotlib.pyplot as plt
+    fig, axes = figure(len(chart), 6.5, 3.8)
+    for ax, (ds, (results, teacher)) in zip(axes, chart.items()):
         arms = sorted(results, key=lambda a: np.mean(list(
             results[a].values())))
         means = [np.mean(list(results[a].values())) for a in arms]
@@ -613,9 +623,7 @@ def plot(chart, path):
         lo = min(min(v.values()) for v in results.values())
         ax.set_ylim(max(0, lo - 8), max(means + [teacher or 0]) + 4)
         plt.setp(ax.get_xticklabels(), rotation=25, ha='right')
-    fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path)
+    save(fig, path)
 
 
 #: Round 4's comparisons: (arm, reference).
@@ -710,14 +718,13 @@ def protocol_section(name, path, curves_plot=None):
              'recommended I2CKD + CWD: I2CKD at the bottleneck and '
              '`backbone.layer4`, with CWD).', '']
     if backbones:
-        lines += ['| pretrained backbone | depth | width | steps x batch | '
-                  'image | ToyNet held-out top-1 | wall s |',
-                  '|---|---|---|---|---|---|---|']
-        for b in backbones:
-            lines.append(f"| {b['role']} | {b['depth']} | {b['width']} | "
-                         f"{b['iters']} x {b['batch_size']} | {b['size']} | "
-                         f"{b['heldout_acc']:.1f} % | {b['wall_s']} |")
-        lines.append('')
+        lines += md_table(
+            ['pretrained backbone', 'depth', 'width', 'steps x batch',
+             'image', 'ToyNet held-out top-1', 'wall s'],
+            [[b['role'], b['depth'], b['width'],
+              f"{b['iters']} x {b['batch_size']}", b['size'],
+              f"{b['heldout_acc']:.1f} %", b['wall_s']] for b in backbones]
+        ) + ['']
     goals = {}
     for ds in sorted(dict.fromkeys(r['dataset'] for r in rows)):
         teacher = {r['split']: r for r in rows
@@ -782,16 +789,11 @@ def plot_curves(curves, rows, path):
     """Val mIoU vs iteration, every arm in one panel per dataset: mean over
     seeds (line) and the seeds' range (band); the teacher's final val mIoU
     dashed."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     datasets = sorted(dict.fromkeys(r['dataset'] for r in curves))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.2 * len(datasets),
-                                                        3.9), dpi=110,
-                             squeeze=False)
+    fig, axes = figure(len(datasets), 6.2, 3.9)
     colours = {'student': '#7f7f7f', 'cwd': '#4c72b0', 'np': '#55a868',
                'np_2loc+cwd': '#c44e52'}
-    for ax, ds in zip(axes[0], datasets):
+    for ax, ds in zip(axes, datasets):
         for arm in ['student', 'np', 'cwd', 'np_2loc+cwd']:
             pts = {}
             for r in curves:
@@ -815,9 +817,7 @@ def plot_curves(curves, rows, path):
         ax.set_ylabel('val mIoU (%)')
         ax.set_title(f'{ds}: pretrained starts, mean over seeds (band: range)')
         ax.legend(loc='lower right', fontsize=8)
-    fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path)
+    save(fig, path)
 
 
 def main(argv=None):

@@ -655,25 +655,18 @@ def main(argv: Optional[List[str]] = None) -> str:
         for name, res in results.items():
             base = res['student alone']
             for vname, m in res.items():
-                span = (f'- {name}, {vname}: instrumented step '
-                        f'{_ms(min(m["totals"]))}-{_ms(max(m["totals"]))} ms '
-                        f'{kind} time over the runs (wall '
-                        f'{_ms(min(m["walls"]))}-{_ms(max(m["walls"]))} ms)')
-                if vname == 'student alone':
-                    lines.append(span + '.')
-                    continue
                 t = m['total']
                 extra = t - base['total'] - m['teacher']
                 lines.append(
-                    f'{span}; the step costs {t / base["total"]:.2f}x the '
-                    f'student alone (+{_ms(t - base["total"])} ms): teacher '
-                    f'forward {m["teacher"] / t:.0%}, student fwd+bwd '
-                    f'{(m["student_fwd"] + m["student_bwd"]) / t:.0%}, '
-                    'distill losses '
-                    f'{(m["distill_fwd"] + m["distill_bwd"]) / t:.0%}, '
-                    f'optimizer {m["optim"] / t:.0%} of the step; beyond the '
-                    f'student alone + the teacher forward: {_ms(extra)} ms '
-                    f'({extra / t:+.1%} of the step).')
+                    f'- {name}, {vname}: instrumented step '
+                    f'{_ms(min(m["totals"]))}-{_ms(max(m["totals"]))} ms '
+                    f'{kind} time over the runs (wall {_ms(min(m["walls"]))}-'
+                    f'{_ms(max(m["walls"]))} ms)' + (
+                        '' if m is base else f'; {t / base["total"]:.2f}x the '
+                        f'student alone (+{_ms(t - base["total"])} ms), '
+                        f'beyond the student alone + the teacher forward: '
+                        f'{_ms(extra)} ms ({extra / t:+.1%} of the step)')
+                    + '.')
     return harness.finish_report(lines + [''], t_start, args.out)
 
 

@@ -1,19 +1,7 @@
-"""The one harness of the benchmarks and studies in this folder.
-
-* timing: :func:`clock` (``torch.utils.benchmark.timer``: wall time after an
-  accelerator sync; or this process's CPU time) and :func:`rounds`
-  (warm-up, then interleaved rounds whose order rotates by one case each
-  round, so load from other processes hits every case alike);
-* :func:`peak_memory`, :func:`op_counts` / :func:`count_by_part`
-  (operators and host waits from ``torch.profiler``);
-* :func:`machine_lines` (MMEngine's ``collect_env`` plus our versions),
-  :func:`add_common_args` / :func:`header` / :func:`finish_report`;
-* :func:`build_model` (a config with random weights, SyncBN reverted with
-  MMEngine's ``revert_sync_batchnorm``), :func:`make_batch`,
-  :func:`load_baseline` (the loss of an earlier revision);
-* results: :func:`read_csv` / :func:`append_csv`, :func:`paired`,
-  :func:`mean_ci` (``scipy.stats``), :func:`verdict`, :func:`md_table`;
-* toy runs of the studies: :func:`run_arm` and its helpers.
+"""The one harness of the benchmarks and studies in this folder: timing,
+peak memory, operator counts, the machine lines, model and batch builders,
+the loss of an earlier revision, results (CSV, paired differences, t
+intervals, verdicts, tables) and the studies' toy runs (benchmarks/README.md).
 
 Scripts here import it as ``harness`` (their folder is first on
 ``sys.path``); it puts ``tools/`` on ``sys.path`` for the ``toy`` package.
@@ -40,8 +28,7 @@ import numpy as np
 import torch
 from torch.utils import benchmark
 
-HERE = osp.dirname(osp.abspath(__file__))
-ROOT = osp.dirname(HERE)
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if osp.join(ROOT, 'tools') not in sys.path:  # the toy package (tools/toy)
     sys.path.append(osp.join(ROOT, 'tools'))
 from toy import (data_options, last_metrics, run_tool,  # noqa: E402
@@ -158,18 +145,6 @@ def op_counts(fn: Callable[[], None]) -> Tuple[int, int]:
 
 
 # ----------------------------------------------------------------- reports
-def cpu_model() -> str:
-    """The CPU's model name from ``/proc/cpuinfo``, or ``'unknown'``."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return 'unknown'
-
-
 def machine_lines(threads_note: str = '') -> List[str]:
     """Date, CPU, threads, versions, load and GPU as markdown list lines
     (versions and GPUs from MMEngine's ``collect_env``)."""
@@ -179,9 +154,14 @@ def machine_lines(threads_note: str = '') -> List[str]:
     from mmengine.utils.dl_utils import collect_env
     env = collect_env()
     gpus = [f'{v} ({k})' for k, v in env.items() if k.startswith('GPU ')]
+    cpu = 'unknown'
+    if osp.isfile('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            cpu = next((line.split(':', 1)[1].strip() for line in f
+                        if line.startswith('model name')), cpu)
     return [
         f'- date: {datetime.datetime.now():%Y-%m-%d %H:%M}',
-        f'- CPU: {cpu_model()}; nproc {os.cpu_count()}; torch intra-op '
+        f'- CPU: {cpu}; nproc {os.cpu_count()}; torch intra-op '
         f'threads {torch.get_num_threads()}{threads_note}',
         f'- torch {env["PyTorch"]}, mmengine {env["MMEngine"]}, mmcv '
         f'{mmcv.__version__}, mmseg {mmseg.__version__}, mmrazor '
