@@ -127,7 +127,7 @@ fi
   echo
   echo '```'
   nvidia-smi --query-gpu=name,memory.total,driver_version \
-    --format=csv 2>&1 || echo "nvidia-smi: not available"
+    --format=csv 2>/dev/null || echo "nvidia-smi: not available"
   "$PY" benchmarks/harness.py 2>&1
   echo "nproc $(nproc); TINY=$TINY; parts: $PARTS; total ${TOTAL} s"
   echo '```'
@@ -201,7 +201,8 @@ if has e; then
     --work-dir "$TMP/demo"
   cp "$TMP/demo/prediction_val.png" "$OUT_DIR/" 2>/dev/null
   { echo; echo "## Demo: tools/demo.py ${DEMO[*]}"; echo
-    grep -E '^\||demo wall time|AmpOptimWrapper' "$LOG" | tail -n 12
+    grep -E '^\| (model|teacher|student)|^\|-|demo wall time' "$LOG"
+    grep -m1 AmpOptimWrapper "$LOG"
   } | tee -a "$RES"
 fi
 say "=== gpu_run: exit $status after $((SECONDS - START)) s"
