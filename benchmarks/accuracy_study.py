@@ -1,83 +1,31 @@
-"""Paired-seed accuracy study of I2CKD on two toy CPU proxies (issue 10).
+"""Paired-seed accuracy study of I2CKD on two toy CPU proxies.
 
-What was run (each command resumes: runs already in the CSV are skipped):
+``run`` trains the missing runs of arms x seeds under a protocol (each
+finished run appends its val and test mIoU to the protocol's CSV; a run in
+the CSV is skipped, so a command resumes); ``report`` writes
+``accuracy_study.md`` and the charts from the CSV files only. Every arm
+trains the same student config from the same seed (I2CKDDistill keeps the
+teacher and connectors off the student's random numbers), so arms differ
+only in their distillation losses; choices are made on val, reported
+numbers are on test. The commands that made the committed CSV files and the
+protocol in full: ``benchmarks/README.md``.
 
-    # 1. choose on ToyShapes val, stage 1: every I2CKD variant on top of
-    #    CWD, seeds 0-1
-    python benchmarks/accuracy_study.py run --dataset toyshapes \
-        --arms explore --seeds 0 1
-    #    stage 2: the 3 best by mean val delta vs CWD, seed 2 as well
-    #    (the report names them and the chosen one)
-    python benchmarks/accuracy_study.py run --dataset toyshapes \
-        --arms np_2loc+cwd np_sym+cwd np_warmup+cwd --seeds 2
-    # 2. report on test, both datasets, 5 seeds: student alone, CWD alone,
-    #    the chosen variant + CWD and alone, the shipped I2CKD variant alone
-    #    (np), the literal loss, and the variant the first round of this
-    #    study chose (np_w3_batch+cwd)
-    python benchmarks/accuracy_study.py run --dataset toyshapes \
-        --arms student np cwd np_2loc+cwd np_2loc literal np_w3_batch+cwd \
-        --seeds 0 1 2 3 4
-    python benchmarks/accuracy_study.py run --dataset toystreets \
-        --arms student np cwd np_2loc+cwd np_2loc literal np_w3_batch+cwd \
-        --seeds 0 1 2 3 4
-    # 2b. round 3 (after round 2's test results were seen): three changes
-    #    of the chosen variant on ToyShapes val, seeds 0-2; the best by
-    #    mean val delta vs CWD (np_2loc_stop+cwd) to test on both datasets
-    python benchmarks/accuracy_study.py run --dataset toyshapes \
-        --arms round3 --seeds 0 1 2
-    python benchmarks/accuracy_study.py run --dataset toyshapes \
-        --arms np_2loc_stop+cwd --seeds 3 4
-    python benchmarks/accuracy_study.py run --dataset toystreets \
-        --arms np_2loc_stop+cwd --seeds 0 1 2 3 4
-    # 4. round 4 (issue 16): pretrained backbones (ToyNet classification,
-    #    pretrained on the first call), teacher 1500 iterations, fresh
-    #    splits (generator seed 16), students 400 iterations, 5 seeds;
-    #    rows in accuracy_study_pretrained*.csv
-    python benchmarks/accuracy_study.py run --protocol pretrained \
-        --dataset toyshapes --arms teacher round4 --seeds 0 1 2 3 4
-    python benchmarks/accuracy_study.py run --protocol pretrained \
-        --dataset toystreets --arms teacher round4 --seeds 0 1 2 3 4
-    #    the same on one GPU (ToyStreets 256x512, R50 -> R18): gpu_study.sh
-    # 3. tables (paired differences, 95 % t intervals, wins) and the chart,
-    #    generated from the committed CSV (and round 4's section and curves
-    #    from its CSV files)
-    python benchmarks/accuracy_study.py report
-
-Protocol:
-
-* Every arm trains the same student config for the same iterations from the
-  same seed; I2CKDDistill builds and initialises the student first and keeps
-  the teacher and connectors off its random numbers, so with the same seed
-  the distilled student starts from the same weights, sees the same batches
-  and draws the same dropout masks as the student alone. Arms differ only in
-  their distillation losses. One teacher per dataset (seed 0) serves all arms.
-* Choices (which I2CKD variant, its weight) are made on the **val** split;
-  the reported numbers are on the **test** split, which no choice looked at.
-* Every finished run appends its val and test mIoU, iterations and wall time
-  to ``benchmarks/accuracy_study.csv``; the report and chart are generated
-  from that file only. A run already in the CSV is not repeated (resume after
-  an interruption: run the same command again).
-* Each run uses one thread; ``--jobs`` runs several at once.
+A new arm is a ``VARIANTS`` entry (config text on the I2CKD or I2CKD + CWD
+config) or a case of :func:`arm_spec`; a new protocol a ``PROTOCOLS`` entry.
 """
 import argparse
-import csv
 import os
 import os.path as osp
-import sys
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-sys.path.append(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                         'tools'))  # toy
-from toy import (data_options, last_metrics, run_tool,  # noqa: E402
-                 schedule_options, split_options, toy_configs)
+import harness
+from harness import md_table, mean_ci, paired, read_csv, verdict
+from toy import toy_configs
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = harness.ROOT
 CSV = osp.join(ROOT, 'benchmarks', 'accuracy_study.csv')
-FIELDS = ['dataset', 'split', 'arm', 'seed', 'mIoU', 'iterations', 'wall_s']
 STUDENT_ITERS, TEACHER_ITERS = 1000, 1500
 
 
@@ -205,116 +153,220 @@ def arm_spec(name, configs):
     return configs['i2ckd_cwd' if cwd else 'i2ckd'], VARIANTS[variant]
 
 
-# ---------------------------------------------------------------- results
-_LOCK = threading.Lock()
+# ---------------------------------------------------------------- protocols
+#: Fine-tuning a pretrained backbone: 0.1x the learning rate there (the
+#: parameter names hold 'backbone' in the student alone and in I2CKDDistill's
+#: student, 'architecture.backbone.'; connectors and heads keep 1x).
+BACKBONE_LR = 'optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult=0.1'
+PT_DATA_SEED = 16
+
+#: protocol -> what its runs need: ``csv`` (rows; with ``per_class``, also
+#: ``_classes`` / ``_curves`` beside it); ``data_seed`` and ``data``
+#: (generator arguments per dataset); ``pretrain`` (role -> ToyNet
+#: pretraining options of its backbone, the checkpoint
+#: ``<work-dir>/pretrain/<role>_r<depth>w<width>.pth`` shared by the
+#: datasets; None: random starts); ``iters`` / ``teacher_iters``;
+#: ``val_points`` (val evaluations per run: the curves); ``configs`` (role ->
+#: config per dataset; None: the toy configs); ``options`` / ``train_args``
+#: (more --cfg-options / tools/train.py arguments); ``layer4`` (student,
+#: teacher channels of the second I2CKD location).
+PROTOCOLS = {
+    # rounds 1-3: random starts, the toy pair (teacher 1/2, student 1/4
+    # width) at the toy configs' schedules
+    'scratch': dict(
+        csv=CSV, data_seed=0, data=dict(toyshapes={}, toystreets={}),
+        pretrain=None, iters=STUDENT_ITERS, teacher_iters=TEACHER_ITERS,
+        val_points=None, configs=None, layer4=(128, 256)),
+    # round 4 on CPU: pretrained starts, fresh splits, curves and per-class
+    # IoU; students 400 iterations (sized to the CPU time available: 5
+    # seeds x 4 arms x 2 datasets on 2 shared cores), the backbone at 0.1x
+    # the learning rate (chosen on ToyShapes val, one seed, student alone:
+    # 800 iterations gave 18.36 val mIoU at 1x, 47.77 at 0.1x by iteration
+    # 400: at 1x AdamW 3e-3 wipes the pretrained features)
+    'pretrained': dict(
+        csv=osp.join(ROOT, 'benchmarks', 'accuracy_study_pretrained.csv'),
+        data_seed=PT_DATA_SEED, data=dict(toyshapes={}, toystreets={}),
+        pretrain=dict(student=dict(iters=1500, batch_size=64, size=64),
+                      teacher=dict(iters=1500, batch_size=64, size=64)),
+        iters=400, teacher_iters=1500, val_points=4, per_class=True,
+        configs=None, options=[BACKBONE_LR], layer4=(128, 256)),
+    # benchmarks/gpu_study.sh: ToyStreets 256x512, R50 -> R18 full width,
+    # sized to finish in <= 8 min on one H200 (an estimate from
+    # results_gpu.md): backbones 800 steps x 96 images (64x64, rendered on
+    # the CPU), teacher 600 and students 500 iterations with AMP, 6 runs on
+    # the GPU at once
+    'gpu': dict(
+        csv=osp.join(ROOT, 'benchmarks', 'accuracy_study_gpu.csv'),
+        data_seed=PT_DATA_SEED,
+        data=dict(toystreets=dict(height=256, width=512, num_train=400)),
+        pretrain=dict(student=dict(iters=800, batch_size=96, size=64,
+                                   device='cuda', amp=True),
+                      teacher=dict(iters=800, batch_size=96, size=64,
+                                   device='cuda', amp=True)),
+        iters=500, teacher_iters=600, val_points=4, per_class=True,
+        train_args=['--amp'], options=[BACKBONE_LR], layer4=(512, 2048),
+        configs=dict(toystreets={
+            'teacher': 'deeplabv3_r50-d8_1xb8-gpu_toystreets-256x512.py',
+            'student': 'deeplabv3_r18-d8_1xb8-gpu_toystreets-256x512.py',
+            'i2ckd': 'i2ckd_bottleneck_deeplabv3_r50-d8_deeplabv3_r18-d8_'
+                     '1xb8-gpu_toystreets-256x512.py',
+            'i2ckd_cwd': 'i2ckd-cwd_bottleneck-logits_deeplabv3_r50-d8_'
+                         'deeplabv3_r18-d8_1xb8-gpu_toystreets-256x512.py'}),
+    ),
+}
+#: ``--tiny``: the overrides of a dry run (CPU, a few steps and images).
+TINY = dict(
+    pretrain=dict(student=dict(iters=2, batch_size=4, size=64,
+                               device='cpu', amp=False),
+                  teacher=dict(iters=2, batch_size=4, size=64,
+                               device='cpu', amp=False)),
+    iters=4, teacher_iters=2, val_points=2, train_args=[],
+    data=dict(toyshapes=dict(num_train=4, num_val=2, num_test=2),
+              toystreets=dict(num_train=4, num_val=2, num_test=2)),
+    options=['train_dataloader.batch_size=2'] + [
+        f'{split}_dataloader.{opt}' for split in ('train', 'val', 'test')
+        for opt in ('num_workers=0', 'persistent_workers=False')])
 
 
-def read_rows(path=None):
-    return read_side(path or CSV, 'mIoU')
+def protocol(name, dataset, **overrides):
+    """The settings of ``PROTOCOLS[name]`` for ``dataset`` (config paths
+    resolved), with ``overrides`` (e.g. a dry run's sizes) applied."""
+    if dataset not in PROTOCOLS[name]['data']:
+        raise ValueError(f'protocol {name!r} has no dataset {dataset!r}; '
+                         f'it has {sorted(PROTOCOLS[name]["data"])}')
+    p = _merged(PROTOCOLS[name], overrides)
+    p['options'] = (list(PROTOCOLS[name].get('options', [])) +
+                    list(overrides.get('options', [])))
+    if PROTOCOLS[name]['pretrain'] is None:
+        p['pretrain'] = None  # a dry run pretrains what its protocol does
+    configs = (toy_configs(dataset) if p['configs'] is None else
+               {k: osp.join(ROOT, 'configs', 'toy', v)
+                for k, v in p['configs'][dataset].items()})
+    return dict(p, name=name, dataset=dataset, configs=configs,
+                data=p['data'][dataset])
 
 
-def append_rows(rows, path=None):
-    _append(path or CSV, FIELDS, rows)
+def protocol_arm(name, proto):
+    """(config path, extra config text) of an arm under ``proto``: as
+    :func:`arm_spec`, the second location sized for the protocol's layer4
+    channels (student, teacher)."""
+    cfg, extra = arm_spec(name, proto['configs'])
+    variant = name[:-4] if name.endswith('+cwd') else name
+    if variant == 'np_2loc' and tuple(proto['layer4']) != (128, 256):
+        extra = _i2ckd(second_location(*proto['layer4']), **NP)
+    return cfg, extra
 
 
-def done(dataset, arm, seed):
-    splits = {r['split'] for r in read_rows() if r['dataset'] == dataset
-              and r['arm'] == arm and r['seed'] == seed}
-    return {'val', 'test'} <= splits
+def init_options(prefix, ckpt):
+    """--cfg-options starting the backbone at ``prefix`` (``model`` or
+    ``model.architecture``) from the ``Pretrained`` checkpoint ``ckpt``."""
+    return [f'{prefix}.backbone.init_cfg.type=Pretrained',
+            f'{prefix}.backbone.init_cfg.checkpoint={ckpt}']
 
 
-# ------------------------------------------------------------------- runs
-def evaluate_test(cfg, ckpt, run_dir, opts):
-    test_dir = osp.join(run_dir, 'test')
-    run_tool('test.py', [cfg, ckpt, '--work-dir', test_dir, '--cfg-options'] +
-             opts + split_options('test'),
-             log_file=osp.join(run_dir, 'test.log'))
-    return float(last_metrics(test_dir)['mIoU'])
+PRETRAIN_FIELDS = ['role', 'depth', 'width', 'iters', 'batch_size', 'size',
+                   'seed', 'heldout_acc', 'wall_s']
 
 
-def training_seconds(run_dir, ckpt):
-    """Wall time of the training run: from the start time in the name of
-    MMEngine's log folder (``YYYYmmdd_HHMMSS``) to the final checkpoint.
-    Read from the files, so it holds for a run finished by an interrupted
-    study process too."""
-    starts = []
-    for name in os.listdir(run_dir):
-        try:
-            starts.append(time.mktime(time.strptime(name, '%Y%m%d_%H%M%S')))
-        except ValueError:
-            continue
-    if not starts:
-        raise RuntimeError(f'no MMEngine log folder under {run_dir}')
-    return osp.getmtime(ckpt) - min(starts)
+def backbone_path(wd, proto, role):
+    """Where the pretrained backbone of ``role`` goes (by depth and width);
+    call it outside threads (MMEngine's config parsing is not
+    thread-safe)."""
+    from mmengine.config import Config
+    bb = Config.fromfile(proto['configs'][role]).model.backbone
+    return osp.join(wd, 'pretrain',
+                    f"{role}_r{bb['depth']}w{bb['base_channels']}.pth")
 
 
-def train_and_evaluate(dataset, arm, seed, cfg, run_dir, opts, iters,
-                       path=None):
-    """Train (val mIoU at the end), test the final checkpoint, record (in
-    ``path``, default the study's CSV)."""
-    ckpt = osp.join(run_dir, f'iter_{iters}.pth')
+def ensure_pretrained(ckpt, proto, role):
+    """The pretrained backbone checkpoint of ``role`` (``student`` /
+    ``teacher``), pretrained now if missing (tools/pretrain_toy_backbone.py,
+    one thread on a CPU); one ``_pretrain`` CSV row per role from its meta
+    (held-out ToyNet accuracy, seconds)."""
+    from toy.pretrain import load_meta
+    cfg = proto['configs'][role]
     if not osp.isfile(ckpt):
-        run_tool('train.py', [cfg, '--work-dir', run_dir, '--cfg-options'] +
-                 opts, log_file=osp.join(run_dir, 'train.log'))
-    wall = training_seconds(run_dir, ckpt)
-    val = last_metrics(run_dir)
-    if val is None:
-        raise RuntimeError(f'no val mIoU under {run_dir}')
-    test = evaluate_test(cfg, ckpt, run_dir, opts)
-    base = dict(dataset=dataset, arm=arm, seed=seed, iterations=iters,
-                wall_s=f'{wall:.0f}')
-    append_rows([dict(base, split='val', mIoU=f"{val['mIoU']:.2f}"),
-                 dict(base, split='test', mIoU=f'{test:.2f}')], path)
-    return val['mIoU'], test
+        opts = proto['pretrain'][role]
+        args = [cfg, ckpt, '--model', role]
+        for k, v in opts.items():
+            if k != 'amp':
+                args += [f"--{k.replace('_', '-')}", str(v)]
+        args += ['--amp'] * bool(opts.get('amp')) + ['--threads', '1'] * (
+            opts.get('device', 'cpu') == 'cpu')
+        os.makedirs(osp.dirname(ckpt), exist_ok=True)
+        harness.run_tool('pretrain_toy_backbone.py', args,
+                         log_file=ckpt[:-4] + '.log')
+    path = harness.side_csv(proto['csv'], 'pretrain')
+    if not any(r['role'] == role for r in read_csv(path, 'heldout_acc')):
+        m = load_meta(ckpt)
+        harness.append_csv(path, PRETRAIN_FIELDS, [dict(
+            role=role, depth=m['depth'], width=m['base_channels'],
+            iters=m['iters'], batch_size=m['batch_size'], size=m['size'],
+            seed=m['seed'], heldout_acc=f"{m['eval_acc']:.2f}",
+            wall_s=f"{m['seconds']:.0f}")])
+    return ckpt
 
 
-def ensure_data_and_teacher(wd, dataset, configs):
-    data_root = osp.join(wd, 'data')
-    if not osp.isdir(osp.join(data_root, 'img_dir', 'test')):
-        run_tool('make_toy_data.py', ['--dataset', dataset, '--out',
-                                      data_root, '--seed', '0'])
-    teacher_dir = osp.join(wd, 'teacher')
-    ckpt = osp.join(teacher_dir, f'iter_{TEACHER_ITERS}.pth')
-    if not done(dataset, 'teacher', 0):
-        os.makedirs(teacher_dir, exist_ok=True)
-        train_and_evaluate(dataset, 'teacher', 0, configs['teacher'],
-                           teacher_dir, data_options(data_root) +
-                           ['randomness.seed=0'], TEACHER_ITERS)
-    return data_root, ckpt
-
-
-def run_one(wd, dataset, data_root, teacher_ckpt, arm, cfg, extra, seed):
-    if done(dataset, arm, seed):
+def run(proto, wd, arm, seed, teacher=None, backbone=None, spec=None):
+    """One run of ``proto`` (``arm``: ``'teacher'`` or a study arm; the
+    teacher checkpoint ``teacher``, the pretrained ``backbone``), skipped
+    when the CSV has it; a teacher in the CSV whose checkpoint is not here
+    (a study resumed on a new machine) is trained again, the arms still to
+    run need it. ``spec``: the arm's (config, extra text) if resolved
+    already (in the main thread). Returns (arm, seed, status)."""
+    is_teacher = arm == 'teacher'
+    run_dir = osp.join(wd, 'teacher') if is_teacher else osp.join(
+        wd, 'runs', arm, f'seed{seed}')
+    iters = proto['teacher_iters' if is_teacher else 'iters']
+    if harness.done(read_csv(proto['csv']), proto['dataset'], arm, seed) \
+            and not (is_teacher and not osp.isfile(
+                osp.join(run_dir, f'iter_{iters}.pth'))):
         return arm, seed, 'in the CSV already'
-    run_dir = osp.join(wd, 'runs', arm, f'seed{seed}')
-    os.makedirs(run_dir, exist_ok=True)
-    cfg_path = osp.join(run_dir, 'config.py')
-    with open(cfg_path, 'w') as f:
-        f.write(f'_base_ = [{cfg!r}]\n{extra}')
-    opts = data_options(data_root) + [f'randomness.seed={seed}']
-    if arm != 'student':
-        opts.append(f'model.teacher_ckpt={teacher_ckpt}')
-    val, test = train_and_evaluate(dataset, arm, seed, cfg_path, run_dir,
-                                   opts, STUDENT_ITERS)
-    return arm, seed, f'val {val:.2f}, test {test:.2f}'
+    if is_teacher:
+        cfg, extra, opts = proto['configs']['teacher'], '', []
+    else:
+        cfg, extra = spec or protocol_arm(arm, proto)
+        opts = [] if arm == 'student' else [f'model.teacher_ckpt={teacher}']
+    if backbone:
+        opts = init_options('model' if arm in ('teacher', 'student') else
+                            'model.architecture', backbone) + opts
+    return arm, seed, harness.run_arm(proto, run_dir, arm, seed, cfg, extra,
+                                      opts, iters)
 
 
-def cmd_run(args):
-    configs = toy_configs(args.dataset)
-    wd = osp.abspath(osp.join(args.work_dir, args.dataset))
-    data_root, teacher_ckpt = ensure_data_and_teacher(wd, args.dataset,
-                                                      configs)
-    names = []
-    for a in args.arms:
-        names += [n.replace('BEST', args.best) for n in GROUPS.get(a, [a])]
-    names = list(dict.fromkeys(names))
-    # seed-major: paired comparisons become available early
-    jobs = [(n, s) for s in args.seeds for n in names]
+def cmd_run(args, overrides=None):
+    """``run``: pretrained backbones (if the protocol has them), data,
+    teacher, then the arms, ``--jobs`` at once, seed-major (pairs complete
+    early)."""
+    proto = protocol(args.protocol, args.dataset, **(overrides or {}))
+    if args.csv:
+        proto['csv'] = osp.abspath(args.csv)
+    root = osp.abspath(args.work_dir)
+    wd = osp.join(root, args.dataset)
+    names = list(dict.fromkeys(n.replace('BEST', args.best) for a in args.arms
+                               for n in GROUPS.get(a, [a])))
+    teacher = osp.join(wd, 'teacher', f"iter_{proto['teacher_iters']}.pth")
+    need_teacher = 'teacher' in names or not osp.isfile(teacher) and any(
+        n != 'student' for n in names)
+    names = [n for n in names if n != 'teacher']
+    roles = [r for r, needed in (('student', names), ('teacher', need_teacher))
+             if proto['pretrain'] and needed]
+    with ThreadPoolExecutor(2) as pool:  # backbones pretrain meanwhile
+        ckpts = {r: pool.submit(ensure_pretrained,
+                                backbone_path(root, proto, r), proto, r)
+                 for r in roles}
+        proto['data_root'] = harness.make_data(
+            osp.join(wd, 'data'), args.dataset, proto['data_seed'],
+            **proto['data'])
+        ckpts = {r: c.result() for r, c in ckpts.items()}
+    if need_teacher:
+        print(run(proto, wd, 'teacher', 0, backbone=ckpts.get('teacher')),
+              flush=True)
+    specs = {n: protocol_arm(n, proto) for n in names}
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [
-            pool.submit(run_one, wd, args.dataset, data_root, teacher_ckpt,
-                        n, *arm_spec(n, configs), s) for n, s in jobs
-        ]
+        futures = [pool.submit(run, proto, wd, n, s, teacher,
+                               ckpts.get('student'), specs[n])
+                   for s in args.seeds for n in names]
         for fut in futures:
             arm, seed, status = fut.result()
             print(f'{args.dataset} {arm:24s} seed {seed}: {status}',
@@ -322,58 +374,42 @@ def cmd_run(args):
 
 
 # ----------------------------------------------------------------- report
-def paired(results, a, b):
-    """Paired differences a - b over the seeds both have: (seeds, diffs)."""
-    common = sorted(set(results.get(a, {})) & set(results.get(b, {})))
-    return common, np.array([results[a][s] - results[b][s] for s in common])
 
 
-def t_interval(d):
-    """Mean and 95 % two-sided t confidence interval of the mean of d."""
-    from scipy import stats
-    n = len(d)
-    if n < 2:
-        return d.mean() if n else float('nan'), (float('nan'),) * 2
-    half = stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n)
-    return d.mean(), (d.mean() - half, d.mean() + half)
-
-
-def verdict(lo, hi):
-    if lo > 0:
-        return 'improves'
-    if hi < 0:
-        return 'worse'
-    return 'tied'
+def pair(results, a, b):
+    """(seeds, a - b) of two arms in ``results`` (arm -> seed -> mIoU)."""
+    return paired(results.get(a, {}), results.get(b, {}))
 
 
 def comparison_table(results, pairs):
-    lines = ['| arm | vs | seeds | mean Δ mIoU | 95 % CI | wins | verdict |',
-             '|---|---|---|---|---|---|---|']
+    """Paired Δ, 95 % CI, wins and verdict of each (arm, reference)."""
+    rows = []
     for a, b in pairs:
-        seeds, d = paired(results, a, b)
-        if len(d) == 0:
-            continue
-        m, (lo, hi) = t_interval(d)
-        ci = f'[{lo:+.2f}, {hi:+.2f}]' if len(d) > 1 else 'n/a'
-        lines.append(f'| {a} | {b} | {len(d)} | {m:+.2f} | {ci} | '
-                     f'{(d > 0).sum()}/{len(d)} | {verdict(lo, hi)} |')
-    return lines
+        _, d = pair(results, a, b)
+        if len(d):
+            m, lo, hi = mean_ci(d)
+            ci = f'[{lo:+.2f}, {hi:+.2f}]' if len(d) > 1 else 'n/a'
+            rows.append([a, b, len(d), f'{m:+.2f}', ci,
+                         f'{(d > 0).sum()}/{len(d)}', verdict(lo, hi)])
+    return md_table(['arm', 'vs', 'seeds', 'mean Δ mIoU', '95 % CI', 'wins',
+                     'verdict'], rows)
 
 
 def arm_table(results, split):
-    lines = [f'| arm | seeds | {split} mIoU mean ± std | per seed |',
-             '|---|---|---|---|']
+    """Mean ± std and the seeds' mIoU of each arm, ascending."""
+    rows = []
     for arm, by_seed in sorted(results.items(),
                                key=lambda kv: np.mean(list(kv[1].values()))):
         v = np.array(list(by_seed.values()))
         std = v.std(ddof=1) if len(v) > 1 else float('nan')
-        per = ', '.join(f'{s}: {m:.2f}' for s, m in sorted(by_seed.items()))
-        lines.append(f'| {arm} | {len(v)} | {v.mean():.2f} ± {std:.2f} | '
-                     f'{per} |')
-    return lines
+        rows.append([arm, len(v), f'{v.mean():.2f} ± {std:.2f}', ', '.join(
+            f'{s}: {m:.2f}' for s, m in sorted(by_seed.items()))])
+    return md_table(['arm', 'seeds', f'{split} mIoU mean ± std', 'per seed'],
+                    rows)
 
 
 def collect(rows, dataset, split):
+    """arm -> seed -> mIoU of the study arms (not the teacher)."""
     out = {}
     for r in rows:
         if r['dataset'] == dataset and r['split'] == split \
@@ -389,8 +425,7 @@ def on_seeds(results, arms, seeds):
 
 
 def _mean_delta(results, arm, seeds):
-    return paired(on_seeds(results, (arm, 'cwd'), seeds), arm,
-                  'cwd')[1].mean()
+    return pair(on_seeds(results, (arm, 'cwd'), seeds), arm, 'cwd')[1].mean()
 
 
 def ranked_on_val(val, arms, seeds):
@@ -419,7 +454,7 @@ def choice_section(val, explored, args):
              f'{", ".join(map(str, second))}; the one with the highest mean'
              ' Δ there was taken to test.', '']
     sub = on_seeds(val, ranked + ['cwd'], first)
-    deltas = np.concatenate([paired(sub, a, 'cwd')[1] for a in ranked])
+    deltas = np.concatenate([pair(sub, a, 'cwd')[1] for a in ranked])
     lines[-2] += (f' With 60 val images one seed\'s val Δ has a standard '
                   f'deviation of {deltas.std(ddof=1):.2f} mIoU across all '
                   'stage-1 runs, so this choice is weak evidence.')
@@ -459,7 +494,7 @@ def round3_section(val, args):
 
 
 def cmd_report(args):
-    rows = read_rows(args.csv)
+    rows = read_csv(args.csv)
     # the dataset the choice was made on first
     datasets = sorted(dict.fromkeys(r['dataset'] for r in rows),
                       key=lambda d: d != args.choice_dataset)
@@ -467,7 +502,7 @@ def cmd_report(args):
              f'Generated by `python benchmarks/accuracy_study.py report` from '
              f'`benchmarks/{osp.basename(args.csv)}` ({len(rows)} rows). '
              'Δ = paired difference (same seed, same start); 95 % CI = t '
-             'interval of the mean Δ; "improves" / "worse" only where the '
+             'interval of the mean Δ; "better" / "worse" only where the '
              'interval excludes zero, "tied" otherwise.', '',
              'Arms: `student` = the student alone (CE); `cwd` = + MMRazor '
              'ChannelWiseDivergence on the logits (tau 1, weight 3); `np` = '
@@ -550,13 +585,27 @@ def cmd_report(args):
         plot(chart, args.plot)
 
 
-def plot(chart, path):
+def figure(panels, width, height):
+    """A matplotlib figure (Agg) of ``panels`` axes in a row."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(chart), figsize=(6.5 * len(chart), 3.8),
+    fig, axes = plt.subplots(1, panels, figsize=(width * panels, height),
                              dpi=110, squeeze=False)
-    for ax, (ds, (results, teacher)) in zip(axes[0], chart.items()):
+    return fig, axes[0]
+
+
+def save(fig, path):
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+
+
+def plot(chart, path):
+    """Test mIoU per arm and dataset: mean ± std, the seeds as dots."""
+    import matplotlib.pyplot as plt
+    fig, axes = figure(len(chart), 6.5, 3.8)
+    for ax, (ds, (results, teacher)) in zip(axes, chart.items()):
         arms = sorted(results, key=lambda a: np.mean(list(
             results[a].values())))
         means = [np.mean(list(results[a].values())) for a in arms]
@@ -574,346 +623,7 @@ def plot(chart, path):
         lo = min(min(v.values()) for v in results.values())
         ax.set_ylim(max(0, lo - 8), max(means + [teacher or 0]) + 4)
         plt.setp(ax.get_xticklabels(), rotation=25, ha='right')
-    fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-
-
-# ------------------------------------------- round 4: pretrained protocol
-# Issue 16: students and teachers start from backbones pretrained on ToyNet
-# classification (tools/toy/pretrain.py, their own images and seed), a
-# teacher closer to the student (the paper's gap is 3.9 mIoU), fresh
-# val/test splits (generator seed PT_DATA_SEED, never used before), val mIoU
-# during training (curves) and per-class test IoU. Rows go to their own CSV
-# files, so the earlier rounds' rows and report stay as they are.
-PT_DATA_SEED = 16
-#: Per-class test IoU and val curves of the protocol runs:
-#: <csv stem>_classes.csv and <csv stem>_curves.csv beside its CSV.
-CLASS_FIELDS = ['dataset', 'split', 'arm', 'seed', 'class', 'IoU']
-CURVE_FIELDS = ['dataset', 'arm', 'seed', 'iteration', 'mIoU']
-
-
-def _toy_data(dataset, **kw):
-    return dict(dict(dataset=dataset, num_train=300, num_val=60,
-                     num_test=200), **kw)
-
-
-#: Fine-tuning a pretrained backbone: 0.1x the learning rate there (the
-#: parameter names hold 'backbone' in the student alone and in I2CKDDistill's
-#: student, 'architecture.backbone.'; connectors and heads keep 1x).
-BACKBONE_LR = 'optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult=0.1'
-
-#: protocol -> everything a run of it needs. ``pretrain``: role -> the
-#: backbone overrides and pretraining options (the checkpoint is
-#: ``<work-dir>/pretrain/<role>_<depth>w<width>.pth``, shared by the
-#: datasets); ``iters`` / ``teacher_iters``: schedules; ``val_points``: val
-#: evaluations per run (the curves); ``data``: generator arguments per
-#: dataset; ``configs``: role -> config path per dataset.
-PROTOCOLS = {
-    # round 4 on CPU: the toy pair, teacher 1/2 width, student 1/4 width
-    'pretrained': dict(
-        csv=osp.join(ROOT, 'benchmarks', 'accuracy_study_pretrained.csv'),
-        pretrain=dict(student=dict(iters=1500, batch_size=64, size=64),
-                      teacher=dict(iters=1500, batch_size=64, size=64)),
-        # students 400 iterations (sized to the session's CPU time: 5 seeds
-        # x 4 arms x 2 datasets on 2 shared cores), teacher 1500; the
-        # backbone at 0.1x the
-        # learning rate (chosen on ToyShapes val, one seed, student alone:
-        # 800 iterations gave 18.36 val mIoU at 1x, 47.77 at 0.1x by
-        # iteration 400: at 1x AdamW 3e-3 wipes the pretrained features)
-        iters=400, teacher_iters=1500, val_points=4, layer4=(128, 256),
-        options=[BACKBONE_LR],
-        data=dict(toyshapes=_toy_data('toyshapes'),
-                  toystreets=_toy_data('toystreets')),
-        configs=None),  # toy_configs(dataset)
-    # benchmarks/gpu_study.sh: ToyStreets 256x512, R50 -> R18 full width
-    'gpu': dict(
-        csv=osp.join(ROOT, 'benchmarks', 'accuracy_study_gpu.csv'),
-        # sized to finish in <= 8 min on one H200 (an estimate from
-        # results_gpu.md; not run on a GPU when written): backbones 800
-        # steps x 96 images (64x64, rendered on the CPU), teacher 600 and
-        # students 500 iterations with AMP, 6 runs on the GPU at once
-        pretrain=dict(student=dict(iters=800, batch_size=96, size=64,
-                                   device='cuda', amp=True),
-                      teacher=dict(iters=800, batch_size=96, size=64,
-                                   device='cuda', amp=True)),
-        iters=500, teacher_iters=600, val_points=4, layer4=(512, 2048),
-        train_args=['--amp'], options=[BACKBONE_LR],
-        data=dict(toystreets=_toy_data('toystreets', height=256,
-                                       width=512, num_train=400)),
-        configs=dict(toystreets={
-            'teacher': 'deeplabv3_r50-d8_1xb8-gpu_toystreets-256x512.py',
-            'student': 'deeplabv3_r18-d8_1xb8-gpu_toystreets-256x512.py',
-            'i2ckd': 'i2ckd_bottleneck_deeplabv3_r50-d8_deeplabv3_r18-d8_'
-                     '1xb8-gpu_toystreets-256x512.py',
-            'i2ckd_cwd': 'i2ckd-cwd_bottleneck-logits_deeplabv3_r50-d8_'
-                         'deeplabv3_r18-d8_1xb8-gpu_toystreets-256x512.py'}),
-    ),
-}
-
-
-#: ``--tiny``: the overrides of a dry run (CPU, a few steps and images).
-TINY = dict(
-    pretrain=dict(student=dict(iters=2, batch_size=4, size=64,
-                               device='cpu', amp=False),
-                  teacher=dict(iters=2, batch_size=4, size=64,
-                               device='cpu', amp=False)),
-    iters=4, teacher_iters=2, val_points=2, train_args=[],
-    data=dict(toyshapes=dict(num_train=4, num_val=2, num_test=2),
-              toystreets=dict(num_train=4, num_val=2, num_test=2)),
-    options=['train_dataloader.batch_size=2',
-             'train_dataloader.num_workers=0',
-             'train_dataloader.persistent_workers=False',
-             'val_dataloader.num_workers=0',
-             'val_dataloader.persistent_workers=False',
-             'test_dataloader.num_workers=0',
-             'test_dataloader.persistent_workers=False'])
-
-
-def protocol(name, dataset, **overrides):
-    """The settings of ``PROTOCOLS[name]`` for ``dataset`` (config paths
-    resolved), with ``overrides`` (e.g. a dry run's sizes) applied."""
-    if dataset not in PROTOCOLS[name]['data']:
-        raise ValueError(f'protocol {name!r} has no dataset {dataset!r}; '
-                         f'it has {sorted(PROTOCOLS[name]["data"])}')
-    p = _merged(PROTOCOLS[name], overrides)
-    p['options'] = (list(PROTOCOLS[name].get('options', [])) +
-                    list(overrides.get('options', [])))
-    if p['configs'] is None:
-        configs = toy_configs(dataset)
-    else:
-        configs = {k: osp.join(ROOT, 'configs', 'toy', v)
-                   for k, v in p['configs'][dataset].items()}
-    return dict(p, name=name, dataset=dataset, configs=configs,
-                data=p['data'][dataset])
-
-
-def protocol_arm(name, proto):
-    """(config path, extra config text) of an arm under ``proto``: as
-    :func:`arm_spec`, with the second location's connector sized for the
-    protocol's layer4 channels (student, teacher)."""
-    cfg, extra = arm_spec(name, proto['configs'])
-    variant = name[:-4] if name.endswith('+cwd') else name
-    if variant == 'np_2loc' and tuple(proto['layer4']) != (128, 256):
-        extra = _i2ckd(second_location(*proto['layer4']), **NP)
-    return cfg, extra
-
-
-def backbone_checkpoint(wd, role, backbone):
-    return osp.join(wd, 'pretrain', f"{role}_r{backbone['depth']}"
-                    f"w{backbone['base_channels']}.pth")
-
-
-def ensure_pretrained(wd, proto, role):
-    """The pretrained backbone checkpoint of ``role`` (``student`` /
-    ``teacher``), pretrained now if missing (tools/pretrain_toy_backbone.py,
-    one thread on CPU); its meta (accuracy, seconds) is printed."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'pretrain_tool', osp.join(ROOT, 'tools', 'pretrain_toy_backbone.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    cfg = proto['configs'][role]
-    ckpt = backbone_checkpoint(wd, role, tool.backbone_of(cfg, role))
-    if not osp.isfile(ckpt):
-        opts = proto['pretrain'][role]
-        args = [cfg, ckpt, '--model', role]
-        for k, v in opts.items():
-            if k == 'amp':
-                args += ['--amp'] if v else []
-            else:
-                args += [f"--{k.replace('_', '-')}", str(v)]
-        if opts.get('device', 'cpu') == 'cpu':
-            args += ['--threads', '1']
-        os.makedirs(osp.dirname(ckpt), exist_ok=True)
-        run_tool('pretrain_toy_backbone.py', args,
-                 log_file=ckpt[:-4] + '.log')
-    record_backbone(proto, role, ckpt)
-    return ckpt
-
-
-PRETRAIN_FIELDS = ['role', 'depth', 'width', 'iters', 'batch_size', 'size',
-                   'seed', 'heldout_acc', 'wall_s']
-
-
-def record_backbone(proto, role, ckpt):
-    """One row of ``<csv stem>_pretrain.csv`` per role, from the
-    checkpoint's meta (held-out ToyNet accuracy, wall time)."""
-    from toy.pretrain import load_meta
-    path = side_csv(proto, 'pretrain')
-    if any(r['role'] == role for r in read_side(path, 'heldout_acc')
-           if 'seed' in r):
-        return
-    m = load_meta(ckpt)
-    _append(path, PRETRAIN_FIELDS, [dict(
-        role=role, depth=m['depth'], width=m['base_channels'],
-        iters=m['iters'], batch_size=m['batch_size'], size=m['size'],
-        seed=m['seed'], heldout_acc=f"{m['eval_acc']:.2f}",
-        wall_s=f"{m['seconds']:.0f}")])
-
-
-def init_options(prefix, ckpt):
-    """--cfg-options starting the backbone at ``prefix`` (``model`` or
-    ``model.architecture``) from the ``Pretrained`` checkpoint ``ckpt``."""
-    return [f'{prefix}.backbone.init_cfg.type=Pretrained',
-            f'{prefix}.backbone.init_cfg.checkpoint={ckpt}']
-
-
-#: Config text of every protocol run: per-class IoU in the metrics.
-CLASS_METRIC = (
-    "custom_imports = dict(imports=['i2ckd_mm'], "
-    "allow_failed_imports=False)\n"
-    "val_evaluator = dict(type='ClassIoUMetric', iou_metrics=['mIoU'])\n"
-    "test_evaluator = val_evaluator\n")
-
-
-def ensure_protocol_data(wd, proto):
-    from toy import make_toy_shapes, make_toy_streets
-    data_root = osp.join(wd, 'data')
-    if not osp.isdir(osp.join(data_root, 'img_dir', 'test')):
-        d = dict(proto['data'])
-        make = (make_toy_shapes if d.pop('dataset') == 'toyshapes' else
-                make_toy_streets)
-        make(data_root + '.tmp', seed=PT_DATA_SEED, **d)
-        os.replace(data_root + '.tmp', data_root)
-    return data_root
-
-
-def curve_points(run_dir):
-    """(iteration, val mIoU) of every validation MMEngine logged in the
-    training run under ``run_dir``."""
-    import glob
-    import json
-    out = []
-    for path in sorted(glob.glob(osp.join(run_dir, '*', 'vis_data',
-                                          'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                r = json.loads(line) if line.strip() else {}
-                if 'mIoU' in r:
-                    out.append((int(r['step']), float(r['mIoU'])))
-    return sorted(dict(out).items())
-
-
-def _append(path, fields, rows):
-    with _LOCK:
-        new = not osp.isfile(path)
-        with open(path, 'a', newline='') as f:
-            w = csv.DictWriter(f, fields)
-            if new:
-                w.writeheader()
-            w.writerows(rows)
-
-
-def side_csv(proto, kind):
-    return proto['csv'][:-4] + f'_{kind}.csv'
-
-
-def protocol_run(proto, wd, arm, seed, data_root, teacher_ckpt=None,
-                 student_ckpt=None, teacher_backbone=None):
-    """Train one arm (or the teacher) under ``proto``, from the pretrained
-    backbone, validate ``val_points`` times, test the last checkpoint with
-    per-class IoU, and append its rows (main CSV, classes, curves)."""
-    ds = proto['dataset']
-    in_csv = {'val', 'test'} <= {r['split'] for r in read_rows(proto['csv'])
-                                 if r['dataset'] == ds and r['arm'] == arm
-                                 and r['seed'] == seed}
-    # a teacher in the CSV whose checkpoint is not here (a resumed study on
-    # a new machine) is trained again: the arms still to run need it
-    if in_csv and (arm != 'teacher' or osp.isfile(osp.join(
-            wd, 'teacher', f"iter_{proto['teacher_iters']}.pth"))):
-        return arm, seed, 'in the CSV already'
-    if arm == 'teacher':
-        cfg, extra = proto['configs']['teacher'], ''
-        iters, run_dir = proto['teacher_iters'], osp.join(wd, 'teacher')
-        opts = init_options('model', teacher_backbone)
-    else:
-        cfg, extra = protocol_arm(arm, proto)
-        iters = proto['iters']
-        run_dir = osp.join(wd, 'runs', arm, f'seed{seed}')
-        opts = init_options('model' if arm == 'student' else
-                            'model.architecture', student_ckpt)
-        if arm != 'student':
-            opts.append(f'model.teacher_ckpt={teacher_ckpt}')
-    os.makedirs(run_dir, exist_ok=True)
-    cfg_path = osp.join(run_dir, 'config.py')
-    with open(cfg_path, 'w') as f:
-        f.write(f'_base_ = [{cfg!r}]\n{extra}{CLASS_METRIC}')
-    every = max(1, iters // proto['val_points'])
-    opts = (data_options(data_root) + [f'randomness.seed={seed}'] + opts +
-            schedule_options(iters) + [f'train_cfg.val_interval={every}'] +
-            list(proto.get('options', [])))
-    ckpt = osp.join(run_dir, f'iter_{iters}.pth')
-    if not osp.isfile(ckpt):
-        run_tool('train.py', [cfg_path, '--work-dir', run_dir] +
-                 list(proto.get('train_args', [])) + ['--cfg-options'] + opts,
-                 log_file=osp.join(run_dir, 'train.log'))
-    wall = training_seconds(run_dir, ckpt)
-    curve = curve_points(run_dir)
-    if not curve:
-        raise RuntimeError(f'no val mIoU under {run_dir}')
-    if in_csv:  # the teacher, trained again: the CSV keeps the first's rows
-        return arm, seed, (f'trained again (no checkpoint here), val '
-                           f'{curve[-1][1]:.2f}; the CSV keeps the rows of '
-                           'the first training')
-    test_dir = osp.join(run_dir, 'test')
-    run_tool('test.py', [cfg_path, ckpt, '--work-dir', test_dir,
-                         '--cfg-options'] + opts + split_options('test'),
-             log_file=osp.join(run_dir, 'test.log'))
-    test = last_metrics(test_dir)
-    from i2ckd_mm.evaluation import CLASS_KEY
-    base = dict(dataset=ds, arm=arm, seed=seed)
-    _append(side_csv(proto, 'classes'), CLASS_FIELDS, [
-        dict(base, split='test', **{'class': k[len(CLASS_KEY):]},
-             IoU=f'{v:.2f}') for k, v in test.items()
-        if k.startswith(CLASS_KEY)])
-    _append(side_csv(proto, 'curves'), CURVE_FIELDS, [
-        dict(base, iteration=i, mIoU=f'{m:.2f}') for i, m in curve])
-    base.update(iterations=iters, wall_s=f'{wall:.0f}')
-    append_rows([dict(base, split='val', mIoU=f'{curve[-1][1]:.2f}'),
-                 dict(base, split='test', mIoU=f"{test['mIoU']:.2f}")],
-                proto['csv'])
-    return arm, seed, f"val {curve[-1][1]:.2f}, test {test['mIoU']:.2f}"
-
-
-def cmd_protocol(args, overrides=None):
-    """``run --protocol``: pretrain (if missing), data, teacher, arms."""
-    proto = protocol(args.protocol, args.dataset, **(overrides or {}))
-    if args.csv:
-        proto['csv'] = osp.abspath(args.csv)
-    root = osp.abspath(args.work_dir)
-    wd = osp.join(root, args.dataset)
-    names = []
-    for a in args.arms:
-        names += GROUPS.get(a, [a])
-    names = list(dict.fromkeys(names))
-    # only what the requested arms need: the teacher (and its backbone) for
-    # distillation arms or 'teacher', the student's backbone for the arms
-    teacher = osp.join(wd, 'teacher', f"iter_{proto['teacher_iters']}.pth")
-    with ThreadPoolExecutor(2) as pool:  # backbones pretrain meanwhile
-        backbones = [pool.submit(ensure_pretrained, root, proto, role)
-                     for role in ('student', 'teacher') if role != 'teacher'
-                     or 'teacher' in names or (not osp.isfile(teacher) and
-                                               any(n != 'student'
-                                                   for n in names))]
-        data_root = ensure_protocol_data(wd, proto)
-        for b in backbones:
-            b.result()
-    if any(n != 'student' for n in names) and not osp.isfile(teacher) or \
-            'teacher' in names:
-        t_backbone = ensure_pretrained(root, proto, 'teacher')
-        print(protocol_run(proto, wd, 'teacher', 0, data_root,
-                           teacher_backbone=t_backbone), flush=True)
-    names = [n for n in names if n != 'teacher']
-    s_ckpt = ensure_pretrained(root, proto, 'student') if names else None
-    jobs = [(n, s) for s in args.seeds for n in names]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(protocol_run, proto, wd, n, s, data_root,
-                               teacher, s_ckpt) for n, s in jobs]
-        for fut in futures:
-            arm, seed, status = fut.result()
-            print(f'{args.dataset} {arm:16s} seed {seed}: {status}',
-                  flush=True)
+    save(fig, path)
 
 
 #: Round 4's comparisons: (arm, reference).
@@ -927,26 +637,16 @@ CLASS_KINDS = {'pole': 'thin', 'traffic light': 'small', 'traffic sign':
                'sky': 'large', 'car': 'medium', 'truck': 'medium, rare',
                'sidewalk': 'large', 'vegetation': 'medium',
                'terrain': 'medium'}
-GOAL = 1.0  # issue 16: I2CKD + CWD >= CWD + 1.0 mIoU, interval above zero
-
-
-def read_side(path, value):
-    if not osp.isfile(path):
-        return []
-    with open(path, newline='') as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        r['seed'] = int(r['seed'])
-        r[value] = float(r[value])
-    return rows
+#: I2CKD + CWD >= CWD + 1.0 mIoU, interval above zero
+GOAL = 1.0
 
 
 def goal_check(test, best='np_2loc+cwd', ref='cwd'):
     """(mean Δ, lo, hi, seeds, met) of ``best`` vs ``ref`` against GOAL."""
-    seeds, d = paired(test, best, ref)
+    _, d = pair(test, best, ref)
     if len(d) < 2:
         return None
-    m, (lo, hi) = t_interval(d)
+    m, lo, hi = mean_ci(d)
     return m, lo, hi, len(d), bool(m >= GOAL and lo > 0)
 
 
@@ -961,11 +661,8 @@ def class_table(classes, ds, arms, pairs):
     arms = [a for a in arms if a in by]
     if not arms:
         return []
-    names = list(by[arms[0]])
-    head = '| class | ' + ' | '.join(arms) + ' | ' + ' | '.join(
-        f'Δ {a} vs {b} [95 % CI]' for a, b in pairs) + ' |'
-    lines = [head, '|' + '---|' * (1 + len(arms) + len(pairs))]
-    for c in names:
+    rows = []
+    for c in by[arms[0]]:
         kind = CLASS_KINDS.get(c) if ds == 'toystreets' else None
         cells = [f'{c} ({kind})' if kind else c]
         for a in arms:
@@ -973,28 +670,26 @@ def class_table(classes, ds, arms, pairs):
                           if not np.isnan(x)])
             cells.append(f'{v.mean():.1f}' if len(v) else 'n/a')
         for a, b in pairs:
-            sa, sb = by.get(a, {}).get(c, {}), by.get(b, {}).get(c, {})
-            common = [s for s in sorted(set(sa) & set(sb))
-                      if not (np.isnan(sa[s]) or np.isnan(sb[s]))]
-            d = np.array([sa[s] - sb[s] for s in common])
+            _, d = paired(by.get(a, {}).get(c, {}), by.get(b, {}).get(c, {}))
             if len(d) < 2:
                 cells.append('n/a')
                 continue
-            m, (lo, hi) = t_interval(d)
+            m, lo, hi = mean_ci(d)
             mark = '**' if lo > 0 or hi < 0 else ''
             cells.append(f'{mark}{m:+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}')
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    return lines
+        rows.append(cells)
+    return md_table(['class'] + arms + [f'Δ {a} vs {b} [95 % CI]'
+                                        for a, b in pairs], rows)
 
 
 def protocol_section(name, path, curves_plot=None):
     """The report section of a round-4 protocol CSV (``pretrained``: the
     CPU study; ``gpu``: benchmarks/gpu_study.sh)."""
     from toy.pretrain import PRETRAIN_SEED
-    rows = read_rows(path)
-    classes = read_side(path[:-4] + '_classes.csv', 'IoU')
-    curves = read_side(path[:-4] + '_curves.csv', 'mIoU')
-    backbones = read_side(path[:-4] + '_pretrain.csv', 'heldout_acc')
+    rows = read_csv(path)
+    classes = read_csv(harness.side_csv(path, 'classes'), 'IoU')
+    curves = read_csv(harness.side_csv(path, 'curves'))
+    backbones = read_csv(harness.side_csv(path, 'pretrain'), 'heldout_acc')
     p = PROTOCOLS[name]
     title = ('Round 4: pretrained backbones, fresh test splits'
              if name == 'pretrained' else
@@ -1003,7 +698,7 @@ def protocol_section(name, path, curves_plot=None):
     lines = [f'## {title}', '',
              f'Generated from `benchmarks/{osp.basename(path)}` '
              f'({len(rows)} rows) and its `_classes` / `_curves` / '
-             '`_pretrain` files. Protocol (issue 16): both backbones start '
+             '`_pretrain` files. Protocol: both backbones start '
              'from a ToyNet-classification checkpoint (`tools/'
              'pretrain_toy_backbone.py`: 12 classes of procedurally drawn '
              'objects and textures, their own renderer and seed '
@@ -1015,7 +710,7 @@ def protocol_section(name, path, curves_plot=None):
              'backbone learning rate (0.1x, from two student-alone pilots of '
              'one seed, 800 iterations; the pilots also printed their test '
              'mIoU, which was not used); the arms were fixed beforehand, the '
-             'iterations by the CPU time of the session. Every arm and the '
+             'iterations by the CPU time available. Every arm and the '
              'teacher '
              f"validated {p['val_points']} times during training (curves); "
              'per-class IoU on test. Arms: `student` alone, `cwd`, `np` '
@@ -1023,14 +718,13 @@ def protocol_section(name, path, curves_plot=None):
              'recommended I2CKD + CWD: I2CKD at the bottleneck and '
              '`backbone.layer4`, with CWD).', '']
     if backbones:
-        lines += ['| pretrained backbone | depth | width | steps x batch | '
-                  'image | ToyNet held-out top-1 | wall s |',
-                  '|---|---|---|---|---|---|---|']
-        for b in backbones:
-            lines.append(f"| {b['role']} | {b['depth']} | {b['width']} | "
-                         f"{b['iters']} x {b['batch_size']} | {b['size']} | "
-                         f"{b['heldout_acc']:.1f} % | {b['wall_s']} |")
-        lines.append('')
+        lines += md_table(
+            ['pretrained backbone', 'depth', 'width', 'steps x batch',
+             'image', 'ToyNet held-out top-1', 'wall s'],
+            [[b['role'], b['depth'], b['width'],
+              f"{b['iters']} x {b['batch_size']}", b['size'],
+              f"{b['heldout_acc']:.1f} %", b['wall_s']] for b in backbones]
+        ) + ['']
     goals = {}
     for ds in sorted(dict.fromkeys(r['dataset'] for r in rows)):
         teacher = {r['split']: r for r in rows
@@ -1095,16 +789,11 @@ def plot_curves(curves, rows, path):
     """Val mIoU vs iteration, every arm in one panel per dataset: mean over
     seeds (line) and the seeds' range (band); the teacher's final val mIoU
     dashed."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     datasets = sorted(dict.fromkeys(r['dataset'] for r in curves))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.2 * len(datasets),
-                                                        3.9), dpi=110,
-                             squeeze=False)
+    fig, axes = figure(len(datasets), 6.2, 3.9)
     colours = {'student': '#7f7f7f', 'cwd': '#4c72b0', 'np': '#55a868',
                'np_2loc+cwd': '#c44e52'}
-    for ax, ds in zip(axes[0], datasets):
+    for ax, ds in zip(axes, datasets):
         for arm in ['student', 'np', 'cwd', 'np_2loc+cwd']:
             pts = {}
             for r in curves:
@@ -1128,26 +817,7 @@ def plot_curves(curves, rows, path):
         ax.set_ylabel('val mIoU (%)')
         ax.set_title(f'{ds}: pretrained starts, mean over seeds (band: range)')
         ax.legend(loc='lower right', fontsize=8)
-    fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-
-
-def cmd_walltimes(args):
-    """Rewrite the wall_s column from the run folders (e.g. for runs that an
-    interrupted study process had started), with training_seconds()."""
-    rows = read_rows(args.csv)
-    for r in rows:
-        wd = osp.abspath(osp.join(args.work_dir, r['dataset']))
-        run_dir = (osp.join(wd, 'teacher') if r['arm'] == 'teacher' else
-                   osp.join(wd, 'runs', r['arm'], f"seed{r['seed']}"))
-        ckpt = osp.join(run_dir, f"iter_{r['iterations']}.pth")
-        if osp.isfile(ckpt):
-            r['wall_s'] = f'{training_seconds(run_dir, ckpt):.0f}'
-    with open(args.csv, 'w', newline='') as f:
-        w = csv.DictWriter(f, FIELDS)
-        w.writeheader()
-        w.writerows(dict(r, mIoU=f"{r['mIoU']:.2f}") for r in rows)
+    save(fig, path)
 
 
 def main(argv=None):
@@ -1166,16 +836,15 @@ def main(argv=None):
     r.add_argument('--best', default='np_2loc',
                    help='the I2CKD variant the final group calls BEST')
     r.add_argument('--jobs', type=int, default=2)
-    r.add_argument('--protocol', choices=sorted(PROTOCOLS),
-                   help='round 4: pretrained starts, fresh splits (seed '
-                   f'{PT_DATA_SEED}), curves and per-class IoU, own CSV '
-                   "files; 'pretrained' (CPU toy pair) or 'gpu' "
-                   '(benchmarks/gpu_study.sh)')
-    r.add_argument('--csv', help='--protocol: write rows there instead')
+    r.add_argument('--protocol', choices=sorted(PROTOCOLS), default='scratch',
+                   help='scratch: rounds 1-3 (default); pretrained: round 4 '
+                   f'(pretrained starts, fresh splits, seed {PT_DATA_SEED}, '
+                   'curves and per-class IoU, own CSV files); gpu: '
+                   'benchmarks/gpu_study.sh')
+    r.add_argument('--csv', help='write the rows there instead')
     r.add_argument('--tiny', action='store_true',
-                   help='--protocol: a dry run at tiny size (a few '
-                   'iterations and images, CPU) to check the pipeline and '
-                   'time it')
+                   help='a dry run at tiny size (a few iterations and '
+                   'images, CPU) to check the pipeline and time it')
     q = sub.add_parser('report')
     q.add_argument('--csv', default=CSV)
     q.add_argument('--choice-seeds', nargs='+', type=int, default=[0, 1],
@@ -1199,17 +868,13 @@ def main(argv=None):
     q.add_argument('--curves-plot', default=osp.join(
         ROOT, 'docs', 'images', 'accuracy_study_pretrained_curves.png'),
         help='round 4: val mIoU vs iteration of every arm')
-    t = sub.add_parser('walltimes', help=cmd_walltimes.__doc__.split('\n')[0])
-    t.add_argument('--csv', default=CSV)
-    t.add_argument('--work-dir', default='work_dirs/accuracy_study')
     args = p.parse_args(argv)
     if args.cmd == 'run' and args.work_dir is None:
         args.work_dir = 'work_dirs/accuracy_study' + (
-            f'_{args.protocol}' if args.protocol else '')
-    if args.cmd == 'run' and args.protocol:
-        return cmd_protocol(args, TINY if args.tiny else None)
-    dict(run=cmd_run, report=cmd_report, walltimes=cmd_walltimes)[args.cmd](
-        args)
+            '' if args.protocol == 'scratch' else f'_{args.protocol}')
+    if args.cmd == 'run':
+        return cmd_run(args, TINY if args.tiny else None)
+    cmd_report(args)
 
 
 if __name__ == '__main__':

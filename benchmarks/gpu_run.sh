@@ -1,58 +1,32 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, as one command for one short call on a lent
-# GPU machine (one H200; no package index there; a copy of the work tree
-# without .git; 8 files at most come back from $OUT). Parts, in this order,
-# each with its own time limit and each adding its rows to
-# OUT_DIR/results_gpu_run.md as it finishes (a run cut short keeps the
-# parts before the cut):
-#
-#   a. the CUDA tests of the loss (the loss against the float64 reference
-#      on CUDA, autocast, a CUDA-graph capture of forward+backward);
+# Everything that needs a GPU, as one command for one short call on a GPU
+# machine (no package index there; a copy of the work tree without .git; 8
+# files at most come back from $OUT). Parts, each with its own time limit,
+# each adding its rows to OUT_DIR/results_gpu_run.md as it finishes:
+#   a. the CUDA tests of the loss;
 #   b. the loss at the Cityscapes feature size (19 classes, 512 channels,
-#      64x128: 512x1024 at output stride 8, batch 2) and at 256x512 batch
-#      8: eager, compiled (inductor, then reduce-overhead: CUDA graphs),
-#      CWD, the memory-bound floor and the loss of BASELINE_REV ("before")
-#      in the same rows; one bench call per size;
-#   c. the distillation step, DeepLabV3 R101 -> R18, 512x1024, batch 2:
-#      student alone; I2CKD with an fp32 and a bf16 teacher; I2CKD with
-#      compiled losses (where I2CKDDistill has compile_losses); CWD; each
-#      part's share of the step; the teacher's forward alone;
-#   d. the GPU study (benchmarks/gpu_study.sh) in the time that is left of
-#      TOTAL seconds: the committed benchmarks/accuracy_study_gpu*.csv are
-#      copied to OUT_DIR first and runs already in them are skipped, so the
-#      next call continues it (checkpoints do not come back: pretrained
-#      backbones and the teacher are trained again on a new machine).
-#
-# Files in OUT_DIR: gpu_run.log (every part's full output), results_gpu_run.md
-# (the machine, then each part's rows), accuracy_study_gpu.csv and its
-# _classes, _curves and _pretrain CSVs: 6 files.
+#      64x128, batch 2) and at 256x512 batch 8: eager, compiled, CWD, the
+#      floor and the loss of BASELINE_REV in the same rows;
+#   c. the distillation step, R101 -> R18, 512x1024, batch 2, by part;
+#   d. the GPU study (benchmarks/gpu_study.sh) in the time left of TOTAL s,
+#      resuming from the committed benchmarks/accuracy_study_gpu*.csv;
+#   e. (not in the default PARTS) tools/demo.py with mixed precision.
+# Files in OUT_DIR: gpu_run.log, results_gpu_run.md, the study's CSVs (+
+# prediction_val.png with e). Details, limits and estimates:
+# benchmarks/README.md.
 #
 # Before the call, here (a checkout with git and pip):
 #   bash benchmarks/gpu_run.sh --prepare WHEEL_DIR
-# puts the wheels of WHEEL_DIR (the OpenMMLab packages and their small
-# pure-Python dependencies the machine lacks; never torch) in .whl/ and the
-# loss files of BASELINE_REV in .gpu_baseline/, both git-ignored through
-# .git/info/exclude. The call (device tool), carry ['.whl', '.gpu_baseline'],
-# a command limit (timeout_s) of 540 s (TOTAL 450 s + the install + margin):
+# (the OpenMMLab wheels of WHEEL_DIR, never torch, into .whl/; the loss files
+# of BASELINE_REV into .gpu_baseline/; both git-ignored). The call (device
+# tool), carry ['.whl', '.gpu_baseline'], timeout_s 540 (TOTAL 450 + margin):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit; bash benchmarks/gpu_run.sh $OUT
-# Part limits on the GPU (caps): a 60 s, b 120 + 100 s (one bench call per
-# size), c 180 s; d gets what is left of TOTAL (450 s) less 20 s, if >= 60 s.
-# Expected (earlier H200 rows + compile estimates): a ~30, b ~60 + 60, c
-# ~100 s, so d ~180 s: enough for the backbones, data and teacher, hardly a
-# student run; `PARTS=d TOTAL=560` (timeout_s 600) is a call for the study.
-#
-# Dry run on the CPU (tiny sizes, a few iterations, the same code paths):
+# Dry run on the CPU (tiny sizes, the same code paths):
 #   TINY=1 bash benchmarks/gpu_run.sh /tmp/gpu_dry
 # Environment: TOTAL (s, default 450; TINY 1200), PARTS (default "a b c d"),
-#   STUDY_DIR (the study's runs; a second call on a machine still warm
-#   with the same STUDY_DIR reuses its data, backbones, teacher and rows),
-# LIMIT_A, LIMIT_B1, LIMIT_B2, LIMIT_C (s, the parts' limits), PYTHON;
-# TINY_BACKEND=aot_eager: a dry run compiles the loss with aot_eager and the
-# step's losses with compile_losses=dict(backend='aot_eager') (no C++
-# compilation: the fast test of this script).
-# Limits: an H200 call of the earlier scripts took 29 s for the CUDA tests,
-# 76 s for 24 eager loss rows and 26 s for the step part; the compilations
-# (two per loss size, two in the step) are estimates, 20-40 s each.
+#   STUDY_DIR (the study's runs, reused by a second call on the same
+#   machine), LIMIT_A, LIMIT_B1, LIMIT_B2, LIMIT_C, LIMIT_E (s), PYTHON,
+#   TINY_BACKEND=aot_eager (a dry run compiles without C++: the test).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BASELINE_REV=87f5c15
@@ -129,7 +103,8 @@ if [ "$TINY" = 1 ]; then
   STEP=(--device cpu --big-size 64x128 --big-warmup 0 --big-runs 1
         --teacher-sizes 64x128 --teacher-runs 1)
   LIMIT_A=${LIMIT_A:-120} LIMIT_B1=${LIMIT_B1:-240}
-  LIMIT_B2=${LIMIT_B2:-240} LIMIT_C=${LIMIT_C:-400}
+  LIMIT_B2=${LIMIT_B2:-240} LIMIT_C=${LIMIT_C:-400} LIMIT_E=${LIMIT_E:-900}
+  DEMO=(--iters 4 --teacher-iters 4 --vis-images 1)
   if [ -n "${TINY_BACKEND:-}" ]; then
     LOSS_COMPILE=(--compile "$TINY_BACKEND")
     STEP_COMPILE=(--compile-losses "backend=$TINY_BACKEND")
@@ -143,7 +118,8 @@ else
         --teacher-runs 5)
   # caps, not plans: the study gets what the parts leave of TOTAL
   LIMIT_A=${LIMIT_A:-60} LIMIT_B1=${LIMIT_B1:-120}
-  LIMIT_B2=${LIMIT_B2:-100} LIMIT_C=${LIMIT_C:-180}
+  LIMIT_B2=${LIMIT_B2:-100} LIMIT_C=${LIMIT_C:-180} LIMIT_E=${LIMIT_E:-330}
+  DEMO=(--amp --iters 400 --teacher-iters 600 --vis-images 2)
 fi
 
 {
@@ -151,13 +127,8 @@ fi
   echo
   echo '```'
   nvidia-smi --query-gpu=name,memory.total,driver_version \
-    --format=csv 2>&1 || echo "nvidia-smi: not available"
-  "$PY" -c 'import platform, torch, mmengine, mmseg, mmrazor, mmcv
-print("torch", torch.__version__, "cuda", torch.version.cuda,
-      torch.cuda.get_device_name(0) if torch.cuda.is_available() else
-      "(no GPU)", "| Python", platform.python_version(), "| mmengine",
-      mmengine.__version__, "mmcv", mmcv.__version__, "mmseg",
-      mmseg.__version__, "mmrazor", mmrazor.__version__)' 2>&1
+    --format=csv 2>/dev/null || echo "nvidia-smi: not available"
+  "$PY" benchmarks/harness.py 2>&1
   echo "nproc $(nproc); TINY=$TINY; parts: $PARTS; total ${TOTAL} s"
   echo '```'
 } | tee -a "$LOG" >"$RES"
@@ -224,6 +195,15 @@ if has d; then
         2>/dev/null | wc -l) - 1)) in accuracy_study_gpu.csv"
     } | tee -a "$RES"
   fi
+fi
+if has e; then
+  part 'e. demo (AMP)' "$LIMIT_E" "$PY" tools/demo.py "${DEMO[@]}" \
+    --work-dir "$TMP/demo"
+  cp "$TMP/demo/prediction_val.png" "$OUT_DIR/" 2>/dev/null
+  { echo; echo "## Demo: tools/demo.py ${DEMO[*]}"; echo
+    grep -E '^\| (model|teacher|student)|^\|-|demo wall time' "$LOG"
+    grep -m1 AmpOptimWrapper "$LOG"
+  } | tee -a "$RES"
 fi
 say "=== gpu_run: exit $status after $((SECONDS - START)) s"
 exit $status

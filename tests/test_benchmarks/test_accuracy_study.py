@@ -1,28 +1,14 @@
 """benchmarks/accuracy_study.py: the statistics, the verdict wording, the
 CSV bookkeeping that makes the study resumable, and the arm definitions."""
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'benchmarks'))
-import accuracy_study as study  # noqa: E402
+import accuracy_study as study
+import harness
 
-
-def test_t_interval_by_hand():
-    # mean 2, sd 1, n 3: half width t(0.975, 2) / sqrt(3) = 4.302653 / 1.732
-    m, (lo, hi) = study.t_interval(np.array([1.0, 2.0, 3.0]))
-    assert m == pytest.approx(2.0)
-    assert lo == pytest.approx(2.0 - 2.484138, abs=1e-5)
-    assert hi == pytest.approx(2.0 + 2.484138, abs=1e-5)
-
-
-def test_verdict_says_tied_when_the_interval_holds_zero():
-    assert study.verdict(-0.5, 4.5) == 'tied'
-    assert study.verdict(0.1, 2.0) == 'improves'
-    assert study.verdict(-2.0, -0.1) == 'worse'
+ROOT = harness.ROOT
 
 
 def test_comparison_table_pairs_by_seed():
@@ -33,27 +19,31 @@ def test_comparison_table_pairs_by_seed():
     # half width 4.3027 * 0.2 / sqrt(3) = 0.497
     cells = [c.strip() for c in line.strip('|').split('|')]
     assert cells[:5] == ['a', 'b', '3', '+1.20', '[+0.70, +1.70]']
-    assert cells[5] == '3/3' and cells[6] == 'improves'
+    assert cells[5] == '3/3' and cells[6] == 'better'
     # 1, 1, 2: all wins, but the interval [-0.10, +2.77] holds zero
     results['a'] = {0: 40.0, 1: 41.0, 2: 43.0}
     line = study.comparison_table(results, [('a', 'b')])[2]
     assert line.endswith('| 3/3 | tied |')
 
 
-def test_csv_rows_make_a_run_done(tmp_path, monkeypatch):
+def test_csv_rows_make_a_run_done(tmp_path):
     csv_path = str(tmp_path / 'runs.csv')
-    monkeypatch.setattr(study, 'CSV', csv_path)
-    assert not study.done('toyshapes', 'cwd', 0)
+
+    def done(dataset):
+        return harness.done(harness.read_csv(csv_path), dataset, 'cwd', 0)
+
+    assert not done('toyshapes')
     base = dict(dataset='toyshapes', arm='cwd', seed=0, iterations=1000,
                 wall_s=100)
-    study.append_rows([dict(base, split='val', mIoU='37.00')], csv_path)
-    assert not study.done('toyshapes', 'cwd', 0)  # test still missing
-    study.append_rows([dict(base, split='test', mIoU='35.00')], csv_path)
-    assert study.done('toyshapes', 'cwd', 0)
-    assert not study.done('toystreets', 'cwd', 0)
-    rows = study.read_rows(csv_path)
+    harness.append_csv(csv_path, harness.FIELDS,
+                       [dict(base, split='val', mIoU='37.00')])
+    assert not done('toyshapes')  # test still missing
+    harness.append_csv(csv_path, harness.FIELDS,
+                       [dict(base, split='test', mIoU='35.00')])
+    assert done('toyshapes') and not done('toystreets')
+    rows = harness.read_csv(csv_path)
     assert [r['mIoU'] for r in rows] == [37.0, 35.0]
-    assert list(rows[0]) == study.FIELDS
+    assert list(rows[0]) == harness.FIELDS
 
 
 def test_arms_resolve_to_configs_and_options():
@@ -237,15 +227,15 @@ def test_round4_section_from_csv_rows(tmp_path, monkeypatch):
             for split in ('val', 'test'):
                 rows.append(dict(base, arm=arm, seed=seed, split=split,
                                  mIoU=v))
-    study.append_rows(rows, path)
+    harness.append_csv(path, harness.FIELDS, rows)
     cls = []
     for seed in range(3):
         for arm, pole in (('cwd', 10.0), ('np_2loc+cwd', 12.0 + seed),
                           ('student', 5.0), ('np', 6.0)):
             cls.append(dict(dataset='toystreets', split='test', arm=arm,
                             seed=seed, **{'class': 'pole'}, IoU=pole))
-    study._append(path[:-4] + '_classes.csv', study.CLASS_FIELDS, cls)
-    study._append(path[:-4] + '_curves.csv', study.CURVE_FIELDS,
+    harness.append_csv(path[:-4] + '_classes.csv', harness.CLASS_FIELDS, cls)
+    harness.append_csv(path[:-4] + '_curves.csv', harness.CURVE_FIELDS,
                   [dict(dataset='toystreets', arm='cwd', seed=0,
                         iteration=300, mIoU=50.0)])
     text = '\n'.join(study.protocol_section('pretrained', path,
@@ -253,7 +243,7 @@ def test_round4_section_from_csv_rows(tmp_path, monkeypatch):
     # teacher 58 - mean student test 51 = 7.00
     assert '**7.00 mIoU on test**' in text
     assert '| np_2loc+cwd | cwd | 3 | +1.67 | [+0.95, +2.38] | 3/3 | ' \
-        'improves |' in text
+        'better |' in text
     # pole: +2, +3, +4 over cwd -> +3.0 [+0.5, +5.5]; a thin class
     assert '| pole (thin) |' in text and '**+3.0 [+0.5, +5.5]**' in text
     assert 'toystreets: np_2loc+cwd vs cwd +1.67 [+0.95, +2.38], 3 seeds: ' \
@@ -269,7 +259,8 @@ def test_curve_points_read_every_validation(tmp_path):
         for r in ({'loss': 1.0, 'step': 10}, {'mIoU': 20.5, 'step': 100},
                   {'loss': 0.5, 'step': 150}, {'mIoU': 30.25, 'step': 200}):
             f.write(json.dumps(r) + '\n')
-    assert study.curve_points(str(tmp_path)) == [(100, 20.5), (200, 30.25)]
+    assert harness.curve_points(str(tmp_path)) == [(100, 20.5),
+                                                   (200, 30.25)]
 
 
 def test_teacher_in_the_csv_without_its_checkpoint_is_trained_again(
@@ -279,11 +270,12 @@ def test_teacher_in_the_csv_without_its_checkpoint_is_trained_again(
     need it), its first rows stay the CSV's; with the checkpoint there,
     nothing runs."""
     proto = study.protocol('gpu', 'toystreets')
-    proto['csv'] = str(tmp_path / 'gpu.csv')
+    proto.update(csv=str(tmp_path / 'gpu.csv'), data_root='data')
     base = dict(dataset='toystreets', arm='teacher', seed=0,
                 iterations=600, wall_s=70)
-    study.append_rows([dict(base, split='val', mIoU='60.00'),
-                       dict(base, split='test', mIoU='58.00')], proto['csv'])
+    harness.append_csv(proto['csv'], harness.FIELDS,
+                       [dict(base, split='val', mIoU='60.00'),
+                        dict(base, split='test', mIoU='58.00')])
     before = open(proto['csv']).read()
     calls = []
 
@@ -293,18 +285,17 @@ def test_teacher_in_the_csv_without_its_checkpoint_is_trained_again(
             run_dir = args[args.index('--work-dir') + 1]
             open(osp.join(run_dir, 'iter_600.pth'), 'w').close()
 
-    monkeypatch.setattr(study, 'run_tool', fake_tool)
-    monkeypatch.setattr(study, 'training_seconds', lambda *a: 1.0)
-    monkeypatch.setattr(study, 'curve_points', lambda d: [(600, 61.5)])
+    monkeypatch.setattr(harness, 'run_tool', fake_tool)
+    monkeypatch.setattr(harness, 'training_seconds', lambda *a: 1.0)
+    monkeypatch.setattr(harness, 'curve_points', lambda d: [(600, 61.5)])
     wd = str(tmp_path / 'wd')
-    arm, seed, status = study.protocol_run(proto, wd, 'teacher', 0, 'data',
-                                           teacher_backbone='bb.pth')
+    arm, seed, status = study.run(proto, wd, 'teacher', 0,
+                                  backbone='bb.pth')
     assert calls == ['train.py'] and status.startswith('trained again')
     assert '61.50' in status
     assert open(proto['csv']).read() == before
     assert osp.isfile(osp.join(wd, 'teacher', 'iter_600.pth'))
     calls.clear()
-    assert study.protocol_run(proto, wd, 'teacher', 0, 'data',
-                              teacher_backbone='bb.pth')[2] == \
+    assert study.run(proto, wd, 'teacher', 0, backbone='bb.pth')[2] == \
         'in the CSV already'
     assert calls == []

@@ -9,26 +9,20 @@ and host-wait census (its counter checked on known calls), and the
 teacher-forward table (bf16 features and memory against fp32). No absolute
 timing is asserted.
 """
-import os.path as osp
 import re
 
 import pytest
 import torch
 
-from load_file import load_file
+import bench_distill_step
+import harness
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SCRIPT = osp.join(ROOT, 'benchmarks', 'bench_distill_step.py')
 NUM = r'([0-9.]+)'
-
-
-def load_script():
-    return load_file('bench_distill_step', SCRIPT)
 
 
 @pytest.fixture(scope='module')
 def bench():
-    return load_script()
+    return bench_distill_step
 
 
 BEFORE = 'I2CKD, loss before (6829419)'
@@ -39,19 +33,16 @@ BF16 = 'I2CKD, bf16 teacher'
 def report(bench, tmp_path_factory):
     threads = torch.get_num_threads()
     out = tmp_path_factory.mktemp('bench') / 'step_cost.md'
-    try:
-        text = bench.main(['--quick', '--out', str(out)])
-    finally:
-        torch.set_num_threads(threads)  # main sets 1 thread
+    text = bench.main(['--quick', '--out', str(out)])
+    assert torch.get_num_threads() == threads  # main's 1 thread undone
     assert out.read_text() == text
     return text
 
 
-def table(report, head):
-    """The cells of the rows of the markdown table whose header line is
-    ``head``."""
+def table(report, cols):
+    """The cells of the rows of the markdown table with columns ``cols``."""
     lines = report.splitlines()
-    start = lines.index(head) + 2  # header, separator
+    start = lines.index(harness.md_table(cols, [])[0]) + 2
     rows = []
     for line in lines[start:]:
         if not line.startswith('|'):
@@ -64,7 +55,7 @@ def table(report, head):
 def rows(bench, report):
     """The quick run's step table rows, by variant, as numbers (ms)."""
     parsed = {}
-    for cells in table(report, bench.TABLE_HEAD[0]):
+    for cells in table(report, bench.STEP_COLS):
         line = ' | '.join(cells)
         assert len(cells) == 13, line
         setting, variant, runs, total, plain, ratio = cells[:6]
@@ -131,9 +122,9 @@ def test_split_backward_matches_plain_backward(rows, bench):
     # The CWD config records two student tensors, the logits computed from
     # the bottleneck output: the case the aliasing of the records is for.
     cfg = bench.toy_configs('toyshapes')['i2ckd_cwd']
-    alg, optim, k = bench.build_models(cfg, (32, 32), torch.device('cpu'))
-    data = bench.make_batch(32, 32, 2, k, 8)
-    clock = bench.Clock(torch.device('cpu'), 'cpu')
+    alg, optim, k = harness.build_model(cfg, (32, 32), torch.device('cpu'))
+    data = harness.make_batch(32, 32, 2, k, 8)
+    clock = harness.clock('cpu', torch.device('cpu'))
     assert bench.split_check(alg, optim, data, clock) <= 1e-6
     parts = bench.instrumented_step(alg, optim, data, clock)
     assert set(parts) == set(bench.PARTS) | {'total', 'wall'}
@@ -151,7 +142,7 @@ def test_split_backward_matches_plain_backward(rows, bench):
 # ------------------------------------------------- operators and host waits
 def test_census_counts_known_calls(bench):
     """The counter on calls whose counts are known: MMRazor's CWD
-    forward+backward is 27 top-level operators (issue 15's number); a scalar
+    forward+backward is 27 top-level operators; a scalar
     read, a branch on a tensor and a boolean-mask index are 3 host waits,
     counted where they were made."""
     from mmrazor.models.losses import ChannelWiseDivergence
@@ -172,10 +163,9 @@ def test_census_counts_known_calls(bench):
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         calls()
-    counts = bench.count_by_part(prof.events())
-    # split by part, the shared counter's numbers (benchmarks/machine.py)
-    import machine
-    assert machine.op_counts(calls) == (
+    counts = harness.count_by_part(prof.events())
+    # split by part, the shared counter's numbers
+    assert harness.op_counts(calls) == (
         sum(v for k, v in counts.items() if k.startswith('ops_')),
         sum(v for k, v in counts.items() if k.startswith('waits_')))
     assert counts['ops_distill_fwd'] == 27
@@ -186,7 +176,7 @@ def test_census_counts_known_calls(bench):
 
 
 def test_census_table(bench, report):
-    rows = {r[1]: r for r in table(report, bench.CENSUS_HEAD[0])}
+    rows = {r[1]: r for r in table(report, bench.CENSUS_COLS)}
     assert list(rows) == ['student alone', BEFORE, 'I2CKD', BF16]
     student = rows['student alone']
     assert student[2] == '-' and student[4] == '-' and student[5] == '-'
@@ -206,7 +196,7 @@ def test_census_table(bench, report):
 
 # ---------------------------------------------------- teacher forward table
 def test_teacher_forward_table(bench, report):
-    rows = table(report, bench.TEACHER_HEAD[0])
+    rows = table(report, bench.TEACHER_COLS)
     labels = ['fp32 teacher', 'bf16 teacher', 'fp32 channels_last teacher',
               'bf16 channels_last teacher']
     sizes = ['64x64', '128x128']

@@ -2,13 +2,13 @@
 is computed from the rows of its own table."""
 import os.path as osp
 import re
-import sys
 
 import pytest
 
+import bench_i2ckd_loss as bench
+from harness import op_counts
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'benchmarks'))
-import bench_i2ckd_loss as bench  # noqa: E402
 
 
 def test_primitives_lower_bound_adds_up(tmp_path):
@@ -47,7 +47,6 @@ def _has_revision(rev):
 def test_loss_rows_count_operators_and_waits_before_and_after():
     """One row, before (the loss at 6829419) and after interleaved: the
     operator and host-wait columns are the counter's numbers for each."""
-    from machine import op_counts
     report = bench.main(['--device', 'cpu', '--classes', '3', '--channels',
                          '4', '--sizes', '4x8', '--batches', '2', '--runs',
                          '1', '--warmup', '0', '--naive-runs', '1',
@@ -103,27 +102,6 @@ def test_compiled_loss_that_disagrees_with_eager_stops_the_benchmark(
     monkeypatch.setattr(bench.torch, 'compile', wrong_compile)
     with pytest.raises(AssertionError, match='compiled and eager'):
         bench.main(COMPILE_ARGS)
-
-
-def test_baseline_from_a_folder_of_exported_files(tmp_path):
-    """--baseline FOLDER: the loss files exported from a revision (a work
-    tree copied without .git has no revisions) give the same class as the
-    revision itself."""
-    import subprocess
-    if not _has_revision('87f5c15'):
-        pytest.skip('a shallow clone without the revision')
-    for name in ('i2ckd_loss', 'prototypes'):
-        (tmp_path / f'{name}.py').write_text(subprocess.check_output(
-            ['git', 'show', f'87f5c15:i2ckd_mm/models/losses/{name}.py'],
-            cwd=ROOT, text=True))
-    s, t, gt = bench.make_inputs(3, 4, 4, 8, 2, 'cpu')
-    from_folder = bench.load_baseline(str(tmp_path))(num_classes=3)
-    from_git = bench.load_baseline('87f5c15')(num_classes=3)
-    assert type(from_folder).__module__ == 'i2ckd_baseline.i2ckd_loss'
-    assert from_folder(s, t, gt).item() == from_git(s, t, gt).item()
-    (tmp_path / 'prototypes.py').unlink()
-    with pytest.raises(FileNotFoundError):
-        bench.load_baseline(str(tmp_path))
 
 
 def test_two_compile_modes_give_two_column_groups():

@@ -1,6 +1,6 @@
 """I2CKD across 2 processes (gloo, CPU): ``prototype_scope='global'`` gives
 each rank the loss of one process on the concatenated batch (``'batch'``
-scope, which equals the loop reference, ``tests/reference_i2ckd.py``), and
+scope, which equals the loop reference, ``tools/toy/reference_i2ckd.py``), and
 DDP's averaged student gradients equal that process's gradients, for every
 option that takes part in the reduction (the pixel term's rank-local pixels
 included); the default ``'image'`` scope communicates nothing; bad input on
@@ -17,7 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-import reference_i2ckd as ref
+from toy import reference_i2ckd as ref
 from i2ckd_mm.models.losses.i2ckd_loss import I2CKDLoss
 
 WORLD = 2

@@ -1,7 +1,7 @@
 """PrototypeVisHook on a tiny I2CKDDistill (two 32x32 DeepLabV3s on CPU).
 
 The saved similarity matrix is checked against the loop reference
-(tests/reference_i2ckd.py) on the recorded features, the
+(tools/toy/reference_i2ckd.py) on the recorded features, the
 hook is shown to change no state (BN connector statistics, modes, grads),
 to unwrap a model wrapper, and to run inside a real Runner.
 """
@@ -23,7 +23,7 @@ from mmengine.structures import PixelData
 from mmrazor.registry import HOOKS
 from mmseg.structures import SegDataSample
 
-import reference_i2ckd as ref
+from toy import reference_i2ckd as ref
 from i2ckd_mm.engine.hooks import PrototypeVisHook
 from i2ckd_mm.models.losses import I2CKDLoss
 from i2ckd_mm.visualization import batch_prototypes, pca_2d
@@ -72,7 +72,7 @@ def fake_runner(model, work_dir, it=0):
 
 def direct_similarity(alg, batch):
     """Independent reference: the loop reference's nearest label resize
-    and batch prototypes (tests/reference_i2ckd.py), numpy cosine."""
+    and batch prototypes (tools/toy/reference_i2ckd.py), numpy cosine."""
     d = alg.distiller
     with torch.no_grad():
         fs = d.connectors['sfeat'](

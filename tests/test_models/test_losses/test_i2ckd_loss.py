@@ -1,7 +1,7 @@
 """I2CKDLoss (i2ckd_mm/models/losses/i2ckd_loss.py).
 
 Expected values come from hand computation, from torch.nn's triplet losses,
-or from the one independent loop reference, ``tests/reference_i2ckd.py``.
+or from the one independent loop reference, ``tools/toy/reference_i2ckd.py``.
 Sections: reference and torch.nn equivalence, every option, hand-computed
 cases, gradients, edge cases, bad input, non-finite features (both
 prototype paths), ``num_classes`` set later, ``prototypes()``, mixed
@@ -17,15 +17,15 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import reference_i2ckd as ref
+from toy import reference_i2ckd as ref
 from load_file import load_file
 from i2ckd_mm.models.losses import I2CKDLoss
 
 IGNORE = 255
 # the benchmarks' operator and host-wait counter (one definition)
-op_counts = load_file('bench_machine', osp.join(
+op_counts = load_file('bench_harness', osp.join(
     osp.dirname(__file__), '..', '..', '..', 'benchmarks',
-    'machine.py')).op_counts
+    'harness.py')).op_counts
 
 
 def random_case(seed, n=2, c=3, h=6, w=6, num_classes=5,
@@ -990,7 +990,7 @@ def test_cuda_graph_captures_forward_and_backward():
     (dict(), 82), (dict(normalize=True, margin=0.2, pull_weight=1.0), 121)])
 def test_operation_count_per_forward_backward(opts, limit):
     """Top-level operators of one forward+backward of ``compute``
-    (``machine.op_counts``, the benchmarks' counter), a guard against
+    (``harness.op_counts``, the benchmarks' counter), a guard against
     growth: MMRazor's CWD issues 27. The count does not grow with K or the
     image size (fixed shapes)."""
     from mmrazor.models.losses import ChannelWiseDivergence

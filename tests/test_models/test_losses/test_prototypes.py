@@ -1,11 +1,11 @@
 """Class prototypes, label resizing and label checks
 (i2ckd_mm/models/losses/prototypes.py and inputs.py) against hand-computed
-values and the loop reference ``tests/reference_i2ckd.py``."""
+values and the loop reference ``tools/toy/reference_i2ckd.py``."""
 import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
 import pytest
 import torch
 
-import reference_i2ckd as ref
+from toy import reference_i2ckd as ref
 from i2ckd_mm.models.losses.inputs import label_bins, resize_labels
 from i2ckd_mm.models.losses.prototypes import class_means, class_prototypes
 

@@ -12,9 +12,8 @@ The loss it computes is the one of ``docs/method.md``: for every group g
 ``hinge = max(0, d(Ps_gk, Pt_gk) - d(Ps_gk, Pt_gj) + margin)``, one mean
 over all triplets of the batch, options as in ``I2CKDLoss``.
 
-Importable as ``from reference_i2ckd import ...`` from tests (tests/ is on
-``sys.path``, see tests/conftest.py) and from benchmarks (which put tests/
-on ``sys.path``).
+Script-side code like the rest of ``tools/toy``: the tests and the
+benchmarks import it as ``from toy import reference_i2ckd``.
 """
 import math
 from typing import Dict, List, Optional, Tuple
