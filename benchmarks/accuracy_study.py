@@ -136,7 +136,15 @@ GROUPS = {
     # splits; the shipped I2CKD alone and the recommended I2CKD + CWD
     # (two locations)
     'round4': ['student', 'cwd', 'np', 'np_2loc+cwd'],
+    # --protocol methods: each method users run, alone and with the shipped
+    # I2CKD (the toy configs of both, as shipped)
+    'methods': ['student', 'kd', 'i2ckd_kd', 'dist', 'i2ckd_dist', 'mgd',
+                'i2ckd_mgd', 'cwd', 'i2ckd_cwd'],
 }
+#: The arms of GROUPS['methods'] that are plain methods, with their I2CKD
+#: combination.
+METHODS = {'kd': 'i2ckd_kd', 'dist': 'i2ckd_dist', 'mgd': 'i2ckd_mgd',
+           'cwd': 'i2ckd_cwd'}
 
 
 def arm_spec(name, configs):
@@ -190,6 +198,18 @@ PROTOCOLS = {
                       teacher=dict(iters=1500, batch_size=64, size=64)),
         iters=400, teacher_iters=1500, val_points=4, per_class=True,
         configs=None, options=[BACKBONE_LR], layer4=(128, 256)),
+    # the methods study: round 4's data, backbones and teachers; students
+    # 600 iterations (round 4's students still rose at 400); arms are the
+    # shipped toy configs (``config_arms``); ``<arm>@<iters>`` trains an arm
+    # for other iterations (the matched-compute arm)
+    'methods': dict(
+        csv=osp.join(ROOT, 'benchmarks', 'accuracy_study_methods.csv'),
+        data_seed=PT_DATA_SEED, data=dict(toyshapes={}, toystreets={}),
+        pretrain=dict(student=dict(iters=1500, batch_size=64, size=64),
+                      teacher=dict(iters=1500, batch_size=64, size=64)),
+        iters=600, teacher_iters=1500, val_points=4, per_class=True,
+        configs=None, options=[BACKBONE_LR], layer4=(128, 256),
+        config_arms=True),
     # benchmarks/gpu_study.sh: ToyStreets 256x512, R50 -> R18 full width,
     # sized to finish in <= 8 min on one H200 (an estimate from
     # results_gpu.md): backbones 800 steps x 96 images (64x64, rendered on
@@ -249,12 +269,25 @@ def protocol(name, dataset, **overrides):
 def protocol_arm(name, proto):
     """(config path, extra config text) of an arm under ``proto``: as
     :func:`arm_spec`, the second location sized for the protocol's layer4
-    channels (student, teacher)."""
+    channels (student, teacher); with ``config_arms`` an arm named as a
+    config role (``kd``, ``i2ckd_kd``, ...) is that config as shipped.
+    ``<arm>@<iters>`` is the arm itself (its iterations: :func:`arm_iters`).
+    """
+    name = name.split('@')[0]
+    if proto.get('config_arms') and name in proto['configs'] \
+            and name != 'teacher':
+        return proto['configs'][name], ''
     cfg, extra = arm_spec(name, proto['configs'])
     variant = name[:-4] if name.endswith('+cwd') else name
     if variant == 'np_2loc' and tuple(proto['layer4']) != (128, 256):
         extra = _i2ckd(second_location(*proto['layer4']), **NP)
     return cfg, extra
+
+
+def arm_iters(arm, proto):
+    """Training iterations of ``arm``: ``N`` for ``<arm>@N``, else the
+    protocol's."""
+    return int(arm.split('@')[1]) if '@' in arm else proto['iters']
 
 
 def init_options(prefix, ckpt):
@@ -317,7 +350,7 @@ def run(proto, wd, arm, seed, teacher=None, backbone=None, spec=None):
     is_teacher = arm == 'teacher'
     run_dir = osp.join(wd, 'teacher') if is_teacher else osp.join(
         wd, 'runs', arm, f'seed{seed}')
-    iters = proto['teacher_iters' if is_teacher else 'iters']
+    iters = proto['teacher_iters'] if is_teacher else arm_iters(arm, proto)
     if harness.done(read_csv(proto['csv']), proto['dataset'], arm, seed) \
             and not (is_teacher and not osp.isfile(
                 osp.join(run_dir, f'iter_{iters}.pth'))):
@@ -326,9 +359,10 @@ def run(proto, wd, arm, seed, teacher=None, backbone=None, spec=None):
         cfg, extra, opts = proto['configs']['teacher'], '', []
     else:
         cfg, extra = spec or protocol_arm(arm, proto)
-        opts = [] if arm == 'student' else [f'model.teacher_ckpt={teacher}']
+        opts = ([] if arm.split('@')[0] == 'student' else
+                [f'model.teacher_ckpt={teacher}'])
     if backbone:
-        opts = init_options('model' if arm in ('teacher', 'student') else
+        opts = init_options('model' if arm.split('@')[0] in ('teacher', 'student') else
                             'model.architecture', backbone) + opts
     return arm, seed, harness.run_arm(proto, run_dir, arm, seed, cfg, extra,
                                       opts, iters)

@@ -1,6 +1,7 @@
-"""Makes the shared test modules in this folder (tiny_models.py) and the
-script-side toy package (tools/toy, imported as ``toy``) importable from
-every test module, whichever test files pytest was given."""
+"""Makes the shared test modules in this folder (tiny_models.py), the
+script-side toy package (tools/toy, imported as ``toy``) and the benchmark
+scripts (benchmarks/) importable from every test module, whichever test
+files pytest was given."""
 import os.path as osp
 import sys
 
@@ -13,6 +14,11 @@ if TESTS not in sys.path:
 TOOLS = osp.join(osp.dirname(TESTS), 'tools')
 if TOOLS not in sys.path:
     sys.path.append(TOOLS)
+# the benchmark scripts and their harness, imported as modules by
+# tests/test_benchmarks
+BENCHMARKS = osp.join(osp.dirname(TESTS), 'benchmarks')
+if BENCHMARKS not in sys.path:
+    sys.path.append(BENCHMARKS)
 
 
 @pytest.fixture(autouse=True, scope="module")

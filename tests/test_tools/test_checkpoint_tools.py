@@ -9,7 +9,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import I2CKD_CFG, STUDENT_CFG, TOOLS, run_tool, tiny_options
+from tool_helpers import I2CKD_CFG, STUDENT_CFG, TOOLS, run_tool, tiny_options
 from toy.runs import run_tool as run_tool_unchecked
 
 

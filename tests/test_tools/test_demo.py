@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import TOOLS, run_tool
+from tool_helpers import TOOLS, run_tool
 from load_file import load_file
 from i2ckd_mm.datasets.toy import TOY_CLASSES, TOY_PALETTE
 

@@ -17,7 +17,7 @@ from mmengine.dist import utils as dist_utils
 
 import i2ckd_mm  # noqa: F401  (compat.apply)
 
-from conftest import I2CKD_CFG, tiny_options
+from tool_helpers import I2CKD_CFG, tiny_options
 from toy.runs import run_command, run_tool
 
 HERE = osp.dirname(osp.abspath(__file__))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import I2CKD_CFG, STUDENT_CFG, TOOLS, run_tool
+from tool_helpers import I2CKD_CFG, STUDENT_CFG, TOOLS, run_tool
 
 # Runs in a fresh interpreter that never imports i2ckd_mm. Under mmcv-lite
 # (no compiled ops) MMSeg itself cannot be imported, so the script registers

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import TOOLS, run_tool
+from tool_helpers import TOOLS, run_tool
 
 
 def _files(root, kind, split):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, STUDENT_CFG, tiny_options
+from tool_helpers import ROOT, STUDENT_CFG, tiny_options
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec('mim') is None,

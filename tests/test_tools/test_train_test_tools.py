@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from conftest import I2CKD_CFG, TOOLS, run_tool
+from tool_helpers import I2CKD_CFG, TOOLS, run_tool
 from load_file import load_file
 
 
