@@ -33,12 +33,12 @@ def _no_default_scope_leak():
         DefaultScope._instance_dict.pop(name)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _fresh_dynamo_cache():
     """Dynamo caches compiled code per code object (``I2CKDLoss.compute``)
-    with a recompile limit of 8 entries across all loss instances; a test
-    that compiles starts from an empty cache, so that the number of
-    compilations earlier tests made does not decide whether it passes."""
+    with a recompile limit of 8 entries across all loss instances; each test
+    module starts from an empty cache, so that the compilations of other
+    modules do not decide whether its tests pass."""
     dynamo = sys.modules.get('torch._dynamo')
     if dynamo is not None:
         dynamo.reset()

@@ -125,3 +125,25 @@ def test_bad_input_is_reported_as_by_the_eager_loss(pair):
                 weight.copy_(kept)
         raised.append(str(err.value))
     assert raised[0] == raised[1]
+
+
+def test_losses_past_the_recompile_limit_run_eagerly_with_a_warning(caplog):
+    """``compute`` compiles once per distinct set of options (instances
+    alike share a compilation); past dynamo's recompile limit (8) a loss
+    with new options runs eagerly, with the eager value, and dynamo says
+    so in a warning (docs/usage.md)."""
+    torch._dynamo.reset()
+    limit = torch._dynamo.config.recompile_limit
+    s = torch.randn(2, 8, 4, 4, dtype=torch.float64)
+    t = torch.randn(2, 8, 4, 4, dtype=torch.float64)
+    labels = torch.randint(0, 3, (2, 4, 4))
+    with caplog.at_level('WARNING', logger='torch._dynamo'):
+        for i in range(limit + 1):
+            crit = I2CKDLoss(num_classes=3 + i)
+            compiled = torch.compile(crit.compute, backend='eager')
+            loss, status = compiled(s, t, labels)
+            torch.testing.assert_close(loss, crit.compute(s, t, labels)[0])
+            assert tuple(status.tolist()) == I2CKDLoss.STATUS_CLEAR
+            warned = 'recompile_limit' in caplog.text
+            assert warned == (i == limit), i
+    torch._dynamo.reset()
