@@ -14,6 +14,8 @@ A new arm is a ``VARIANTS`` entry (config text on the I2CKD or I2CKD + CWD
 config) or a case of :func:`arm_spec`; a new protocol a ``PROTOCOLS`` entry.
 """
 import argparse
+import glob
+import json
 import os
 import os.path as osp
 from concurrent.futures import ThreadPoolExecutor
@@ -340,6 +342,27 @@ def ensure_pretrained(ckpt, proto, role):
     return ckpt
 
 
+STEP_FIELDS = ['dataset', 'arm', 'seed', 'step_ms']
+
+
+def record_step_ms(proto, run_dir, arm, seed):
+    """The median training-iteration time of a finished run (MMEngine's
+    logged ``time``: data, forward, backward and optimizer step; the
+    validations left out) in the protocol's ``_steps`` CSV, once. The
+    matched-compute arm scales iterations by the ratio of these times."""
+    path = harness.side_csv(proto['csv'], 'steps')
+    if any(r['dataset'] == proto['dataset'] and r['arm'] == arm
+           and r['seed'] == seed for r in read_csv(path, 'step_ms')):
+        return
+    times = [json.loads(line)['time'] for f in glob.glob(osp.join(
+        run_dir, '*', 'vis_data', 'scalars.json')) for line in open(f)
+        if '"loss"' in line]
+    if times:
+        harness.append_csv(path, STEP_FIELDS, [dict(
+            dataset=proto['dataset'], arm=arm, seed=seed,
+            step_ms=f'{1000 * np.median(times):.1f}')])
+
+
 def run(proto, wd, arm, seed, teacher=None, backbone=None, spec=None):
     """One run of ``proto`` (``arm``: ``'teacher'`` or a study arm; the
     teacher checkpoint ``teacher``, the pretrained ``backbone``), skipped
@@ -354,6 +377,8 @@ def run(proto, wd, arm, seed, teacher=None, backbone=None, spec=None):
     if harness.done(read_csv(proto['csv']), proto['dataset'], arm, seed) \
             and not (is_teacher and not osp.isfile(
                 osp.join(run_dir, f'iter_{iters}.pth'))):
+        if proto.get('config_arms') and not is_teacher:
+            record_step_ms(proto, run_dir, arm, seed)
         return arm, seed, 'in the CSV already'
     if is_teacher:
         cfg, extra, opts = proto['configs']['teacher'], '', []
@@ -364,8 +389,34 @@ def run(proto, wd, arm, seed, teacher=None, backbone=None, spec=None):
     if backbone:
         opts = init_options('model' if arm.split('@')[0] in ('teacher', 'student') else
                             'model.architecture', backbone) + opts
-    return arm, seed, harness.run_arm(proto, run_dir, arm, seed, cfg, extra,
-                                      opts, iters)
+    status = harness.run_arm(proto, run_dir, arm, seed, cfg, extra, opts,
+                             iters)
+    if proto.get('config_arms'):
+        record_step_ms(proto, run_dir, arm, seed)
+    return arm, seed, status
+
+
+def matched_arm(csv, dataset, iters):
+    """The matched-compute arm of ``dataset``: the plain method (``METHODS``)
+    with the highest mean val mIoU, trained for the time of its I2CKD
+    combination, as ``(arm, method, ratio)`` with ``arm`` =
+    ``<method>@N``, N = ``iters`` x ratio, the median over seeds of the
+    combination's step time / the method's (``_steps`` CSV); None until
+    every plain method has val rows and both have step times."""
+    val = collect(read_csv(csv), dataset, 'val')
+    if not all(m in val for m in METHODS):
+        return None
+    best = max(METHODS, key=lambda m: np.mean(list(val[m].values())))
+    steps = {}
+    for r in read_csv(harness.side_csv(csv, 'steps'), 'step_ms'):
+        if r['dataset'] == dataset:
+            steps.setdefault(r['arm'], {})[r['seed']] = r['step_ms']
+    combo = steps.get(METHODS[best], {})
+    seeds = sorted(set(steps.get(best, {})) & set(combo))
+    if not seeds:
+        return None
+    ratio = float(np.median([combo[s] / steps[best][s] for s in seeds]))
+    return f'{best}@{int(round(iters * ratio))}', best, ratio
 
 
 def cmd_run(args, overrides=None):
@@ -379,6 +430,16 @@ def cmd_run(args, overrides=None):
     wd = osp.join(root, args.dataset)
     names = list(dict.fromkeys(n.replace('BEST', args.best) for a in args.arms
                                for n in GROUPS.get(a, [a])))
+    if 'matched' in names:  # resolved from the methods arms' rows
+        m = matched_arm(proto['csv'], args.dataset, proto['iters'])
+        if m is None:
+            raise SystemExit(
+                f'matched: no matched-compute arm for {args.dataset} yet: '
+                'it needs the val rows of every plain method and the step '
+                'times of the best one and its I2CKD combination (run '
+                '--arms methods first)')
+        print(f'matched: {m[0]} ({m[1]}, step-time ratio {m[2]:.3f})')
+        names = [m[0] if n == 'matched' else n for n in names]
     teacher = osp.join(wd, 'teacher', f"iter_{proto['teacher_iters']}.pth")
     need_teacher = 'teacher' in names or not osp.isfile(teacher) and any(
         n != 'student' for n in names)
@@ -610,6 +671,9 @@ def cmd_report(args):
         if args.csv == CSV and osp.isfile(path):
             lines += protocol_section(name, path, args.curves_plot
                                       if name == 'pretrained' else None)
+    path = PROTOCOLS['methods']['csv']
+    if args.csv == CSV and osp.isfile(path):
+        lines += methods_section(path, args.methods_curves_plot)
     text = '\n'.join(lines) + '\n'
     print(text)
     if args.out:
@@ -818,8 +882,101 @@ def protocol_section(name, path, curves_plot=None):
                   f'{osp.basename(curves_plot)})', '']
     return lines
 
+#: The methods study's goal: I2CKD improves at least this many of the four
+#: methods (test interval above zero) on at least one proxy.
+METHODS_GOAL = 2
 
-def plot_curves(curves, rows, path):
+
+def methods_section(path, curves_plot=None):
+    """The report section of the ``methods`` protocol: each method alone
+    and with I2CKD, paired on seeds, and the matched-compute arm."""
+    rows = read_csv(path)
+    steps = read_csv(harness.side_csv(path, 'steps'), 'step_ms')
+    p = PROTOCOLS['methods']
+    lines = ['## Methods: I2CKD on top of KD, DIST, MGD and CWD', '',
+             f'Generated from `benchmarks/{osp.basename(path)}` ({len(rows)}'
+             ' rows) and its `_classes` / `_curves` / `_steps` / `_pretrain`'
+             " files. Round 4's protocol (pretrained backbones, the splits "
+             f'of generator seed {PT_DATA_SEED}, backbone at 0.1x the '
+             f"learning rate, teacher 1500 iterations), students {p['iters']}"
+             " iterations. Every arm is a shipped toy config as it is: "
+             '`kd` (KLDivergence on the logits, tau 1), `dist` (DISTLoss on '
+             'the logits as pixel rows), `mgd` (MGD on `backbone.layer4`), '
+             '`cwd` (ChannelWiseDivergence on the logits), each alone and '
+             '`i2ckd_<method>` = with the shipped I2CKD term at the '
+             'bottleneck; `student` = CE alone. No option was tuned on these '
+             'splits. Matched compute: the plain method with the best mean '
+             'val mIoU, trained for more iterations, in proportion to the '
+             'median step time of its I2CKD combination over its own '
+             '(`_steps`: MMEngine\'s logged iteration time, 1 thread).', '']
+    goals = []
+    for ds in sorted(dict.fromkeys(r['dataset'] for r in rows)):
+        val, test = collect(rows, ds, 'val'), collect(rows, ds, 'test')
+        teacher = {r['split']: r['mIoU'] for r in rows
+                   if r['dataset'] == ds and r['arm'] == 'teacher'}
+        ms = {}
+        for r in steps:
+            if r['dataset'] == ds:
+                ms.setdefault(r['arm'], []).append(r['step_ms'])
+        lines += [f'### {ds}', '', 'Teacher: ' + ', '.join(
+            f'{k} {v:.2f}' for k, v in sorted(teacher.items())) +
+            ' mIoU. Median step time (ms): ' + ', '.join(
+                f'{a} {np.median(v):.0f}' for a, v in sorted(ms.items())) +
+            '.', '']
+        lines += arm_table(test, 'test') + ['']
+        pairs = [(METHODS[m], m) for m in METHODS]
+        lines += ['With I2CKD vs without, on val (where choices are made) '
+                  'and on test:', '']
+        lines += comparison_table(val, pairs) + [''] + comparison_table(
+            test, pairs + [(a, 'student') for a in test
+                           if a != 'student' and '@' not in a]) + ['']
+        better = [m for m in METHODS if len(pair(test, METHODS[m], m)[1]) > 1
+                  and mean_ci(pair(test, METHODS[m], m)[1])[1] > 0]
+        m = matched_arm(path, ds, p['iters'])
+        if m:
+            arm, best, ratio = m
+            combos = [c for c in METHODS.values() if c in val]
+            top = max(combos, key=lambda c: np.mean(list(val[c].values())))
+            lines += [f'Matched compute: `{best}` (the best plain method on '
+                      f'val) for {arm.split("@")[1]} iterations = '
+                      f"{p['iters']} x {ratio:.2f}, the step-time ratio of "
+                      f'`{METHODS[best]}`; the best combination on val is '
+                      f'`{top}`.', '']
+            if arm in test:
+                lines += comparison_table(test, list(dict.fromkeys(
+                    [(METHODS[best], arm), (top, arm), (arm, best)]))) + ['']
+                d = pair(test, top, arm)[1]
+                beats = len(d) > 1 and mean_ci(d)[1] > 0
+            else:
+                lines += [f'`{arm}` not run yet.', '']
+                beats = None
+            goals.append((ds, better, top, beats))
+    if goals:
+        lines += ['### The goal', '']
+        for ds, better, top, beats in goals:
+            lines.append(
+                f'- {ds}: I2CKD better (test interval above zero) for '
+                f'{len(better)} of {len(METHODS)} methods'
+                f"{' (' + ', '.join(better) + ')' if better else ''}; "
+                f'`{top}` vs the matched-compute arm: ' +
+                ('not run yet' if beats is None else
+                 'better' if beats else 'not better') + '.')
+        met = any(len(b) >= METHODS_GOAL and t for _, b, _, t in goals)
+        lines += ['', f'Goal (>= {METHODS_GOAL} methods improved and the '
+                  'best combination above the matched-compute arm, on one '
+                  'proxy): ' + ('**met**.' if met else '**not met**.'), '']
+    curves = read_csv(harness.side_csv(path, 'curves'))
+    if curves_plot and curves:
+        plot_curves(curves, rows, curves_plot, GROUPS['methods'],
+                    'the methods, mean over seeds (band: range)')
+        lines += [f'![val mIoU vs iteration](../docs/images/'
+                  f'{osp.basename(curves_plot)})', '']
+    return lines
+
+
+def plot_curves(curves, rows, path, arms=('student', 'np', 'cwd',
+                                         'np_2loc+cwd'),
+                title='pretrained starts, mean over seeds (band: range)'):
     """Val mIoU vs iteration, every arm in one panel per dataset: mean over
     seeds (line) and the seeds' range (band); the teacher's final val mIoU
     dashed."""
@@ -828,7 +985,7 @@ def plot_curves(curves, rows, path):
     colours = {'student': '#7f7f7f', 'cwd': '#4c72b0', 'np': '#55a868',
                'np_2loc+cwd': '#c44e52'}
     for ax, ds in zip(axes, datasets):
-        for arm in ['student', 'np', 'cwd', 'np_2loc+cwd']:
+        for arm in arms:
             pts = {}
             for r in curves:
                 if r['dataset'] == ds and r['arm'] == arm:
@@ -838,18 +995,18 @@ def plot_curves(curves, rows, path):
             it = sorted(pts)
             mean = [np.mean(pts[i]) for i in it]
             n = min(len(v) for v in pts.values())
-            ax.plot(it, mean, marker='o', ms=3, color=colours.get(arm),
-                    label=f'{arm} ({n} seeds)')
+            line, = ax.plot(it, mean, marker='o', ms=3,
+                            color=colours.get(arm), label=f'{arm} ({n} seeds)')
             ax.fill_between(it, [min(pts[i]) for i in it],
                             [max(pts[i]) for i in it], alpha=0.15,
-                            color=colours.get(arm))
+                            color=line.get_color())
         t = [r['mIoU'] for r in rows if r['dataset'] == ds
              and r['arm'] == 'teacher' and r['split'] == 'val']
         if t:
             ax.axhline(t[0], color='k', ls='--', lw=1, label='teacher (end)')
         ax.set_xlabel('iteration')
         ax.set_ylabel('val mIoU (%)')
-        ax.set_title(f'{ds}: pretrained starts, mean over seeds (band: range)')
+        ax.set_title(f'{ds}: {title}')
         ax.legend(loc='lower right', fontsize=8)
     save(fig, path)
 
@@ -902,6 +1059,9 @@ def main(argv=None):
     q.add_argument('--curves-plot', default=osp.join(
         ROOT, 'docs', 'images', 'accuracy_study_pretrained_curves.png'),
         help='round 4: val mIoU vs iteration of every arm')
+    q.add_argument('--methods-curves-plot', default=osp.join(
+        ROOT, 'docs', 'images', 'accuracy_study_methods_curves.png'),
+        help='the methods study: val mIoU vs iteration of every arm')
     args = p.parse_args(argv)
     if args.cmd == 'run' and args.work_dir is None:
         args.work_dir = 'work_dirs/accuracy_study' + (

@@ -299,3 +299,86 @@ def test_teacher_in_the_csv_without_its_checkpoint_is_trained_again(
     assert study.run(proto, wd, 'teacher', 0, backbone='bb.pth')[2] == \
         'in the CSV already'
     assert calls == []
+
+
+def test_methods_arms_are_the_shipped_configs():
+    proto = study.protocol('methods', 'toyshapes')
+    for arm in study.GROUPS['methods']:
+        if arm != 'cwd':
+            assert study.protocol_arm(arm, proto) == (
+                proto['configs'][arm], '')
+    # <arm>@N: the arm itself, trained N iterations
+    assert study.protocol_arm('kd@900', proto) == (proto['configs']['kd'],
+                                                   '')
+    assert study.arm_iters('kd@900', proto) == 900
+    assert study.arm_iters('kd', proto) == 600
+
+
+def _methods_rows(path):
+    """3 seeds of every methods arm: kd has the best val mean (51), its
+    I2CKD combination steps 1.5x as long (median of 1.5, 1.6, 1.5)."""
+    val = dict(student=40, kd=51, i2ckd_kd=53, dist=48, i2ckd_dist=49,
+               mgd=45, i2ckd_mgd=45, cwd=50.5, i2ckd_cwd=50)
+    test = {'kd': [40, 41, 42], 'i2ckd_kd': [41, 42.5, 44],
+            'dist': [39, 39, 39], 'i2ckd_dist': [40, 41, 42],
+            'kd@900': [41.5, 42, 43]}
+    rows, steps = [], []
+    for arm, v in val.items():
+        for seed in range(3):
+            t = test.get(arm, [v - 10] * 3)[seed] - (seed if arm in (
+                'mgd', 'cwd') else 0)
+            base = dict(dataset='toyshapes', arm=arm, seed=seed,
+                        iterations=600, wall_s=1)
+            rows += [dict(base, split='val', mIoU=v + seed - 1),
+                     dict(base, split='test', mIoU=t)]
+    for seed, (a, b) in enumerate([(100, 150), (100, 160), (110, 165)]):
+        steps += [dict(dataset='toyshapes', arm='kd', seed=seed, step_ms=a),
+                  dict(dataset='toyshapes', arm='i2ckd_kd', seed=seed,
+                       step_ms=b)]
+    harness.append_csv(path, harness.FIELDS, rows)
+    harness.append_csv(path[:-4] + '_steps.csv', study.STEP_FIELDS, steps)
+    return test
+
+
+def test_matched_arm_and_methods_section(tmp_path):
+    path = str(tmp_path / 'm.csv')
+    test = _methods_rows(path)
+    kd900 = test.pop('kd@900')
+    assert study.matched_arm(path, 'toyshapes', 600) == ('kd@900', 'kd',
+                                                         1.5)
+    text = '\n'.join(study.methods_section(path))
+    # i2ckd_kd - kd on test: 1, 1.5, 2 -> +1.50 [+0.26, +2.74], better;
+    # i2ckd_dist - dist: 1, 2, 3 -> +2.00 [-0.48, +4.48], tied
+    assert '| i2ckd_kd | kd | 3 | +1.50 | [+0.26, +2.74] | 3/3 | better |' \
+        in text
+    assert '| i2ckd_dist | dist | 3 | +2.00 | [-0.48, +4.48] | 3/3 | tied |' \
+        in text
+    assert '`kd@900` not run yet' in text
+    assert '1 of 4 methods (kd)' in text and '**not met**' in text
+    # the matched arm's rows: i2ckd_kd - kd@900 = -0.5, +0.5, +1.0, tied
+    harness.append_csv(path, harness.FIELDS, [
+        dict(dataset='toyshapes', arm='kd@900', seed=s, split=split,
+             mIoU=v, iterations=900, wall_s=1)
+        for s, v in enumerate(kd900) for split in ('val', 'test')])
+    text = '\n'.join(study.methods_section(path))
+    assert '| i2ckd_kd | kd@900 | 3 | +0.33 | [-1.56, +2.23] | 2/3 | tied |' \
+        in text
+    assert 'vs the matched-compute arm: not better' in text
+
+
+def test_step_time_is_the_median_logged_training_iteration(tmp_path):
+    import json
+    d = tmp_path / 'run' / '20261203_000000' / 'vis_data'
+    d.mkdir(parents=True)
+    with open(d / 'scalars.json', 'w') as f:
+        for r in ({'loss': 1.0, 'time': 0.2, 'step': 10},
+                  {'mIoU': 20.5, 'time': 9.0, 'step': 10},  # a validation
+                  {'loss': 0.9, 'time': 0.1, 'step': 20},
+                  {'loss': 0.8, 'time': 0.4, 'step': 30}):
+            f.write(json.dumps(r) + '\n')
+    proto = dict(csv=str(tmp_path / 'm.csv'), dataset='toyshapes')
+    for _ in range(2):  # recorded once
+        study.record_step_ms(proto, str(tmp_path / 'run'), 'kd', 3)
+    rows = harness.read_csv(str(tmp_path / 'm_steps.csv'), 'step_ms')
+    assert [(r['arm'], r['seed'], r['step_ms']) for r in rows] == [
+        ('kd', 3, 200.0)]
