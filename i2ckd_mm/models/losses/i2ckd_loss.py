@@ -3,7 +3,6 @@
 The loss as implemented, which parts are the paper's and which are our
 reading of it: ``docs/method.md``.
 """
-import operator
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -12,16 +11,10 @@ import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from .inputs import LABEL_RESIZE_MODES, bad_label_message, prepare_inputs
-from .prototypes import (PROTOTYPE_SCOPES, class_means, raise_together,
-                         sum_over_ranks, world_size)
+from .inputs import (as_num_classes, bad_label_message, check_options,
+                     prepare_inputs)
+from .prototypes import class_means, raise_together, sum_over_ranks, world_size
 
-CHOICES = dict(prototype_scope=PROTOTYPE_SCOPES,
-               label_resize=LABEL_RESIZE_MODES,
-               distance=('euclidean', 'cosine'), negatives=('all', 'hardest'),
-               pull_type=('squared', 'linear'),
-               pixel_prototypes=('own', 'teacher'),
-               nonfinite=('raise', 'skip'))
 # F.pairwise_distance's eps, so that the loss equals nn.TripletMarginLoss,
 # and the norm clamp of F.cosine_similarity
 _PAIRWISE_EPS, _COSINE_EPS = 1e-6, 1e-8
@@ -94,22 +87,11 @@ class I2CKDLoss(nn.Module):
                  pixel_tau: float = 0.1, pixel_prototypes: str = 'own',
                  nonfinite: str = 'raise') -> None:
         super().__init__()
-        options = dict(locals())
-        for name, allowed in CHOICES.items():
-            if options[name] not in allowed:
-                raise ValueError(f'I2CKDLoss: {name} must be one of '
-                                 f'{allowed}, got {options[name]!r}')
-        if margin < 0 or pull_weight < 0 or pixel_weight < 0:
-            raise ValueError('margin, pull_weight and pixel_weight must be '
-                             f'>= 0, got {margin}, {pull_weight}, '
-                             f'{pixel_weight}')
-        if not pixel_tau > 0:
-            raise ValueError(f'pixel_tau must be > 0, got {pixel_tau}')
+        check_options(options := dict(locals()))
         for name in options.keys() - {'self', '__class__', 'num_classes'}:
             setattr(self, name, options[name])
-        self._num_classes: Optional[int] = None
-        if num_classes is not None:
-            self.set_num_classes(num_classes)
+        self._num_classes = (None if num_classes is None else
+                             as_num_classes(num_classes))
         # forward() merges each call's status here instead of reading it.
         # Not a buffer: DDP's broadcast_buffers would copy rank 0's.
         self.defer_checks = False
@@ -134,16 +116,7 @@ class I2CKDLoss(nn.Module):
             TypeError: Not an integer (bools included).
             ValueError: ``num_classes < 1``.
         """
-        try:
-            if isinstance(num_classes, bool):
-                raise TypeError
-            k = operator.index(num_classes)
-        except TypeError:
-            raise TypeError('I2CKDLoss: num_classes must be an integer, got '
-                            f'{num_classes!r}') from None
-        if k < 1:
-            raise ValueError(f'num_classes must be >= 1, got {num_classes}')
-        self._num_classes = k
+        self._num_classes = as_num_classes(num_classes)
 
     # -------------------------------------------------------- prototypes
     def _prototypes(self, preds_S: Tensor, preds_T: Tensor, gt: Tensor,
@@ -152,9 +125,6 @@ class I2CKDLoss(nn.Module):
         :meth:`prototypes`: the inputs of ``prepare_inputs`` (s, t, bins,
         bad) and their means (2, G, C, K) (student, teacher) and counts
         (G, K) (``class_means``)."""
-        if scope not in PROTOTYPE_SCOPES:
-            raise ValueError(f'I2CKDLoss: scope must be one of '
-                             f'{PROTOTYPE_SCOPES}, got {scope!r}')
         # 'global': a rank raising alone would leave the others waiting in
         # the all_reduce of the sums, so all ranks raise together
         together = scope == 'global' and world_size() > 1
@@ -258,8 +228,10 @@ class I2CKDLoss(nn.Module):
                       else dist.transpose(1, 2))
             hinge, weight = self._hinges(dist_t, w)
             loss = 0.5 * (loss + hinge.sum() / weight.sum().clamp(min=1))
-        if self.pull_weight > 0:
-            pull = self._pull(dist, w)
+        if self.pull_weight > 0:  # mean same-class distance (or square)
+            d = dist.diagonal(dim1=1, dim2=2)
+            d = d if self.pull_type == 'linear' else d * d
+            pull = (w * d).sum() / w.sum().clamp(min=1)
             loss = torch.add(loss, pull, alpha=self.pull_weight)
             parts['pull'] = pull.detach()
         return loss, parts
@@ -285,12 +257,6 @@ class I2CKDLoss(nn.Module):
         if self.negatives == 'hardest':  # max_j relu(x - d_j) = relu(x - min)
             return hinge.amax(2), pair.amax(2)
         return hinge, pair
-
-    def _pull(self, dist: Tensor, w: Tensor) -> Tensor:
-        """Mean same-class distance (or its square) over present classes."""
-        d = dist.diagonal(dim1=1, dim2=2)
-        d = d if self.pull_type == 'linear' else d * d
-        return (w * d).sum() / w.sum().clamp(min=1)
 
     def _pixel_term(self, s: Tensor, t: Tensor, bins: Tensor, means: Tensor,
                     w: Tensor, ok: Tensor) -> Tensor:
@@ -378,9 +344,7 @@ class I2CKDLoss(nn.Module):
                      d_pos=d_pos / w.sum().clamp(min=1),
                      d_neg=d_neg / n.clamp(min=1), triplets=n,
                      pull=n.new_zeros(()) if pull is None else pull)
-        if pixel is not None:
-            stats['pixel'] = pixel
-        if skipped is not None:
-            stats['skipped'] = skipped
+        stats.update((k, v) for k, v in (('pixel', pixel),
+                                         ('skipped', skipped)) if v is not None)
         return {key: v if v.dtype == torch.float32 else v.float()
                 for key, v in stats.items()}

@@ -4,6 +4,7 @@ feature's size, class bins and bad label ids.
 Nothing here waits for the device: bad label ids come back as a small device
 tensor (:func:`label_bins`) that the caller reads when it chooses to.
 """
+import operator
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -11,6 +12,44 @@ import torch.nn.functional as F
 from torch import Tensor
 
 LABEL_RESIZE_MODES = ('nearest', 'mode')
+PROTOTYPE_SCOPES = ('image', 'batch', 'global')
+#: I2CKDLoss's options that take one of a few values
+CHOICES = dict(prototype_scope=PROTOTYPE_SCOPES,
+               label_resize=LABEL_RESIZE_MODES,
+               distance=('euclidean', 'cosine'), negatives=('all', 'hardest'),
+               pull_type=('squared', 'linear'),
+               pixel_prototypes=('own', 'teacher'),
+               nonfinite=('raise', 'skip'))
+
+
+def check_options(options: dict) -> None:
+    """I2CKDLoss's constructor arguments: each of ``CHOICES`` one of its
+    values, the margin and weights >= 0, ``pixel_tau`` > 0."""
+    for name, allowed in CHOICES.items():
+        if options[name] not in allowed:
+            raise ValueError(f'I2CKDLoss: {name} must be one of '
+                             f'{allowed}, got {options[name]!r}')
+    weights = [options[k] for k in ('margin', 'pull_weight', 'pixel_weight')]
+    if min(weights) < 0:
+        raise ValueError('margin, pull_weight and pixel_weight must be '
+                         f'>= 0, got {", ".join(map(str, weights))}')
+    if not options['pixel_tau'] > 0:
+        raise ValueError(f'pixel_tau must be > 0, got {options["pixel_tau"]}')
+
+
+def as_num_classes(num_classes) -> int:
+    """K as an int; a bool or non-integer is a TypeError, K < 1 a
+    ValueError."""
+    try:
+        if isinstance(num_classes, bool):
+            raise TypeError
+        k = operator.index(num_classes)
+    except TypeError:
+        raise TypeError('I2CKDLoss: num_classes must be an integer, got '
+                        f'{num_classes!r}') from None
+    if k < 1:
+        raise ValueError(f'num_classes must be >= 1, got {num_classes}')
+    return k
 
 
 def accum_dtype(dtype: torch.dtype) -> torch.dtype:

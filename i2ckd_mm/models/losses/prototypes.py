@@ -11,9 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .inputs import accum_dtype, label_bins
-
-PROTOTYPE_SCOPES = ('image', 'batch', 'global')
+from .inputs import PROTOTYPE_SCOPES, accum_dtype, label_bins
 
 
 def world_size() -> int:
@@ -113,6 +111,9 @@ def class_means(feats: Sequence[Tensor], bins: Tensor, num_classes: int,
         tuple[Tensor, Tensor]: means (M, G, C, K), zero for an absent
         class, and pixel counts (G, K), both in the maps' dtype.
     """
+    if scope not in PROTOTYPE_SCOPES:
+        raise ValueError(f'prototype scope must be one of {PROTOTYPE_SCOPES}'
+                         f', got {scope!r}')
     n, c, hw = feats[0].shape
     zeros = feats[0].new_zeros(n, c, num_classes + 1)
     index = bins.unsqueeze(1).expand(n, c, hw)
@@ -135,9 +136,6 @@ def class_prototypes(feats: Tensor, labels: Tensor, num_classes: int,
     least float32 (:func:`class_means`), of features (N, C, h, w) and
     labels (N, h, w) at their size. Bad label ids count as ignored here
     (no wait); :func:`label_bins` reports them."""
-    if scope not in PROTOTYPE_SCOPES:
-        raise ValueError(f'prototype scope must be one of {PROTOTYPE_SCOPES}'
-                         f', got {scope!r}')
     if feats.dim() != 4 or labels.dim() != 3:
         raise ValueError('expected feats N x C x h x w and labels N x h x w, '
                          f'got {tuple(feats.shape)} and {tuple(labels.shape)}')
