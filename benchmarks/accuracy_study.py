@@ -1,12 +1,9 @@
 """Paired-seed accuracy study of I2CKD on two toy CPU proxies.
 
 ``run`` trains the runs of arms x seeds that a protocol's CSV lacks (each
-finished run appends its val and test rows, so a command resumes);
-``report`` writes ``accuracy_study.md`` and its charts from the CSV files
-alone. Arms train the same student config from the same seed and differ
-only in their distillation losses; choices are made on val, numbers
-reported on test. Protocols, commands, and how to add an arm (``VARIANTS``,
-:func:`arm_spec`) or a protocol (``PROTOCOLS``): ``benchmarks/README.md``.
+run appends its val and test rows, so a command resumes); ``report`` writes
+``accuracy_study.md`` and its charts from the CSV files alone. Protocols,
+commands, and how to add an arm or a protocol: ``benchmarks/README.md``.
 """
 import argparse
 import glob
@@ -25,7 +22,6 @@ CSV = osp.join(ROOT, 'benchmarks', 'accuracy_study.csv')
 STUDENT_ITERS, TEACHER_ITERS = 1000, 1500
 
 
-# -------------------------------------------------------------------- arms
 def _py(obj):
     """Config text of a value: dicts as ``dict(key=value, ...)``."""
     if isinstance(obj, dict):
@@ -43,8 +39,8 @@ def _merged(a: dict, b: dict) -> dict:
 
 
 def _i2ckd(extra_distiller=None, **opts):
-    """``model`` config text setting I2CKDLoss ``opts``, with
-    ``extra_distiller`` merged into the distiller (e.g. a second location)."""
+    """Config text setting I2CKDLoss ``opts``, ``extra_distiller`` merged
+    into the distiller (e.g. a second location)."""
     distiller = _merged(dict(distill_losses=dict(loss_i2ckd=opts)),
                         extra_distiller or {})
     return f'model = dict(distiller={_py(distiller)})\n'
@@ -57,26 +53,23 @@ def _schedule(**losses):
 
 
 def second_location(in_channel=128, out_channel=256):
-    """The shipped second-location block (configs/_base_/i2ckd/
-    i2ckd_layer4.py, one source for the configs and this study) with the
-    student's and teacher's layer4 channels (toy pair: 128 -> 256)."""
+    """The shipped second-location block (one source for the configs and
+    this study) with the student's and the teacher's layer4 channels."""
     from mmengine.config import Config
-    block = Config.fromfile(osp.join(
-        ROOT, 'configs', '_base_', 'i2ckd',
-        'i2ckd_layer4.py'))['i2ckd_layer4'].to_dict()
+    path = osp.join(ROOT, 'configs', '_base_', 'i2ckd', 'i2ckd_layer4.py')
+    block = Config.fromfile(path).i2ckd_layer4.to_dict()
     block['connectors']['loss_i2ckd4_sfeat'].update(
         in_channel=in_channel, out_channel=out_channel)
     return block
 
 
 # Every arm states all the loss options it studies, so the arms stay the
-# same whatever the shipped configs choose as their defaults. LITERAL: our
-# reading of the paper (docs/method.md); NP: L2-normalised prototypes, a
-# margin meaningful on the unit sphere and an explicit intra-class pull.
+# same whatever the shipped configs default to. LITERAL: our reading of the
+# paper (docs/method.md); NP: the shipped variant. What each variant is:
+# the report's arms paragraph (cmd_report).
 LITERAL = dict(normalize=False, margin=1.0, pull_weight=0.0)
 NP = dict(normalize=True, margin=0.2, pull_weight=1.0)
 _L4, _HALF = second_location(), STUDENT_ITERS // 2
-
 #: I2CKD variant -> extra config text (on the I2CKD / I2CKD+CWD configs).
 VARIANTS = {
     'literal': _i2ckd(**LITERAL),
@@ -88,37 +81,29 @@ VARIANTS = {
     'np_sym': _i2ckd(**NP, symmetric=True),
     'np_warmup': _i2ckd(**NP) + _schedule(loss_i2ckd=dict(warmup_iters=200)),
     'np_2loc': _i2ckd(_L4, **NP),
-    # + the pixel-to-prototype KL at weight 1 / 3 / against the teacher's
-    # prototypes
     'np_pix': _i2ckd(**NP, pixel_weight=1.0),
     'np_pix3': _i2ckd(**NP, pixel_weight=3.0),
     'np_pixT': _i2ckd(**NP, pixel_weight=1.0, pixel_prototypes='teacher'),
-    # round 3 (designed after round 2's test results were seen; chosen on
-    # val again): np_2loc with both terms off at half of training, at half
-    # weight, or on layer4 alone (the bottleneck term at weight 0 is still
-    # computed for its diagnostics)
+    # round 3, designed after round 2's test results were seen
     'np_2loc_stop': _i2ckd(_L4, **NP) + _schedule(
         loss_i2ckd=dict(stop_iter=_HALF), loss_i2ckd4=dict(stop_iter=_HALF)),
     'np_2loc_w05': _i2ckd(_merged(_L4, dict(distill_losses=dict(
         loss_i2ckd4=dict(loss_weight=0.5)))), **NP, loss_weight=0.5),
+    # the bottleneck term at weight 0 is still computed for its diagnostics
     'np_l4': _i2ckd(_L4, **NP, loss_weight=0.0),
 }
-# CWD alone: the I2CKD+CWD config with the I2CKD term at weight 0 (its
-# diagnostics are still logged, as a reference).
-CWD_ONLY = _i2ckd(loss_weight=0.0)
+CWD_ONLY = _i2ckd(loss_weight=0.0)  # the I2CKD+CWD config, I2CKD off
 
 GROUPS = {
-    # choose on ToyShapes val: what adds most on top of CWD
+    # rounds 1-2: screened on ToyShapes val on top of CWD, then on test
+    # (BEST = --best, the choice on val)
     'explore': ['cwd', 'np+cwd', 'np_w3+cwd', 'np_batch+cwd',
                 'np_w3_batch+cwd', 'np_hardest+cwd', 'np_sym+cwd',
                 'np_warmup+cwd', 'np_2loc+cwd', 'np_pix+cwd', 'np_pix3+cwd',
                 'np_pixT+cwd'],
-    # report on test; BEST = --best (np_2loc: the choice on val)
     'final': ['student', 'np', 'cwd', 'BEST+cwd', 'BEST', 'literal'],
-    # round 3 on ToyShapes val against round 2's choice and cwd
     'round3': ['np_2loc_stop+cwd', 'np_2loc_w05+cwd', 'np_l4+cwd'],
-    # round 4 (--protocol pretrained / gpu): the shipped I2CKD alone and
-    # the recommended I2CKD + CWD (two locations)
+    # --protocol pretrained / gpu
     'round4': ['student', 'cwd', 'np', 'np_2loc+cwd'],
     # --protocol methods: each method's toy config alone and with I2CKD
     'methods': ['student', 'kd', 'i2ckd_kd', 'dist', 'i2ckd_dist', 'mgd',
@@ -144,9 +129,8 @@ def arm_spec(name, configs):
 
 
 # --------------------------------------------------------------- protocols
-#: Fine-tuning a pretrained backbone at 0.1x the learning rate (the student's
-#: parameter names hold 'backbone' alone and in I2CKDDistill; connectors and
-#: heads keep 1x).
+#: A pretrained backbone fine-tunes at 0.1x the learning rate (the
+#: student's parameter names hold 'backbone' alone and in I2CKDDistill).
 BACKBONE_LR = 'optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult=0.1'
 PT_DATA_SEED = 16
 
@@ -156,39 +140,32 @@ def _pretrain(**opts):
     return {role: dict(opts) for role in ('student', 'teacher')}
 
 
-#: Round 4: pretrained starts, fresh splits, curves and per-class IoU.
 _ROUND4 = dict(data_seed=PT_DATA_SEED, data=dict(toyshapes={}, toystreets={}),
                pretrain=_pretrain(iters=1500, batch_size=64, size=64),
                teacher_iters=1500, val_points=4, per_class=True,
                configs=None, options=[BACKBONE_LR], layer4=(128, 256))
-#: protocol -> ``csv`` (rows; with ``per_class`` also ``_classes`` /
-#: ``_curves`` beside it), ``data_seed`` and ``data`` (generator arguments
-#: per dataset), ``pretrain`` (role -> ToyNet pretraining options, the
-#: checkpoint shared by the datasets; None: random starts), ``iters`` /
-#: ``teacher_iters``, ``val_points`` (validations per run: the curves),
-#: ``configs`` (role -> config per dataset; None: the toy configs),
-#: ``options`` / ``train_args`` (more --cfg-options / tools/train.py
-#: arguments), ``layer4`` (student, teacher channels of the second I2CKD
-#: location), ``config_arms`` (an arm named as a config role is that config).
+_GPU = '_1xb8-gpu_toystreets-256x512.py'
+#: protocol -> ``csv``, generator ``data_seed`` and ``data`` sizes,
+#: ``pretrain`` (role -> ToyNet options; None: random starts), ``iters``,
+#: ``teacher_iters``, ``val_points`` (the curves), ``per_class``,
+#: ``configs`` (None: the toy configs), more ``options`` / ``train_args``,
+#: ``layer4`` channels (student, teacher) and ``config_arms`` (an arm named
+#: as a config role is that config as shipped).
 PROTOCOLS = {
-    # rounds 1-3: random starts, the toy configs' schedules
-    'scratch': dict(
+    'scratch': dict(  # rounds 1-3: random starts
         csv=CSV, data_seed=0, data=dict(toyshapes={}, toystreets={}),
         pretrain=None, iters=STUDENT_ITERS, teacher_iters=TEACHER_ITERS,
         val_points=None, configs=None, layer4=(128, 256)),
-    # students 400 iterations: 5 seeds x 4 arms x 2 datasets on 2 shared
-    # cores. Backbone at 0.1x, chosen on ToyShapes val (a student alone,
-    # one seed: 18.36 val mIoU after 800 iterations at 1x, 47.77 by 400 at
-    # 0.1x: at 1x AdamW 3e-3 wipes the pretrained features)
+    # round 4: students 400 iterations for 5 seeds x 4 arms x 2 datasets on
+    # 2 shared cores; 0.1x chosen on ToyShapes val (a student alone, one
+    # seed: 18.36 after 800 iterations at 1x, 47.77 by 400 at 0.1x)
     'pretrained': dict(_ROUND4, iters=400, csv=osp.join(
         ROOT, 'benchmarks', 'accuracy_study_pretrained.csv')),
-    # students 600 iterations (round 4's still rose at 400); <arm>@<iters>
-    # trains an arm for other iterations (the matched-compute arm)
+    # 600 iterations: round 4's students still rose at 400
     'methods': dict(_ROUND4, iters=600, config_arms=True, csv=osp.join(
         ROOT, 'benchmarks', 'accuracy_study_methods.csv')),
-    # benchmarks/gpu_study.sh: ToyStreets 256x512, R50 -> R18 full width,
-    # sized to finish in <= 8 min on one H200 (estimated from
-    # results_gpu.md), 6 runs on the GPU at once
+    # benchmarks/gpu_study.sh: sized for <= 8 min on one H200 (estimated
+    # from results_gpu.md), 6 runs on the GPU at once
     'gpu': dict(
         _ROUND4, csv=osp.join(ROOT, 'benchmarks', 'accuracy_study_gpu.csv'),
         data=dict(toystreets=dict(height=256, width=512, num_train=400)),
@@ -196,12 +173,12 @@ PROTOCOLS = {
                            amp=True),
         iters=500, teacher_iters=600, train_args=['--amp'],
         layer4=(512, 2048), configs=dict(toystreets={
-            'teacher': 'deeplabv3_r50-d8_1xb8-gpu_toystreets-256x512.py',
-            'student': 'deeplabv3_r18-d8_1xb8-gpu_toystreets-256x512.py',
-            'i2ckd': 'i2ckd_bottleneck_deeplabv3_r50-d8_deeplabv3_r18-d8_'
-                     '1xb8-gpu_toystreets-256x512.py',
+            'teacher': 'deeplabv3_r50-d8' + _GPU,
+            'student': 'deeplabv3_r18-d8' + _GPU,
+            'i2ckd': 'i2ckd_bottleneck_deeplabv3_r50-d8_deeplabv3_r18-d8'
+                     + _GPU,
             'i2ckd_cwd': 'i2ckd-cwd_bottleneck-logits_deeplabv3_r50-d8_'
-                         'deeplabv3_r18-d8_1xb8-gpu_toystreets-256x512.py'})),
+                         'deeplabv3_r18-d8' + _GPU})),
 }
 #: ``--tiny``: the overrides of a dry run (CPU, a few steps and images).
 TINY = dict(
@@ -216,8 +193,8 @@ TINY = dict(
 
 
 def protocol(name, dataset, **overrides):
-    """The settings of ``PROTOCOLS[name]`` for ``dataset`` (config paths
-    resolved), with ``overrides`` (e.g. :data:`TINY`) applied."""
+    """``PROTOCOLS[name]`` for ``dataset`` (config paths resolved), with
+    ``overrides`` (e.g. :data:`TINY`) applied."""
     if dataset not in PROTOCOLS[name]['data']:
         raise ValueError(f'protocol {name!r} has no dataset {dataset!r}; '
                          f'it has {sorted(PROTOCOLS[name]["data"])}')
@@ -234,18 +211,17 @@ def protocol(name, dataset, **overrides):
 
 
 def protocol_arm(name, proto):
-    """(config path, extra config text) of an arm under ``proto``: as
-    :func:`arm_spec`, the second location sized by ``proto['layer4']``; with
-    ``config_arms`` a config role (``kd``, ``i2ckd_kd``, ...) as shipped.
-    ``<arm>@<iters>`` is ``<arm>`` (its iterations: :func:`arm_iters`)."""
+    """(config path, extra text) of an arm under ``proto``: a config role as
+    shipped (``config_arms``), else :func:`arm_spec` with the second
+    location sized for ``proto['layer4']``; ``<arm>@N`` is ``<arm>``."""
     name = name.split('@')[0]
     if proto.get('config_arms') and name in proto['configs'] \
             and name != 'teacher':
         return proto['configs'][name], ''
     cfg, extra = arm_spec(name, proto['configs'])
-    variant = name[:-4] if name.endswith('+cwd') else name
-    if variant == 'np_2loc' and tuple(proto['layer4']) != (128, 256):
-        extra = _i2ckd(second_location(*proto['layer4']), **NP)
+    layer4 = tuple(proto['layer4'])
+    if name.split('+')[0] == 'np_2loc' and layer4 != (128, 256):
+        extra = _i2ckd(second_location(*layer4), **NP)
     return cfg, extra
 
 
@@ -261,9 +237,8 @@ STEP_FIELDS = ['dataset', 'arm', 'seed', 'step_ms']
 
 
 def backbone_path(wd, proto, role):
-    """Where the pretrained backbone of ``role`` goes (by depth and width);
-    call it outside threads (MMEngine's config parsing is not
-    thread-safe)."""
+    """Where the pretrained backbone of ``role`` goes (by depth and width;
+    outside threads: MMEngine's config parsing is not thread-safe)."""
     from mmengine.config import Config
     bb = Config.fromfile(proto['configs'][role]).model.backbone
     return osp.join(wd, 'pretrain',
@@ -271,16 +246,14 @@ def backbone_path(wd, proto, role):
 
 
 def ensure_pretrained(ckpt, proto, role):
-    """The backbone checkpoint of ``role``, pretrained now if missing
-    (tools/pretrain_toy_backbone.py, one CPU thread), with one ``_pretrain``
-    CSV row per role from its meta."""
+    """The backbone checkpoint of ``role``, pretrained if missing (one CPU
+    thread), with its ``_pretrain`` CSV row."""
     from toy.pretrain import load_meta
     if not osp.isfile(ckpt):
         opts = proto['pretrain'][role]
-        args = [proto['configs'][role], ckpt, '--model', role]
-        for k, v in opts.items():
-            if k != 'amp':
-                args += [f"--{k.replace('_', '-')}", str(v)]
+        args = [proto['configs'][role], ckpt, '--model', role] + [
+            a for k, v in opts.items() if k != 'amp'
+            for a in (f"--{k.replace('_', '-')}", str(v))]
         args += ['--amp'] * bool(opts.get('amp')) + ['--threads', '1'] * (
             opts.get('device', 'cpu') == 'cpu')
         os.makedirs(osp.dirname(ckpt), exist_ok=True)
@@ -298,16 +271,15 @@ def ensure_pretrained(ckpt, proto, role):
 
 
 def record_step_ms(proto, run_dir, arm, seed):
-    """Record once, in the ``_steps`` CSV, the median training-iteration
-    time of a finished run (MMEngine's logged ``time``, validations left
-    out): the matched-compute arm scales iterations by its ratios."""
+    """Record once in the ``_steps`` CSV the median logged training
+    iteration time of a run (the matched-compute arm scales by it)."""
     path = harness.side_csv(proto['csv'], 'steps')
     if any(r['dataset'] == proto['dataset'] and r['arm'] == arm
            and r['seed'] == seed for r in read_csv(path, 'step_ms')):
         return
     times = [json.loads(line)['time'] for f in glob.glob(osp.join(
         run_dir, '*', 'vis_data', 'scalars.json')) for line in open(f)
-        if '"loss"' in line]
+        if '"loss"' in line]  # not the validations
     if times:
         harness.append_csv(path, STEP_FIELDS, [dict(
             dataset=proto['dataset'], arm=arm, seed=seed,
@@ -315,45 +287,40 @@ def record_step_ms(proto, run_dir, arm, seed):
 
 
 def run(proto, wd, arm, seed, teacher=None, backbone=None, spec=None):
-    """One run of ``proto`` (``arm``: ``'teacher'`` or a study arm, from the
-    ``teacher`` checkpoint and the pretrained ``backbone``; ``spec``: its
-    (config, extra text) if resolved in the main thread), skipped when the
-    CSV has it, except a teacher whose checkpoint is not here (a study
-    resumed on a new machine: the arms still to run need it). Returns
-    (arm, seed, status)."""
+    """One run (``arm``: ``'teacher'`` or a study arm; ``spec``: its config
+    and extra text if resolved already), skipped when the CSV has it, but a
+    teacher without its checkpoint here (a study resumed on a new machine)
+    trains again for the arms. Returns (arm, seed, status)."""
     is_teacher, plain = arm == 'teacher', arm.split('@')[0]
     run_dir = osp.join(wd, 'teacher') if is_teacher else osp.join(
         wd, 'runs', arm, f'seed{seed}')
     iters = proto['teacher_iters'] if is_teacher else arm_iters(arm, proto)
+    steps = proto.get('config_arms') and not is_teacher
     if harness.done(read_csv(proto['csv']), proto['dataset'], arm, seed) \
             and not (is_teacher and not osp.isfile(
                 osp.join(run_dir, f'iter_{iters}.pth'))):
-        if proto.get('config_arms') and not is_teacher:
+        if steps:
             record_step_ms(proto, run_dir, arm, seed)
         return arm, seed, 'in the CSV already'
-    if is_teacher:
-        cfg, extra, opts = proto['configs']['teacher'], '', []
-    else:
-        cfg, extra = spec or protocol_arm(arm, proto)
-        opts = [] if plain == 'student' else [f'model.teacher_ckpt={teacher}']
+    cfg, extra = ((proto['configs']['teacher'], '') if is_teacher else
+                  spec or protocol_arm(arm, proto))
+    opts = ([] if plain in ('teacher', 'student') else
+            [f'model.teacher_ckpt={teacher}'])
     if backbone:
-        prefix = ('model' if plain in ('teacher', 'student') else
-                  'model.architecture')
-        opts = [f'{prefix}.backbone.init_cfg.type=Pretrained',
-                f'{prefix}.backbone.init_cfg.checkpoint={backbone}'] + opts
+        pre = ('model' if plain in ('teacher', 'student') else
+               'model.architecture') + '.backbone.init_cfg.'
+        opts = [pre + 'type=Pretrained', pre + f'checkpoint={backbone}'] + opts
     status = harness.run_arm(proto, run_dir, arm, seed, cfg, extra, opts,
                              iters)
-    if proto.get('config_arms'):
+    if steps:
         record_step_ms(proto, run_dir, arm, seed)
     return arm, seed, status
 
 
 def matched_arm(csv, dataset, iters):
-    """The matched-compute arm of ``dataset`` as ``(arm, method, ratio)``:
-    the plain method with the highest mean val mIoU, ``arm`` =
-    ``<method>@N`` with N = ``iters`` x ratio, the median over seeds of its
-    I2CKD combination's step time over its own (``_steps`` CSV); None until
-    every plain method has val rows and both have step times."""
+    """``(<method>@N, method, ratio)``: the plain method with the best mean
+    val mIoU, N = ``iters`` x the median over seeds of its I2CKD
+    combination's step time over its own; None while rows are missing."""
     val = collect(read_csv(csv), dataset, 'val')
     if not all(m in val for m in METHODS):
         return None
@@ -371,9 +338,8 @@ def matched_arm(csv, dataset, iters):
 
 
 def cmd_run(args, overrides=None):
-    """``run``: pretrained backbones (if the protocol has them), data,
-    teacher, then the arms, ``--jobs`` at once, seed-major (pairs complete
-    early)."""
+    """``run``: backbones, data, teacher, then the arms, ``--jobs`` at once,
+    seed-major (pairs complete early)."""
     proto = protocol(args.protocol, args.dataset, **(overrides or {}))
     if args.csv:
         proto['csv'] = osp.abspath(args.csv)
@@ -381,14 +347,13 @@ def cmd_run(args, overrides=None):
     wd = osp.join(root, args.dataset)
     names = list(dict.fromkeys(n.replace('BEST', args.best) for a in args.arms
                                for n in GROUPS.get(a, [a])))
-    if 'matched' in names:  # resolved from the methods arms' rows
+    if 'matched' in names:
         m = matched_arm(proto['csv'], args.dataset, proto['iters'])
         if m is None:
             raise SystemExit(
-                f'matched: no matched-compute arm for {args.dataset} yet: '
-                'it needs the val rows of every plain method and the step '
-                'times of the best one and its I2CKD combination (run '
-                '--arms methods first)')
+                f'matched: no matched-compute arm for {args.dataset} yet: it'
+                ' needs the val rows of every plain method and the step '
+                'times of the best one and its I2CKD combination')
         print(f'matched: {m[0]} ({m[1]}, step-time ratio {m[2]:.3f})')
         names = [m[0] if n == 'matched' else n for n in names]
     teacher = osp.join(wd, 'teacher', f"iter_{proto['teacher_iters']}.pth")
@@ -421,7 +386,6 @@ def cmd_run(args, overrides=None):
 
 # ------------------------------------------------------------------ tables
 def _mean(by_seed):
-    """Mean over seeds of seed -> mIoU."""
     return np.mean(list(by_seed.values()))
 
 
@@ -478,8 +442,7 @@ def arm_table(results, split):
                     rows)
 
 
-#: What kind of class each ToyStreets class is (from the generator's design,
-#: tools/toy/streets.py), for reading the per-class table.
+#: What kind each ToyStreets class is (tools/toy/streets.py's design).
 CLASS_KINDS = {'pole': 'thin', 'traffic light': 'small', 'traffic sign':
                'small', 'bicycle': 'thin, rare', 'person': 'small',
                'fence': 'thin', 'road': 'large', 'building': 'large',
@@ -489,172 +452,144 @@ CLASS_KINDS = {'pole': 'thin', 'traffic light': 'small', 'traffic sign':
 
 
 def class_table(classes, ds, arms, pairs):
-    """Mean test IoU per class per arm, and paired per-class Δ with 95 % t
-    intervals for ``pairs`` (bold where it excludes zero)."""
+    """Mean test IoU per class and arm, and the paired per-class Δ with its
+    95 % interval for ``pairs`` (bold where it excludes zero)."""
     by = {}
     for r in classes:
         if r['dataset'] == ds and r['split'] == 'test':
             by.setdefault(r['arm'], {}).setdefault(r['class'], {})[
                 r['seed']] = r['IoU']
     arms = [a for a in arms if a in by]
-    if not arms:
-        return []
     rows = []
-    for c in by[arms[0]]:
+    for c in by[arms[0]] if arms else []:
         kind = CLASS_KINDS.get(c) if ds == 'toystreets' else None
-        cells = [f'{c} ({kind})' if kind else c]
+        rows.append([f'{c} ({kind})' if kind else c])
         for a in arms:
-            v = np.array([x for x in by[a].get(c, {}).values()
-                          if not np.isnan(x)])
-            cells.append(f'{v.mean():.1f}' if len(v) else 'n/a')
+            v = [x for x in by[a].get(c, {}).values() if not np.isnan(x)]
+            rows[-1].append(f'{np.mean(v):.1f}' if v else 'n/a')
         for a, b in pairs:
             _, d = paired(by.get(a, {}).get(c, {}), by.get(b, {}).get(c, {}))
-            if len(d) < 2:
-                cells.append('n/a')
-                continue
-            m, lo, hi = mean_ci(d)
+            m, lo, hi = mean_ci(d) if len(d) > 1 else (0, 0, 0)
             mark = '**' if lo > 0 or hi < 0 else ''
-            cells.append(f'{mark}{m:+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}')
-        rows.append(cells)
-    return md_table(['class'] + arms + [f'Δ {a} vs {b} [95 % CI]'
-                                        for a, b in pairs], rows)
+            rows[-1].append(f'{mark}{m:+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}'
+                            if len(d) > 1 else 'n/a')
+    return md_table(['class'] + arms + [f'Δ {a} vs {b} [95 % CI]' for a, b
+                                        in pairs], rows) if arms else []
 
 
-# --------------------------------------------------------- rounds 1-3 (val)
-def _mean_delta(results, arm, seeds):
-    return pair(on_seeds(results, (arm, 'cwd'), seeds), arm, 'cwd')[1].mean()
-
-
-def ranked_on_val(val, arms, seeds):
-    """``arms`` sorted by mean val Δ vs CWD on ``seeds``, with their
-    comparison table; ``(None, missing)`` when some of them (or CWD) lack
-    one of the seeds."""
+# ---------------------------------------------------- report: rounds 1-3
+def ranked_on_val(val, arms, seeds, strict=True):
+    """``arms`` by mean val Δ vs CWD on ``seeds``, and their comparison
+    table; strict: ``(None, missing)`` when some (or CWD) lack a seed."""
     missing = [a for a in arms + ['cwd']
                if not set(seeds) <= set(val.get(a, {}))]
-    if missing:
+    if missing and strict:
         return None, missing
-    ranked = sorted(arms, key=lambda a: -_mean_delta(val, a, seeds))
-    return ranked, comparison_table(on_seeds(val, ranked + ['cwd'], seeds),
-                                    [(a, 'cwd') for a in ranked])
+    sub = on_seeds(val, arms + ['cwd'], seeds)
+    ranked = sorted(arms, key=lambda a: -pair(sub, a, 'cwd')[1].mean())
+    return ranked, comparison_table(sub, [(a, 'cwd') for a in ranked])
 
 
 def _seeds(seeds):
-    """``0, 1, 2`` of a seed list."""
     return ', '.join(map(str, seeds))
 
 
 def choice_section(val, explored, args):
-    """The two-stage choice on val: every variant + CWD on the first seeds,
-    the ``--top`` best by mean Δ vs CWD on the second-stage seeds too; the
-    best of those by mean Δ is the chosen variant."""
+    """The two-stage choice on val: every variant on the first seeds, the
+    ``--top`` best by mean Δ vs CWD on the second-stage seeds too."""
     first, second = args.choice_seeds, args.second_stage_seeds
-    ranked = sorted(explored, key=lambda a: -_mean_delta(val, a, first))
+    ranked, table = ranked_on_val(val, explored, first, strict=False)
     sub = on_seeds(val, ranked + ['cwd'], first)
-    deltas = np.concatenate([pair(sub, a, 'cwd')[1] for a in ranked])
+    sd = np.concatenate([pair(sub, a, 'cwd')[1] for a in ranked]).std(ddof=1)
     lines = ['### Choice on val: I2CKD variants on top of CWD', '',
              f'Stage 1: every variant on seeds {_seeds(first)} (sorted by '
              f'mean Δ). Stage 2: the {args.top} best on seeds '
              f'{_seeds(second)}; the highest mean Δ there went to test. One '
-             f"seed's val Δ (60 images) has a standard deviation of "
-             f'{deltas.std(ddof=1):.2f} mIoU across all stage-1 runs: weak '
-             'evidence.', '']
-    lines += comparison_table(sub, [(a, 'cwd') for a in ranked]) + ['']
+             f"seed's val Δ (60 images) has a standard deviation of {sd:.2f}"
+             ' mIoU across all stage-1 runs: weak evidence.', ''] + table
     top, table = ranked_on_val(val, ranked[:args.top], second)
     if top is None:
-        return lines + [f'Stage 2 incomplete: no val result on every seed '
-                        f'of {second} for {", ".join(table)}.', '']
-    return lines + [f'Stage 2 (seeds {_seeds(second)}); chosen: '
+        return lines + ['', f'Stage 2 incomplete: no val result on every '
+                        f'seed of {second} for {", ".join(table)}.', '']
+    return lines + ['', f'Stage 2 (seeds {_seeds(second)}); chosen: '
                     f'`{top[0]}`.', ''] + table + ['']
 
 
 def round3_section(val, args):
-    """Round 3 on val: the round-3 variants and round 2's choice (on top of
-    CWD), compared on the same seeds; the highest mean Δ goes to test."""
+    """Round 3 on val: its variants and round 2's choice (on top of CWD)
+    by mean Δ vs CWD on the same seeds; the best goes to test."""
     seeds = args.round3_seeds
-    lines = ["### Round 3 on val: designed after round 2's test results were "
-             'seen', '',
-             f'Round 2 chose `{args.best}+cwd` on val; its test numbers were '
-             'then seen (test looked at twice). Round 3 tried three changes '
-             f'of it on val only (seeds {_seeds(seeds)}, with round 2\'s '
-             'choice on the same seeds): `np_2loc_stop`, `np_2loc_w05`, '
-             '`np_l4` (above). The highest mean Δ vs CWD went to test on '
-             'both datasets.', '']
     ranked, table = ranked_on_val(val, [f'{args.best}+cwd'] +
                                   GROUPS['round3'], seeds)
-    if ranked is None:
-        return lines + [f'Incomplete: no val result on every seed of {seeds} '
-                        f'for {", ".join(table)}.', '']
-    return lines + table + ['', f'Chosen in round 3: `{ranked[0]}`.', '']
+    return ["### Round 3 on val: designed after round 2's test results were "
+            'seen', '', f'Round 2 chose `{args.best}+cwd` on val; its test '
+            'numbers were then seen (test looked at twice). Round 3 tried '
+            f'three changes of it on val only (seeds {_seeds(seeds)}, with '
+            "round 2's choice on the same seeds): `np_2loc_stop`, "
+            '`np_2loc_w05`, `np_l4` (above). The highest mean Δ vs CWD went '
+            'to test on both datasets.', ''] + (
+        [f'Incomplete: no val result on every seed of {seeds} for '
+         f'{", ".join(table)}.', ''] if ranked is None else
+        table + ['', f'Chosen in round 3: `{ranked[0]}`.', ''])
 
 
-def _teacher(rows, ds):
-    """split -> teacher row of ``ds``."""
-    return {r['split']: r for r in rows
-            if r['dataset'] == ds and r['arm'] == 'teacher'}
+def _dataset(rows, ds):
+    """(split -> teacher row, val and test arm -> seed -> mIoU) of ``ds``."""
+    return ({r['split']: r for r in rows
+             if r['dataset'] == ds and r['arm'] == 'teacher'},
+            collect(rows, ds, 'val'), collect(rows, ds, 'test'))
 
 
 def _splits(teacher):
-    """``test X, val Y`` of a teacher's rows."""
     return ', '.join(f"{k} {v['mIoU']:.2f}" for k, v in sorted(
         teacher.items()))
 
 
 def scratch_section(rows, args):
-    """Rounds 1-3 (``accuracy_study.csv``): the choice on val, the arms
-    reported on test; returns (lines, dataset -> (test results, teacher
-    test mIoU)) for the chart."""
+    """Rounds 1-3: the choice on val and the arms on test, per dataset (the
+    choice's first); also dataset -> (test, teacher test mIoU) to chart."""
     lines, chart = [], {}
-    # the dataset the choice was made on first
     for ds in sorted({r['dataset'] for r in rows},
                      key=lambda d: (d != args.choice_dataset, d)):
-        teacher = _teacher(rows, ds)
+        teacher, val, test = _dataset(rows, ds)
         lines += [f'## {ds}', '', 'Teacher (1/2 width, 1500 it, seed 0): '
                   f'{_splits(teacher)} mIoU.', '']
-        val, test = collect(rows, ds, 'val'), collect(rows, ds, 'test')
         choice = on_seeds(val, val, args.choice_seeds)
-        explored = [a for a in GROUPS['explore']
-                    if a != 'cwd' and choice.get(a)]
+        explored = [a for a in GROUPS['explore'] if a != 'cwd'
+                    and choice.get(a)]
         if ds == args.choice_dataset and len(explored) > 1 \
                 and choice.get('cwd'):
             lines += choice_section(val, explored, args)
             if any(val.get(a) for a in GROUPS['round3']):
                 lines += round3_section(val, args)
-        # reported: the arms run on all 5 seeds; variants explored on val
-        # only are listed apart, so no conclusion rests on them
+        # variants explored on val only (< 5 seeds) are listed apart, so no
+        # conclusion rests on them
         others = {a: v for a, v in test.items() if len(v) < 5}
         test = {a: v for a, v in test.items() if len(v) >= 5}
-        alone = [a for a in test if not a.endswith('+cwd')]
-        best = f'{args.best}+cwd'
+        alone, best = [a for a in test if '+cwd' not in a], args.best + '+cwd'
         pairs = ([(a, 'student') for a in test if a != 'student'] +
-                 [(a, 'cwd') for a in test if a.endswith('+cwd')] +
+                 [(a, 'cwd') for a in test if '+cwd' in a] +
                  [(a, 'cwd') for a in alone if a not in ('cwd', 'student')] +
-                 # a round-3 variant vs round 2's choice (both + CWD)
-                 [(a, best) for a in GROUPS['round3']
-                  if a in test and best in test] +
-                 # another I2CKD variant alone vs the shipped one alone
-                 [(a, 'np') for a in alone if a.startswith('np_')] +
-                 [(a, 'literal') for a in alone if a.startswith('np')
-                  and 'literal' in test])
+                 [(a, best) for a in GROUPS['round3'] if {a, best} <= set(
+                     test)] + [(a, 'np') for a in alone if 'np_' in a] +
+                 [(a, 'literal') for a in alone if 'np' in a and 'literal'
+                  in test])
         lines += ['### Reported on test', ''] + arm_table(test, 'test') + [
             ''] + comparison_table(test, pairs) + ['']
-        if any(a.endswith('+cwd') for a in others):
+        if any('+cwd' in a for a in others):
             lines += ['Variants explored on val only (2-3 seeds; their test '
-                      'numbers were not used for any choice):', '']
-            lines += comparison_table(dict(others, **test), [
-                (a, 'cwd') for a in others if a.endswith('+cwd')]) + ['']
+                      'numbers were not used for any choice):', ''
+                      ] + comparison_table(dict(others, **test), [
+                          (a, 'cwd') for a in others if '+cwd' in a]) + ['']
         chart[ds] = (test, teacher.get('test', {}).get('mIoU'))
     return lines, chart
 
 
-# ------------------------------------------------- round 4, gpu, methods
-#: Round 4's comparisons: (arm, reference).
+# ------------------------------------------- report: round 4, gpu, methods
 PT_PAIRS = [('cwd', 'student'), ('np', 'student'), ('np_2loc+cwd', 'student'),
             ('np_2loc+cwd', 'cwd'), ('np', 'cwd')]
-#: Round 4's goal: I2CKD + CWD >= CWD + 1.0 mIoU, interval above zero.
-GOAL = 1.0
-#: The methods study's goal: I2CKD improves at least this many of the four
-#: methods (test interval above zero) on at least one proxy.
-METHODS_GOAL = 2
+GOAL = 1.0  # round 4: I2CKD + CWD >= CWD + 1.0 mIoU, interval above zero
+METHODS_GOAL = 2  # methods improved (interval above zero) on one proxy
 
 
 def goal_check(test, best='np_2loc+cwd', ref='cwd'):
@@ -666,15 +601,27 @@ def goal_check(test, best='np_2loc+cwd', ref='cwd'):
     return m, lo, hi, len(d), bool(m >= GOAL and lo > 0)
 
 
-def _header(title, path, rows, sides, text):
-    """A section's title and its source and protocol paragraph."""
-    return [f'## {title}', '', f'Generated from `benchmarks/'
-            f'{osp.basename(path)}` ({len(rows)} rows) and its {sides} files. '
-            + text, '']
+def _section(path, title, text, per_dataset, head=(), summary=list):
+    """A protocol's section: ``title``, the source and ``text``, ``head``,
+    then per dataset the lines of ``per_dataset(rows, ds, teacher, val,
+    test)`` (it returns them and a goal line or None), the goal lines and
+    ``summary()``."""
+    rows = read_csv(path)
+    lines = [f'## {title}', '', f'Generated from `benchmarks/'
+             f'{osp.basename(path)}` ({len(rows)} rows) and its {text}', '']
+    lines += list(head)
+    goals = []
+    for ds in sorted({r['dataset'] for r in rows}):
+        add, goal = per_dataset(rows, ds, *_dataset(rows, ds))
+        lines += [f'### {ds}', ''] + add
+        goals += [goal] if goal else []
+    if goals:
+        lines += ['### The goal', ''] + goals + [''] + summary()
+    return rows, lines
 
 
 def _curves(path, rows, curves_plot, *plot_args):
-    """The curves chart of a protocol's ``_curves`` CSV, as report lines."""
+    """The chart of a protocol's ``_curves`` CSV, as report lines."""
     curves = read_csv(harness.side_csv(path, 'curves'))
     if not (curves_plot and curves):
         return []
@@ -684,155 +631,148 @@ def _curves(path, rows, curves_plot, *plot_args):
 
 
 def protocol_section(name, path, curves_plot=None):
-    """The report section of a round-4 protocol CSV (``pretrained``: the
-    CPU study; ``gpu``: benchmarks/gpu_study.sh)."""
+    """The section of round 4 (``pretrained``) or of the GPU study
+    (``gpu``): arms, the teacher's lead, per-class IoU, the goal."""
     from toy.pretrain import PRETRAIN_SEED
-    rows = read_csv(path)
     classes = read_csv(harness.side_csv(path, 'classes'), 'IoU')
-    backbones = read_csv(harness.side_csv(path, 'pretrain'), 'heldout_acc')
-    lines = _header(
-        'Round 4: pretrained backbones, fresh test splits' if name ==
-        'pretrained' else 'GPU study (benchmarks/gpu_study.sh): ToyStreets '
-        '256x512, R50 -> R18 full width', path, rows,
-        '`_classes` / `_curves` / `_pretrain`',
-        'Both backbones start from a ToyNet-classification checkpoint '
-        f'(`tools/pretrain_toy_backbone.py`, seed {PRETRAIN_SEED}, never a '
-        'segmentation image) loaded as MMSeg `Pretrained` weights; fresh '
-        f'splits of generator seed {PT_DATA_SEED}. The one choice made on '
-        'them, on ToyShapes **val**: the backbone at 0.1x the learning rate '
-        '(two student-alone pilots, one seed, 800 iterations); arms fixed '
-        'beforehand, iterations by the CPU time available. Every run '
-        f"validated {PROTOCOLS[name]['val_points']} times (curves); "
-        'per-class IoU on test. Arms: `student`, `cwd`, `np` (the shipped '
-        'I2CKD at the bottleneck), `np_2loc+cwd` (I2CKD at the bottleneck '
-        'and `backbone.layer4`, with CWD).')
-    if backbones:
-        lines += md_table(
-            ['pretrained backbone', 'depth', 'width', 'steps x batch',
-             'image', 'ToyNet held-out top-1', 'wall s'],
-            [[b['role'], b['depth'], b['width'],
-              f"{b['iters']} x {b['batch_size']}", b['size'],
-              f"{b['heldout_acc']:.1f} %", b['wall_s']] for b in backbones]
-        ) + ['']
-    goals = {}
-    for ds in sorted({r['dataset'] for r in rows}):
-        teacher = _teacher(rows, ds)
-        test, val = collect(rows, ds, 'test'), collect(rows, ds, 'val')
-        lines += [f'### {ds}', '']
+    bbs = read_csv(harness.side_csv(path, 'pretrain'), 'heldout_acc')
+
+    def per_dataset(rows, ds, teacher, val, test):
+        lines = []
         if teacher:
             t = teacher.get('test', teacher.get('val'))
             lines += [f"Teacher ({t['iterations']} iterations, seed 0, "
                       f"{t['wall_s']} s): {_splits(teacher)} mIoU.", '']
             if 'student' in test and 'test' in teacher:
-                sv = _mean(val.get('student', {0: np.nan}))
-                lines[-2] += (
-                    ' Teacher - student alone (mean of '
-                    f"{len(test['student'])} seeds): **"
-                    f"{teacher['test']['mIoU'] - _mean(test['student']):.2f} "
-                    f"mIoU on test**, {teacher['val']['mIoU'] - sv:.2f} on "
-                    'val (the paper: 78.07 - 74.21 = 3.86).')
-        walls = {}
+                gap = teacher['test']['mIoU'] - _mean(test['student'])
+                gap_val = teacher['val']['mIoU'] - _mean(
+                    val.get('student', {0: np.nan}))
+                lines[-2] += (' Teacher - student alone (mean of '
+                              f"{len(test['student'])} seeds): **{gap:.2f} "
+                              f'mIoU on test**, {gap_val:.2f} on val (the '
+                              'paper: 78.07 - 74.21 = 3.86).')
+        walls, iters = {}, set()
         for r in rows:
-            if r['dataset'] == ds and r['split'] == 'test' \
-                    and r['arm'] != 'teacher':
-                walls.setdefault(r['arm'], []).append(float(r['wall_s']))
-        iters = sorted({r['iterations'] for r in rows if r['dataset'] == ds
-                        and r['arm'] != 'teacher'})
-        lines += [f"Students: {', '.join(iters)} iterations; training wall "
-                  'time per run (mean s, 1 thread): ' + ', '.join(
-                      f'{a} {np.mean(v):.0f}' for a, v in sorted(
-                          walls.items())) + '.', '']
+            if r['dataset'] == ds and r['arm'] != 'teacher':
+                iters.add(r['iterations'])
+                if r['split'] == 'test':
+                    walls.setdefault(r['arm'], []).append(float(r['wall_s']))
+        lines += [f"Students: {', '.join(sorted(iters))} iterations; "
+                  'training wall time per run (mean s, 1 thread): ' +
+                  ', '.join(f'{a} {np.mean(v):.0f}' for a, v in
+                            sorted(walls.items())) + '.', '']
         lines += arm_table(test, 'test') + [''] + comparison_table(
-            test, PT_PAIRS) + ['']
-        goals[ds] = goal_check(test)
-        lines += ['Per-class test IoU (mean over seeds) and paired per-class '
-                  'Δ (bold: the interval excludes zero):', '']
-        lines += class_table(classes, ds, GROUPS['round4'],
-                             [('np_2loc+cwd', 'cwd'), ('np', 'student')])
-        lines.append('')
-    goals = {ds: g for ds, g in goals.items() if g}
-    if goals:
-        lines += ['### The goal', ''] + [
-            f'- {ds}: np_2loc+cwd vs cwd {m:+.2f} [{lo:+.2f}, {hi:+.2f}], '
-            f'{n} seeds: goal (>= +{GOAL:.1f}, interval above zero) '
-            + ('**met**' if met else '**not met**') + '.'
-            for ds, (m, lo, hi, n, met) in goals.items()] + ['']
+            test, PT_PAIRS) + ['', 'Per-class test IoU (mean over seeds) and '
+                               'paired per-class Δ (bold: the interval '
+                               'excludes zero):', '']
+        lines += class_table(classes, ds, GROUPS['round4'], [
+            ('np_2loc+cwd', 'cwd'), ('np', 'student')]) + ['']
+        g = goal_check(test)
+        return lines, g and (
+            f'- {ds}: np_2loc+cwd vs cwd {g[0]:+.2f} [{g[1]:+.2f}, '
+            f'{g[2]:+.2f}], {g[3]} seeds: goal (>= +{GOAL:.1f}, interval '
+            f"above zero) **{'met' if g[4] else 'not met'}**.")
+
+    head = md_table(['pretrained backbone', 'depth', 'width', 'steps x batch',
+                     'image', 'ToyNet held-out top-1', 'wall s'], [
+        [b['role'], b['depth'], b['width'], f"{b['iters']} x "
+         f"{b['batch_size']}", b['size'], f"{b['heldout_acc']:.1f} %",
+         b['wall_s']] for b in bbs]) + [''] if bbs else []
+    rows, lines = _section(
+        path, 'Round 4: pretrained backbones, fresh test splits' if name ==
+        'pretrained' else 'GPU study (benchmarks/gpu_study.sh): ToyStreets '
+        '256x512, R50 -> R18 full width', '`_classes` / `_curves` / '
+        '`_pretrain` files. Both backbones start from a ToyNet-'
+        'classification checkpoint (`tools/pretrain_toy_backbone.py`, seed '
+        f'{PRETRAIN_SEED}, never a segmentation image) loaded as MMSeg '
+        '`Pretrained` weights; fresh splits of generator seed '
+        f'{PT_DATA_SEED}. The one choice made on them, on ToyShapes **val**:'
+        ' the backbone at 0.1x the learning rate (two student-alone pilots, '
+        'one seed, 800 iterations); arms fixed beforehand, iterations by the'
+        ' CPU time available. Every run validated '
+        f"{PROTOCOLS[name]['val_points']} times (curves); per-class IoU on "
+        'test. Arms: `student`, `cwd`, `np` (the shipped I2CKD at the '
+        'bottleneck), `np_2loc+cwd` (I2CKD at the bottleneck and '
+        '`backbone.layer4`, with CWD).', per_dataset, head)
     return lines + _curves(path, rows, curves_plot)
 
 
 def methods_section(path, curves_plot=None):
-    """The report section of the ``methods`` protocol: each method alone
-    and with I2CKD, paired on seeds, and the matched-compute arm."""
-    rows = read_csv(path)
+    """The ``methods`` protocol's section: each method alone and with
+    I2CKD, paired on seeds, the matched-compute arm and the goal."""
     steps = read_csv(harness.side_csv(path, 'steps'), 'step_ms')
     iters = PROTOCOLS['methods']['iters']
-    lines = _header(
-        'Methods: I2CKD on top of KD, DIST, MGD and CWD', path, rows,
-        '`_classes` / `_curves` / `_steps` / `_pretrain`',
-        "Round 4's protocol (pretrained backbones, the splits of generator "
-        f'seed {PT_DATA_SEED}, backbone at 0.1x the learning rate, teacher '
-        f'1500 iterations), students {iters} iterations. Arms are the '
-        'shipped toy configs, untuned: `kd` (KLDivergence on the logits, '
-        'tau 1), `dist` (DISTLoss on the logits as pixel rows), `mgd` (MGD '
-        'on `backbone.layer4`), `cwd` (ChannelWiseDivergence on the '
-        'logits), each alone and as `i2ckd_<method>` (+ the shipped I2CKD '
-        'at the bottleneck); `student` = CE alone. Matched compute: the '
-        'plain method with the best mean val mIoU, its iterations scaled by '
-        "the median step time of its I2CKD combination over its own "
-        "(`_steps`: MMEngine's logged iteration time, 1 thread).")
     pairs = [(c, m) for m, c in METHODS.items()]
-    goals = []
-    for ds in sorted({r['dataset'] for r in rows}):
-        val, test = collect(rows, ds, 'val'), collect(rows, ds, 'test')
+    found = []  # per dataset: (the methods I2CKD improves, top beats matched)
+
+    def per_dataset(rows, ds, teacher, val, test):
         ms = {}
         for r in steps:
             if r['dataset'] == ds:
                 ms.setdefault(r['arm'], []).append(r['step_ms'])
-        lines += [f'### {ds}', '', f'Teacher: {_splits(_teacher(rows, ds))} '
-                  'mIoU. Median step time (ms): ' + ', '.join(
-                      f'{a} {np.median(v):.0f}' for a, v in sorted(
-                          ms.items())) + '.', '']
+        lines = [f'Teacher: {_splits(teacher)} mIoU. Median step time (ms): '
+                 + ', '.join(f'{a} {np.median(v):.0f}' for a, v in
+                             sorted(ms.items())) + '.', '']
         lines += arm_table(test, 'test') + ['', 'With I2CKD vs without, on '
                                             'val (where choices are made) '
                                             'and on test:', '']
         lines += comparison_table(val, pairs) + [''] + comparison_table(
             test, pairs + [(a, 'student') for a in test
                            if a != 'student' and '@' not in a]) + ['']
-        better = [m for m in METHODS if above_zero(test, METHODS[m], m)]
         m = matched_arm(path, ds, iters)
-        if m:
-            arm, best, ratio = m
-            top = max([c for c in METHODS.values() if c in val],
-                      key=lambda c: _mean(val[c]))
-            lines += [f'Matched compute: `{best}` (the best plain method on '
-                      f'val) for {arm.split("@")[1]} iterations = {iters} x '
-                      f'{ratio:.2f}, the step-time ratio of `{METHODS[best]}`'
-                      f'; the best combination on val is `{top}`.', '']
-            beats = above_zero(test, top, arm) if arm in test else None
+        if not m:
+            return lines, None
+        arm, best, ratio = m
+        top = max([c for c in METHODS.values() if c in val],
+                  key=lambda c: _mean(val[c]))
+        lines += [f'Matched compute: `{best}` (the best plain method on val)'
+                  f' for {arm.split("@")[1]} iterations = {iters} x '
+                  f'{ratio:.2f}, the step-time ratio of `{METHODS[best]}`; '
+                  f'the best combination on val is `{top}`.', '']
+        if arm in test:
             lines += comparison_table(test, list(dict.fromkeys(
-                [(METHODS[best], arm), (top, arm), (arm, best)]))) + [''] \
-                if arm in test else [f'`{arm}` not run yet.', '']
-            goals.append((ds, better, top, beats))
-    if goals:
-        lines += ['### The goal', ''] + [
+                [(METHODS[best], arm), (top, arm), (arm, best)]))) + ['']
+        else:
+            lines += [f'`{arm}` not run yet.', '']
+        better = [m for m in METHODS if above_zero(test, METHODS[m], m)]
+        beats = above_zero(test, top, arm) if arm in test else None
+        found.append((better, beats))
+        return lines, (
             f'- {ds}: I2CKD better (test interval above zero) for '
             f'{len(better)} of {len(METHODS)} methods'
             f"{' (' + ', '.join(better) + ')' if better else ''}; `{top}` vs "
-            'the matched-compute arm: ' + ('not run yet' if beats is None
-                                           else 'better' if beats else
-                                           'not better') + '.'
-            for ds, better, top, beats in goals]
-        met = any(len(b) >= METHODS_GOAL and t for _, b, _, t in goals)
-        lines += ['', f'Goal (>= {METHODS_GOAL} methods improved and the '
-                  'best combination above the matched-compute arm, on one '
-                  'proxy): ' + ('**met**.' if met else '**not met**.'), '']
+            'the matched-compute arm: ' + ('not run yet' if beats is None else
+                                           'better' if beats else
+                                           'not better') + '.')
+
+    def summary():
+        met = any(len(b) >= METHODS_GOAL and t for b, t in found)
+        return [f'Goal (>= {METHODS_GOAL} methods improved and the best '
+                'combination above the matched-compute arm, on one proxy): '
+                + ('**met**.' if met else '**not met**.'), '']
+
+    rows, lines = _section(
+        path, 'Methods: I2CKD on top of KD, DIST, MGD and CWD',
+        "`_classes` / `_curves` / `_steps` / `_pretrain` files. Round 4's "
+        'protocol (pretrained backbones, the splits of generator seed '
+        f'{PT_DATA_SEED}, backbone at 0.1x the learning rate, teacher 1500 '
+        f'iterations), students {iters} iterations. Arms are the shipped toy'
+        ' configs, untuned: `kd` (KLDivergence on the logits, tau 1), `dist`'
+        ' (DISTLoss on the logits as pixel rows), `mgd` (MGD on '
+        '`backbone.layer4`), `cwd` (ChannelWiseDivergence on the logits), '
+        'each alone and as `i2ckd_<method>` (+ the shipped I2CKD at the '
+        'bottleneck); `student` = CE alone. Matched compute: the plain '
+        'method with the best mean val mIoU, its iterations scaled by the '
+        'median step time of its I2CKD combination over its own (`_steps`: '
+        "MMEngine's logged iteration time, 1 thread).", per_dataset,
+        summary=summary)
     return lines + _curves(path, rows, curves_plot, GROUPS['methods'],
                            'the methods, mean over seeds (band: range)')
 
 
 # ------------------------------------------------------------------ report
 def cmd_report(args):
-    """``report``: the markdown report and charts from the CSV files."""
+    """``report``: the markdown report and its charts from the CSV files."""
     rows = read_csv(args.csv)
     lines = ['# I2CKD accuracy study on two toy CPU proxies', '',
              f'Generated by `python benchmarks/accuracy_study.py report` from '
@@ -874,32 +814,33 @@ def cmd_report(args):
         plot(chart, args.plot)
 
 
-def figure(panels, width, height):
-    """A matplotlib figure (Agg) of ``panels`` axes in a row."""
+def _figure(path, keys, width, height, draw):
+    """A row of panels (Agg), ``draw(axes, key)`` on each, saved at path."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, panels, figsize=(width * panels, height),
-                             dpi=110, squeeze=False)
-    return fig, axes[0]
-
-
-def save(fig, path):
+    fig, axes = plt.subplots(1, len(keys), figsize=(width * len(keys),
+                                                    height), dpi=110,
+                             squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        draw(ax, key)
     fig.tight_layout()
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     fig.savefig(path)
+    plt.close(fig)
 
 
 def plot(chart, path):
     """Test mIoU per arm and dataset: mean ± std, the seeds as dots."""
     import matplotlib.pyplot as plt
-    fig, axes = figure(len(chart), 6.5, 3.8)
-    for ax, (ds, (results, teacher)) in zip(axes, chart.items()):
+
+    def draw(ax, ds):
+        results, teacher = chart[ds]
         arms = sorted(results, key=lambda a: _mean(results[a]))
         means = [_mean(results[a]) for a in arms]
-        stds = [np.std(list(results[a].values()), ddof=1)
-                if len(results[a]) > 1 else 0 for a in arms]
-        ax.bar(arms, means, yerr=stds, capsize=4, color='#4c72b0')
+        ax.bar(arms, means, yerr=[np.std(list(results[a].values()), ddof=1)
+                                  if len(results[a]) > 1 else 0
+                                  for a in arms], capsize=4, color='#4c72b0')
         for i, a in enumerate(arms):
             ax.scatter([i] * len(results[a]), list(results[a].values()),
                        color='k', s=10, zorder=3)
@@ -911,7 +852,7 @@ def plot(chart, path):
         lo = min(min(v.values()) for v in results.values())
         ax.set_ylim(max(0, lo - 8), max(means + [teacher or 0]) + 4)
         plt.setp(ax.get_xticklabels(), rotation=25, ha='right')
-    save(fig, path)
+    _figure(path, list(chart), 6.5, 3.8, draw)
 
 
 def plot_curves(curves, rows, path, arms=('student', 'np', 'cwd',
@@ -919,88 +860,69 @@ def plot_curves(curves, rows, path, arms=('student', 'np', 'cwd',
                 title='pretrained starts, mean over seeds (band: range)'):
     """Val mIoU vs iteration, one panel per dataset: mean over seeds (line),
     the seeds' range (band), the teacher's final val mIoU (dashed)."""
-    datasets = sorted({r['dataset'] for r in curves})
-    fig, axes = figure(len(datasets), 6.2, 3.9)
     colours = {'student': '#7f7f7f', 'cwd': '#4c72b0', 'np': '#55a868',
                'np_2loc+cwd': '#c44e52'}
-    for ax, ds in zip(axes, datasets):
+
+    def draw(ax, ds):
         for arm in arms:
             pts = {}
             for r in curves:
                 if r['dataset'] == ds and r['arm'] == arm:
                     pts.setdefault(int(r['iteration']), []).append(r['mIoU'])
-            if not pts:
-                continue
-            it = sorted(pts)
-            n = min(len(v) for v in pts.values())
-            line, = ax.plot(it, [np.mean(pts[i]) for i in it], marker='o',
-                            ms=3, color=colours.get(arm),
-                            label=f'{arm} ({n} seeds)')
-            ax.fill_between(it, [min(pts[i]) for i in it],
-                            [max(pts[i]) for i in it], alpha=0.15,
-                            color=line.get_color())
-        t = [r['mIoU'] for r in rows if r['dataset'] == ds
-             and r['arm'] == 'teacher' and r['split'] == 'val']
-        if t:
-            ax.axhline(t[0], color='k', ls='--', lw=1, label='teacher (end)')
-        ax.set_xlabel('iteration')
-        ax.set_ylabel('val mIoU (%)')
-        ax.set_title(f'{ds}: {title}')
+            if pts:
+                it, n = sorted(pts), min(len(v) for v in pts.values())
+                line, = ax.plot(it, [np.mean(pts[i]) for i in it],
+                                marker='o', ms=3, color=colours.get(arm),
+                                label=f'{arm} ({n} seeds)')
+                ax.fill_between(it, [min(pts[i]) for i in it],
+                                [max(pts[i]) for i in it], alpha=0.15,
+                                color=line.get_color())
+        for r in rows:
+            if (r['dataset'], r['arm'], r['split']) == (ds, 'teacher', 'val'):
+                ax.axhline(r['mIoU'], color='k', ls='--', lw=1,
+                           label='teacher (end)')
+                break
+        ax.set(xlabel='iteration', ylabel='val mIoU (%)',
+               title=f'{ds}: {title}')
         ax.legend(loc='lower right', fontsize=8)
-    save(fig, path)
+    _figure(path, sorted({r['dataset'] for r in curves}), 6.2, 3.9, draw)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = p.add_subparsers(dest='cmd', required=True)
-    r = sub.add_parser('run')
+    r, q = sub.add_parser('run'), sub.add_parser('report')
     r.add_argument('--dataset', choices=('toyshapes', 'toystreets'),
                    default='toyshapes')
-    r.add_argument('--work-dir',
-                   help='default work_dirs/accuracy_study (with --protocol '
-                   'P: work_dirs/accuracy_study_P)')
+    r.add_argument('--work-dir', help='default work_dirs/accuracy_study '
+                   '(work_dirs/accuracy_study_P with --protocol P)')
     r.add_argument('--arms', nargs='+', default=['final'],
-                   help=f'arm names or groups {sorted(GROUPS)}; variants: '
-                   f'{sorted(VARIANTS)} (+cwd suffix adds CWD), student, cwd'
-                   '; <arm>@N: N iterations; matched: the matched-compute '
-                   'arm (methods)')
+                   help=f'arms or groups {sorted(GROUPS)}: student, cwd, '
+                   f'{sorted(VARIANTS)} (+cwd adds CWD), a config role '
+                   '(methods), <arm>@N (N iterations), matched')
     r.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2, 3, 4])
-    r.add_argument('--best', default='np_2loc',
-                   help='the I2CKD variant the final group calls BEST')
+    r.add_argument('--best', default='np_2loc', help='BEST in group final')
     r.add_argument('--jobs', type=int, default=2)
-    r.add_argument('--protocol', choices=sorted(PROTOCOLS), default='scratch',
-                   help='scratch: rounds 1-3; pretrained: round 4; methods: '
-                   'each method with and without I2CKD; gpu: '
-                   'benchmarks/gpu_study.sh')
+    r.add_argument('--protocol', choices=sorted(PROTOCOLS), default='scratch')
     r.add_argument('--csv', help='write the rows there instead')
     r.add_argument('--tiny', action='store_true',
-                   help='a dry run at tiny size (a few iterations and '
-                   'images, CPU) to check the pipeline and time it')
-    q = sub.add_parser('report')
+                   help='a dry run at tiny size on the CPU')
     q.add_argument('--csv', default=CSV)
-    q.add_argument('--choice-seeds', nargs='+', type=int, default=[0, 1],
-                   help='the val seeds every variant was screened on')
-    q.add_argument('--choice-dataset', default='toyshapes',
-                   help='the dataset whose val split the choice used')
-    q.add_argument('--second-stage-seeds', nargs='+', type=int,
-                   default=[0, 1, 2],
-                   help='the val seeds the --top best were compared on')
-    q.add_argument('--best', default='np_2loc',
-                   help='the variant round 2 chose (round 3 starts from it)')
-    q.add_argument('--round3-seeds', nargs='+', type=int, default=[0, 1, 2],
-                   help='the val seeds of round 3')
-    q.add_argument('--top', type=int, default=3,
-                   help='how many variants go to the second stage')
+    for flag, default, what in (
+            ('--choice-seeds', [0, 1], 'every variant was screened on'),
+            ('--second-stage-seeds', [0, 1, 2], 'of stage 2'),
+            ('--round3-seeds', [0, 1, 2], 'of round 3')):
+        q.add_argument(flag, nargs='+', type=int, default=default,
+                       help=f'the val seeds {what}')
+    q.add_argument('--choice-dataset', default='toyshapes')
+    q.add_argument('--best', default='np_2loc', help="round 2's choice")
+    q.add_argument('--top', type=int, default=3, help='variants in stage 2')
     q.add_argument('--out', default=osp.join(ROOT, 'benchmarks',
                                              'accuracy_study.md'))
-    images = osp.join(ROOT, 'docs', 'images')
-    q.add_argument('--plot', default=osp.join(images, 'accuracy_study.png'))
-    q.add_argument('--curves-plot', default=osp.join(
-        images, 'accuracy_study_pretrained_curves.png'),
-        help='round 4: val mIoU vs iteration of every arm')
-    q.add_argument('--methods-curves-plot', default=osp.join(
-        images, 'accuracy_study_methods_curves.png'),
-        help='the methods study: val mIoU vs iteration of every arm')
+    for flag, name in (('--plot', ''), ('--curves-plot', '_pretrained_curves'),
+                       ('--methods-curves-plot', '_methods_curves')):
+        q.add_argument(flag, default=osp.join(
+            ROOT, 'docs', 'images', f'accuracy_study{name}.png'))
     args = p.parse_args(argv)
     if args.cmd == 'report':
         return cmd_report(args)
