@@ -65,7 +65,7 @@ def second_location(in_channel=128, out_channel=256):
 
 # Every arm states all the loss options it studies, so the arms stay the
 # same whatever the shipped configs default to. LITERAL: our reading of the
-# paper (docs/method.md); NP: the shipped variant. What each variant is:
+# paper (docs/method.md); NP: the shipped variant. Each variant in words:
 # the report's arms paragraph (cmd_report).
 LITERAL = dict(normalize=False, margin=1.0, pull_weight=0.0)
 NP = dict(normalize=True, margin=0.2, pull_weight=1.0)
@@ -84,7 +84,7 @@ VARIANTS = {
     'np_pix': _i2ckd(**NP, pixel_weight=1.0),
     'np_pix3': _i2ckd(**NP, pixel_weight=3.0),
     'np_pixT': _i2ckd(**NP, pixel_weight=1.0, pixel_prototypes='teacher'),
-    # round 3, designed after round 2's test results were seen
+    # round 3 (ROUND3), designed after round 2's test results were seen
     'np_2loc_stop': _i2ckd(_L4, **NP) + _schedule(
         loss_i2ckd=dict(stop_iter=_HALF), loss_i2ckd4=dict(stop_iter=_HALF)),
     'np_2loc_w05': _i2ckd(_merged(_L4, dict(distill_losses=dict(
@@ -93,16 +93,15 @@ VARIANTS = {
     'np_l4': _i2ckd(_L4, **NP, loss_weight=0.0),
 }
 CWD_ONLY = _i2ckd(loss_weight=0.0)  # the I2CKD+CWD config, I2CKD off
+ROUND3 = ('np_2loc_stop', 'np_2loc_w05', 'np_l4')
 
 GROUPS = {
-    # rounds 1-2: screened on ToyShapes val on top of CWD, then on test
-    # (BEST = --best, the choice on val)
-    'explore': ['cwd', 'np+cwd', 'np_w3+cwd', 'np_batch+cwd',
-                'np_w3_batch+cwd', 'np_hardest+cwd', 'np_sym+cwd',
-                'np_warmup+cwd', 'np_2loc+cwd', 'np_pix+cwd', 'np_pix3+cwd',
-                'np_pixT+cwd'],
+    # rounds 1-2: every variant screened on ToyShapes val on top of CWD,
+    # then on test (BEST = --best, the choice on val)
+    'explore': ['cwd'] + [f'{v}+cwd' for v in VARIANTS
+                          if v != 'literal' and v not in ROUND3],
     'final': ['student', 'np', 'cwd', 'BEST+cwd', 'BEST', 'literal'],
-    'round3': ['np_2loc_stop+cwd', 'np_2loc_w05+cwd', 'np_l4+cwd'],
+    'round3': [f'{v}+cwd' for v in ROUND3],
     # --protocol pretrained / gpu
     'round4': ['student', 'cwd', 'np', 'np_2loc+cwd'],
     # --protocol methods: each method's toy config alone and with I2CKD
@@ -133,24 +132,16 @@ def arm_spec(name, configs):
 #: student's parameter names hold 'backbone' alone and in I2CKDDistill).
 BACKBONE_LR = 'optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult=0.1'
 PT_DATA_SEED = 16
-
-
-def _pretrain(**opts):
-    """The same ToyNet pretraining options for both backbones."""
-    return {role: dict(opts) for role in ('student', 'teacher')}
-
-
+ROLES = ('student', 'teacher')  # the pretrained backbones
 _ROUND4 = dict(data_seed=PT_DATA_SEED, data=dict(toyshapes={}, toystreets={}),
-               pretrain=_pretrain(iters=1500, batch_size=64, size=64),
+               pretrain=dict.fromkeys(ROLES, dict(iters=1500, batch_size=64,
+                                                  size=64)),
                teacher_iters=1500, val_points=4, per_class=True,
                configs=None, options=[BACKBONE_LR], layer4=(128, 256))
 _GPU = '_1xb8-gpu_toystreets-256x512.py'
-#: protocol -> ``csv``, generator ``data_seed`` and ``data`` sizes,
-#: ``pretrain`` (role -> ToyNet options; None: random starts), ``iters``,
-#: ``teacher_iters``, ``val_points`` (the curves), ``per_class``,
-#: ``configs`` (None: the toy configs), more ``options`` / ``train_args``,
-#: ``layer4`` channels (student, teacher) and ``config_arms`` (an arm named
-#: as a config role is that config as shipped).
+#: protocol -> its settings (``pretrain`` None: random starts; ``configs``
+#: None: the toy configs; ``layer4``: student, teacher channels there;
+#: ``config_arms``: an arm named as a config role is that config).
 PROTOCOLS = {
     'scratch': dict(  # rounds 1-3: random starts
         csv=CSV, data_seed=0, data=dict(toyshapes={}, toystreets={}),
@@ -169,8 +160,8 @@ PROTOCOLS = {
     'gpu': dict(
         _ROUND4, csv=osp.join(ROOT, 'benchmarks', 'accuracy_study_gpu.csv'),
         data=dict(toystreets=dict(height=256, width=512, num_train=400)),
-        pretrain=_pretrain(iters=800, batch_size=96, size=64, device='cuda',
-                           amp=True),
+        pretrain=dict.fromkeys(ROLES, dict(iters=800, batch_size=96, size=64,
+                                           device='cuda', amp=True)),
         iters=500, teacher_iters=600, train_args=['--amp'],
         layer4=(512, 2048), configs=dict(toystreets={
             'teacher': 'deeplabv3_r50-d8' + _GPU,
@@ -182,8 +173,8 @@ PROTOCOLS = {
 }
 #: ``--tiny``: the overrides of a dry run (CPU, a few steps and images).
 TINY = dict(
-    pretrain=_pretrain(iters=2, batch_size=4, size=64, device='cpu',
-                       amp=False),
+    pretrain=dict.fromkeys(ROLES, dict(iters=2, batch_size=4, size=64,
+                                       device='cpu', amp=False)),
     iters=4, teacher_iters=2, val_points=2, train_args=[],
     data={ds: dict(num_train=4, num_val=2, num_test=2)
           for ds in ('toyshapes', 'toystreets')},
@@ -460,8 +451,10 @@ def class_table(classes, ds, arms, pairs):
             by.setdefault(r['arm'], {}).setdefault(r['class'], {})[
                 r['seed']] = r['IoU']
     arms = [a for a in arms if a in by]
+    if not arms:
+        return []
     rows = []
-    for c in by[arms[0]] if arms else []:
+    for c in by[arms[0]]:
         kind = CLASS_KINDS.get(c) if ds == 'toystreets' else None
         rows.append([f'{c} ({kind})' if kind else c])
         for a in arms:
@@ -469,12 +462,14 @@ def class_table(classes, ds, arms, pairs):
             rows[-1].append(f'{np.mean(v):.1f}' if v else 'n/a')
         for a, b in pairs:
             _, d = paired(by.get(a, {}).get(c, {}), by.get(b, {}).get(c, {}))
-            m, lo, hi = mean_ci(d) if len(d) > 1 else (0, 0, 0)
+            if len(d) < 2:
+                rows[-1].append('n/a')
+                continue
+            m, lo, hi = mean_ci(d)
             mark = '**' if lo > 0 or hi < 0 else ''
-            rows[-1].append(f'{mark}{m:+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}'
-                            if len(d) > 1 else 'n/a')
-    return md_table(['class'] + arms + [f'Δ {a} vs {b} [95 % CI]' for a, b
-                                        in pairs], rows) if arms else []
+            rows[-1].append(f'{mark}{m:+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}')
+    return md_table(['class'] + arms + [f'Δ {a} vs {b} [95 % CI]'
+                                        for a, b in pairs], rows)
 
 
 # ---------------------------------------------------- report: rounds 1-3
@@ -522,11 +517,9 @@ def round3_section(val, args):
     ranked, table = ranked_on_val(val, [f'{args.best}+cwd'] +
                                   GROUPS['round3'], seeds)
     return ["### Round 3 on val: designed after round 2's test results were "
-            'seen', '', f'Round 2 chose `{args.best}+cwd` on val; its test '
-            'numbers were then seen (test looked at twice). Round 3 tried '
-            f'three changes of it on val only (seeds {_seeds(seeds)}, with '
-            "round 2's choice on the same seeds): `np_2loc_stop`, "
-            '`np_2loc_w05`, `np_l4` (above). The highest mean Δ vs CWD went '
+            'seen', '', f'Three changes of `{args.best}+cwd` (round 2\'s '
+            'choice, whose test numbers were then seen), compared with it '
+            f'on val, seeds {_seeds(seeds)}; the highest mean Δ vs CWD went '
             'to test on both datasets.', ''] + (
         [f'Incomplete: no val result on every seed of {seeds} for '
          f'{", ".join(table)}.', ''] if ranked is None else
@@ -566,21 +559,26 @@ def scratch_section(rows, args):
         # conclusion rests on them
         others = {a: v for a, v in test.items() if len(v) < 5}
         test = {a: v for a, v in test.items() if len(v) >= 5}
-        alone, best = [a for a in test if '+cwd' not in a], args.best + '+cwd'
+        alone = [a for a in test if not a.endswith('+cwd')]
+        best = args.best + '+cwd'
         pairs = ([(a, 'student') for a in test if a != 'student'] +
-                 [(a, 'cwd') for a in test if '+cwd' in a] +
+                 [(a, 'cwd') for a in test if a.endswith('+cwd')] +
                  [(a, 'cwd') for a in alone if a not in ('cwd', 'student')] +
+                 # a round-3 variant vs round 2's choice
                  [(a, best) for a in GROUPS['round3'] if {a, best} <= set(
-                     test)] + [(a, 'np') for a in alone if 'np_' in a] +
-                 [(a, 'literal') for a in alone if 'np' in a and 'literal'
-                  in test])
+                     test)] +
+                 # other I2CKD variants alone vs the shipped one / literal
+                 [(a, 'np') for a in alone if a.startswith('np_')] +
+                 [(a, 'literal') for a in alone if a.startswith('np')
+                  and 'literal' in test])
         lines += ['### Reported on test', ''] + arm_table(test, 'test') + [
             ''] + comparison_table(test, pairs) + ['']
-        if any('+cwd' in a for a in others):
+        if any(a.endswith('+cwd') for a in others):
             lines += ['Variants explored on val only (2-3 seeds; their test '
                       'numbers were not used for any choice):', ''
                       ] + comparison_table(dict(others, **test), [
-                          (a, 'cwd') for a in others if '+cwd' in a]) + ['']
+                          (a, 'cwd') for a in others if a.endswith('+cwd')]
+                      ) + ['']
         chart[ds] = (test, teacher.get('test', {}).get('mIoU'))
     return lines, chart
 
@@ -682,18 +680,15 @@ def protocol_section(name, path, curves_plot=None):
         path, 'Round 4: pretrained backbones, fresh test splits' if name ==
         'pretrained' else 'GPU study (benchmarks/gpu_study.sh): ToyStreets '
         '256x512, R50 -> R18 full width', '`_classes` / `_curves` / '
-        '`_pretrain` files. Both backbones start from a ToyNet-'
-        'classification checkpoint (`tools/pretrain_toy_backbone.py`, seed '
-        f'{PRETRAIN_SEED}, never a segmentation image) loaded as MMSeg '
-        '`Pretrained` weights; fresh splits of generator seed '
-        f'{PT_DATA_SEED}. The one choice made on them, on ToyShapes **val**:'
-        ' the backbone at 0.1x the learning rate (two student-alone pilots, '
-        'one seed, 800 iterations); arms fixed beforehand, iterations by the'
-        ' CPU time available. Every run validated '
-        f"{PROTOCOLS[name]['val_points']} times (curves); per-class IoU on "
-        'test. Arms: `student`, `cwd`, `np` (the shipped I2CKD at the '
-        'bottleneck), `np_2loc+cwd` (I2CKD at the bottleneck and '
-        '`backbone.layer4`, with CWD).', per_dataset, head)
+        '`_pretrain` files. Backbones from a ToyNet-classification '
+        f'checkpoint (`tools/pretrain_toy_backbone.py`, seed {PRETRAIN_SEED}'
+        f'), fresh splits of generator seed {PT_DATA_SEED}; one choice made '
+        'on ToyShapes **val**: the backbone at 0.1x the learning rate (two '
+        'student-alone pilots, one seed, 800 iterations). Every run '
+        f"validated {PROTOCOLS[name]['val_points']} times (curves). Arms: "
+        '`student`, `cwd`, `np` (I2CKD as shipped), `np_2loc+cwd` (I2CKD at '
+        'the bottleneck and `backbone.layer4`, with CWD).', per_dataset,
+        head)
     return lines + _curves(path, rows, curves_plot)
 
 
@@ -754,18 +749,14 @@ def methods_section(path, curves_plot=None):
     rows, lines = _section(
         path, 'Methods: I2CKD on top of KD, DIST, MGD and CWD',
         "`_classes` / `_curves` / `_steps` / `_pretrain` files. Round 4's "
-        'protocol (pretrained backbones, the splits of generator seed '
-        f'{PT_DATA_SEED}, backbone at 0.1x the learning rate, teacher 1500 '
-        f'iterations), students {iters} iterations. Arms are the shipped toy'
-        ' configs, untuned: `kd` (KLDivergence on the logits, tau 1), `dist`'
-        ' (DISTLoss on the logits as pixel rows), `mgd` (MGD on '
-        '`backbone.layer4`), `cwd` (ChannelWiseDivergence on the logits), '
-        'each alone and as `i2ckd_<method>` (+ the shipped I2CKD at the '
-        'bottleneck); `student` = CE alone. Matched compute: the plain '
-        'method with the best mean val mIoU, its iterations scaled by the '
-        'median step time of its I2CKD combination over its own (`_steps`: '
-        "MMEngine's logged iteration time, 1 thread).", per_dataset,
-        summary=summary)
+        f'protocol (splits of seed {PT_DATA_SEED}, teacher 1500 iterations)'
+        f', students {iters} iterations. Arms: the shipped toy configs of '
+        '`kd` (KLDivergence, tau 1), `dist` (DISTLoss), `mgd` (MGD on '
+        '`backbone.layer4`) and `cwd` (on the logits), alone and as '
+        '`i2ckd_<method>` (+ I2CKD as shipped); `student`: CE. Matched '
+        'compute: the best plain method on val, its iterations scaled by '
+        "the median step-time ratio of its I2CKD combination (`_steps`).",
+        per_dataset, summary=summary)
     return lines + _curves(path, rows, curves_plot, GROUPS['methods'],
                            'the methods, mean over seeds (band: range)')
 
@@ -780,23 +771,21 @@ def cmd_report(args):
              'Δ = paired difference (same seed, same start); 95 % CI = t '
              'interval of the mean Δ; "better" / "worse" only where the '
              'interval excludes zero, "tied" otherwise.', '',
-             'Arms: `student` (CE alone); `cwd` = + ChannelWiseDivergence on '
-             'the logits (tau 1, weight 3); `np` = + I2CKD as shipped '
-             '(L2-normalised prototypes per image, margin 0.2, pull 1.0, '
-             'weight 1); `np_w3` / `np_batch` / `np_w3_batch`: weight 3 / '
-             'prototypes per batch / both; `np_hardest`: hardest negative '
-             'only; `np_sym`: + the teacher-anchored term; `np_warmup`: '
-             'weight ramped up over 200 iterations; `np_2loc`: a second term '
-             'on `backbone.layer4`; `np_pix` / `np_pix3`: + the '
-             "pixel-to-prototype KL (tau 0.1) at weight 1 / 3; `np_pixT`: "
-             "weight 1, against the teacher's prototypes; round 3: "
-             '`np_2loc_stop` (both terms off from iteration 500 of 1000), '
-             '`np_2loc_w05` (both at weight 0.5), `np_l4` (layer4 only); '
-             '`+cwd`: with `cwd`. Students: DeepLabV3 ResNetV1c-18 at 1/4 '
-             'width, 1000 iterations; teachers 1/2 width, 1500 iterations. '
-             'ToyShapes 64x64, 6 classes; ToyStreets 128x256, 14 imbalanced '
-             'classes; both 300 train / 60 val / 200 test images. Chosen on '
-             'ToyShapes val, applied to ToyStreets as is.', '']
+             'Arms: `student` (CE); `cwd` (+ ChannelWiseDivergence, tau 1, '
+             'weight 3); `np` (+ I2CKD as shipped: normalised per-image '
+             'prototypes, margin 0.2, pull 1, weight 1); `np_w3` / `np_batch`'
+             ' / `np_w3_batch` (weight 3 / per-batch prototypes / both); '
+             '`np_hardest` (hardest negative); `np_sym` (+ teacher-anchored '
+             'term); `np_warmup` (200-iteration ramp); `np_2loc` (+ a term on'
+             ' `backbone.layer4`); `np_pix` / `np_pix3` / `np_pixT` (+ pixel-'
+             "to-prototype KL, tau 0.1, weight 1 / 3 / 1 on the teacher's "
+             'prototypes); round 3: `np_2loc_stop` (both terms off at 500 of '
+             '1000 iterations), `np_2loc_w05` (both at weight 0.5), `np_l4` '
+             '(layer4 only); `+cwd`: with `cwd`. Students DeepLabV3 '
+             'ResNetV1c-18, 1/4 width, 1000 iterations; teachers 1/2 width, '
+             '1500. ToyShapes 64x64, 6 classes; ToyStreets 128x256, 14 '
+             'imbalanced classes; 300 / 60 / 200 train / val / test images. '
+             'Chosen on ToyShapes val, applied to ToyStreets as is.', '']
     scratch, chart = scratch_section(rows, args)
     lines += scratch
     for name, plot_path in (('pretrained', args.curves_plot), ('gpu', None),
