@@ -123,7 +123,8 @@ def _tiny_batch(num_classes: int, n: int = 2, size: int = 32):
 
 def test_configs_found():
     names = {p.name for p in I2CKD_CONFIGS}
-    # the shipped pairs: Cityscapes (DeepLabV3, PSPNet, MobileNetV2), VOC, CamVid, ADE20K
+    # the shipped pairs: Cityscapes (DeepLabV3, PSPNet, MobileNetV2),
+    # VOC, CamVid, ADE20K
     for part in ('deeplabv3_r18-d8_8xb2-40k_cityscapes', 'i2ckd-cwd_',
                  'voc12aug-512x512', 'camvid-360x360', 'ade20k-512x512',
                  'pspnet_r101-d8_pspnet_r18-d8', 'mobilenet-v2'):
