@@ -71,17 +71,6 @@ def forward_timers(alg, clock, parts: Dict[str, float]):
     """Add the teacher's, the student's and the distill losses' forward time
     of ``alg``'s calls in the block to ``parts``, each part also a
     ``record_function('part::<name>')`` range for the operator census."""
-    marks = {}
-
-    def pre(module, args):
-        marks['s'] = torch.profiler.record_function('part::student_fwd')
-        marks['s'].__enter__()
-        marks['t0'] = clock()
-
-    def post(module, args, out):
-        parts['student_fwd'] += clock() - marks.pop('t0')
-        marks.pop('s').__exit__(None, None, None)
-
     def timed(part, fn, before=None):
         def run(*args, **kwargs):
             if before:
@@ -93,21 +82,19 @@ def forward_timers(alg, clock, parts: Dict[str, float]):
             return out
         return run
 
-    handles = [alg.student.register_forward_pre_hook(pre),
-               alg.student.register_forward_hook(post)]
-    distiller = alg.distiller
     # instance attributes win over the class methods; the student's forward
     # is done when the losses run: they read aliases of its records
-    distiller.compute_distill_losses = timed(
-        'distill_fwd', distiller.compute_distill_losses,
-        alias_student_records)
-    alg.teacher_forward = timed('teacher', alg.teacher_forward)
+    patched = [(alg, 'teacher_forward', 'teacher', None),
+               (alg.student, 'forward', 'student_fwd', None),
+               (alg.distiller, 'compute_distill_losses', 'distill_fwd',
+                alias_student_records)]
+    for obj, attr, part, before in patched:
+        setattr(obj, attr, timed(part, getattr(obj, attr), before))
     try:
         yield
     finally:
-        del distiller.compute_distill_losses, alg.teacher_forward
-        for h in handles:
-            h.remove()
+        for obj, attr, _, _ in patched:
+            delattr(obj, attr)
 
 
 def _walk(x, fn):
