@@ -1,26 +1,13 @@
 """What distillation costs: a student-alone step vs an I2CKD step, by part.
 
-A student-alone training step and I2CKD distillation steps (the toy configs
-at 64x64 and the Cityscapes R101 -> R18 config at 512x1024), each split into
-data preprocessing, (a) the teacher's forward, (b) the student's forward +
-backward, (c) the distillation losses and the optimizer update, by
-instrumenting one ordinary step: timers around ``alg.teacher_forward`` and
-``compute_distill_losses``, hooks on the student, the backward split exactly
-in two phases (:func:`split_backward`). Also the operators and host waits of
-a step by part, and the teacher's forward alone per teacher precision. The
-method in full: ``benchmarks/README.md``.
-
-Usage::
-
-    python benchmarks/bench_distill_step.py --quick          # ~20 s smoke run
-    python benchmarks/bench_distill_step.py --big-before \\
-        --out benchmarks/results_step_cost.md
-    python benchmarks/bench_distill_step.py --device cuda \\
-        --out results_step_cost_cuda.md
+The toy configs at 64x64 and the Cityscapes R101 -> R18 config at 512x1024,
+each step split into data preprocessing, the teacher's forward, the
+student's forward + backward, the distillation losses and the optimizer; the
+operators and host waits of a step by part; the teacher's forward alone per
+teacher precision. Method and commands: benchmarks/README.md.
 """
 import argparse
 import contextlib
-import inspect
 import statistics
 import sys
 import time
@@ -28,6 +15,7 @@ from collections import defaultdict
 from typing import Dict, List, Optional, Tuple
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.benchmark import set_torch_threads
 
 import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
@@ -47,8 +35,7 @@ CITYSCAPES_CWD = harness.config_path(
 #: Part names of a step, in report order.
 PARTS = ('pre', 'teacher', 'student_fwd', 'student_bwd', 'distill_fwd',
          'distill_bwd', 'optim')
-#: The loss revision of the "before" rows: the loss before its rewrite
-#: without host waits.
+#: The loss of the "before" rows: the one before the rewrite without waits.
 BASELINE_REV = '6829419'
 STEP_COLS = [
     'setting', 'variant', 'runs', 'step ms (median)', 'plain train_step ms',
@@ -66,44 +53,24 @@ TEACHER_COLS = [
 
 
 def use_baseline_loss(alg, baseline_cls, cfg_path: str) -> None:
-    """Replace every I2CKDLoss of ``alg`` by ``baseline_cls`` (the loss of
-    an earlier revision) with the config's options and class count."""
+    """Replace every I2CKDLoss of ``alg`` by ``baseline_cls`` with the
+    config's options and class count."""
     from mmengine.config import Config
     cfgs = Config.fromfile(cfg_path).model.distiller.distill_losses
     losses = alg.distiller.distill_losses
-    names = [n for n, loss in losses.items() if isinstance(loss, I2CKDLoss)]
-    if not names:
-        raise ValueError(f'no I2CKDLoss in {cfg_path} to replace')
-    for name in names:
+    for name in [n for n, x in losses.items() if isinstance(x, I2CKDLoss)]:
         kwargs = {k: v for k, v in cfgs[name].items() if k != 'type'}
-        kwargs['num_classes'] = losses[name].num_classes
-        losses[name] = baseline_cls(**kwargs).to(
-            next(alg.parameters()).device)
+        losses[name] = baseline_cls(
+            **kwargs, num_classes=losses[name].num_classes).to(
+                next(alg.parameters()).device)
 
 
 # ------------------------------------------------------- the instrumented step
 @contextlib.contextmanager
 def forward_timers(alg, clock, parts: Dict[str, float]):
     """Add the teacher's, the student's and the distill losses' forward time
-    of ``alg``'s calls inside the block to ``parts``; each part is also a
+    of ``alg``'s calls in the block to ``parts``, each part also a
     ``record_function('part::<name>')`` range for the operator census."""
-    marks, starts = {}, {}
-
-    def pre(module, args):
-        marks['s'] = torch.profiler.record_function('part::student_fwd')
-        marks['s'].__enter__()
-        starts['s'] = clock()
-
-    def post(module, args, out):
-        parts['student_fwd'] += clock() - starts.pop('s')
-        marks.pop('s').__exit__(None, None, None)
-
-    handles = [alg.student.register_forward_pre_hook(pre),
-               alg.student.register_forward_hook(post)]
-    distiller = alg.distiller
-    losses_fn, teacher_fn = distiller.compute_distill_losses, \
-        alg.teacher_forward
-
     def timed(part, fn, before=None):
         def run(*args, **kwargs):
             if before:
@@ -117,56 +84,56 @@ def forward_timers(alg, clock, parts: Dict[str, float]):
 
     # instance attributes win over the class methods; the student's forward
     # is done when the losses run: they read aliases of its records
-    distiller.compute_distill_losses = timed('distill_fwd', losses_fn,
-                                             alias_student_records)
-    alg.teacher_forward = timed('teacher', teacher_fn)
+    patched = [(alg, 'teacher_forward', 'teacher', None),
+               (alg.student, 'forward', 'student_fwd', None),
+               (alg.distiller, 'compute_distill_losses', 'distill_fwd',
+                alias_student_records)]
+    for obj, attr, part, before in patched:
+        setattr(obj, attr, timed(part, getattr(obj, attr), before))
     try:
         yield
     finally:
-        del distiller.compute_distill_losses, alg.teacher_forward
-        for h in handles:
-            h.remove()
+        for obj, attr, _, _ in patched:
+            delattr(obj, attr)
+
+
+def _walk(x, fn):
+    """``fn`` applied to every tensor of a nested record (same nesting)."""
+    if isinstance(x, torch.Tensor):
+        return fn(x)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_walk(y, fn) for y in x)
+    if isinstance(x, dict):
+        return {k: _walk(v, fn) for k, v in x.items()}
+    return x
 
 
 def alias_student_records(alg) -> None:
-    """Replace every recorded student tensor by an alias (``view_as``, no
-    copy) that only the distill losses consume: the distill phase of the
-    split backward then stops there (module docstring)."""
-
-    def alias(x):
-        if isinstance(x, torch.Tensor):
-            return x.view_as(x) if x.requires_grad else x
-        if isinstance(x, (list, tuple)):
-            return type(x)(alias(y) for y in x)
-        if isinstance(x, dict):
-            return {k: alias(v) for k, v in x.items()}
-        return x
-
+    """Replace each recorded student tensor by an alias (``view_as``) that
+    only the distill losses read: the distill backward phase stops there."""
     for recorder in alg.distiller.student_recorders.recorders.values():
-        recorder.data_buffer[:] = [alias(x) for x in recorder.data_buffer]
+        recorder.data_buffer[:] = [
+            _walk(x, lambda t: t.view_as(t) if t.requires_grad else t)
+            for x in recorder.data_buffer]
 
 
 def recorded_student_tensors(alg) -> List[torch.Tensor]:
-    """The recorded student tensors of this forward that carry a gradient
-    (the distill losses' student inputs), each once."""
+    """The recorded student tensors that carry a gradient, each once."""
     out = []
 
-    def collect(x):
-        if isinstance(x, torch.Tensor):
-            if x.requires_grad and all(x is not y for y in out):
-                out.append(x)
-        elif isinstance(x, (list, tuple, dict)):
-            for y in (x.values() if isinstance(x, dict) else x):
-                collect(y)
+    def keep(t):
+        if t.requires_grad and all(t is not y for y in out):
+            out.append(t)
 
     for recorder in alg.distiller.student_recorders.recorders.values():
-        collect(recorder.data_buffer)
+        _walk(recorder.data_buffer, keep)
     return out
 
 
 def split_backward(alg, losses: Dict[str, torch.Tensor], clock,
                    parts: Dict[str, float]) -> None:
-    """``total.backward()`` in two equivalent phases (benchmarks/README.md)."""
+    """``total.backward()`` in two equivalent phases (distill losses to the
+    recorded student tensors, then the student; benchmarks/README.md)."""
     if any(not k.startswith(('student.', 'distill.')) for k in losses):
         raise KeyError(f'unexpected loss keys: {sorted(losses)}')
     student_total, distill_total = (alg.parse_losses(
@@ -194,9 +161,8 @@ def split_backward(alg, losses: Dict[str, torch.Tensor], clock,
 
 def instrumented_step(model, optim, data: dict, clock,
                       update: bool = True) -> Dict[str, float]:
-    """One training step timed by part: seconds per part, ``total`` (the
-    whole step) and ``wall``; ``update=False`` keeps the gradients and skips
-    the optimizer."""
+    """One training step timed by part: seconds per part, ``total`` and
+    ``wall``; ``update=False`` keeps the gradients, skips the optimizer."""
     parts = defaultdict(float)
     t_start, wall_start = clock(), time.perf_counter()
     batch = model.data_preprocessor(data, True)
@@ -223,15 +189,6 @@ def instrumented_step(model, optim, data: dict, clock,
     parts['total'] = clock() - t_start
     parts['wall'] = time.perf_counter() - wall_start
     return dict(parts)
-
-
-def op_census(model, optim, data: dict, clock) -> Dict[str, int]:
-    """Operators and host waits of one instrumented step (it updates the
-    weights like any other), by part (``harness.count_by_part``)."""
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        instrumented_step(model, optim, data, clock)
-    return harness.count_by_part(prof.events())
 
 
 def split_check(alg, optim, data: dict, clock) -> float:
@@ -294,8 +251,8 @@ def bench_setting(variants: Dict[str, tuple], data: dict, runs: int,
 
 # ------------------------------------------------------ teacher settings
 def teacher_setting(text: str) -> dict:
-    """``'bf16'`` -> ``dict(teacher_precision='bf16')``; a ``+cl`` suffix
-    adds ``teacher_channels_last=True`` (``'bf16+cl'``)."""
+    """``'bf16'`` -> ``dict(teacher_precision='bf16')``; ``+cl`` adds
+    ``teacher_channels_last=True``."""
     precision, _, suffix = text.partition('+')
     if suffix not in ('', 'cl'):
         raise argparse.ArgumentTypeError(
@@ -305,25 +262,22 @@ def teacher_setting(text: str) -> dict:
         raise argparse.ArgumentTypeError(
             f'{text!r}: teacher precision must be one of '
             f'{sorted(TEACHER_PRECISIONS)}')
-    return dict(teacher_precision=precision, **(
-        dict(teacher_channels_last=True) if suffix else {}))
+    return dict(teacher_precision=precision,
+                **(dict(teacher_channels_last=True) if suffix else {}))
 
 
 def teacher_label(options: dict) -> str:
     """'bf16 teacher', 'fp32 channels_last teacher', ..."""
-    return (options['teacher_precision'] +
-            (' channels_last' if options.get('teacher_channels_last') else '')
-            + ' teacher')
+    return (options['teacher_precision'] + ' channels_last' *
+            bool(options.get('teacher_channels_last')) + ' teacher')
 
 
 def bench_teacher(cfg_path: str, size: Tuple[int, int], batch: int,
                   settings: List[dict], runs: int, device: torch.device,
                   clock) -> List[dict]:
-    """The teacher's forward alone (``alg.teacher_forward``, as a step runs
-    it) per teacher setting, same weights: median time, peak tensor memory
-    of one call, the largest difference of the recorded teacher tensors
-    from the first setting's (relative to their largest magnitude). An fp16
-    teacher on a CPU (slow kernels) runs once."""
+    """``alg.teacher_forward`` alone per teacher setting, same weights:
+    median time, peak tensor memory of one call, the largest difference of
+    the recorded teacher tensors from the first setting's (relative)."""
     h, w = size
     models = {}
     for options in settings:
@@ -340,10 +294,10 @@ def bench_teacher(cfg_path: str, size: Tuple[int, int], batch: int,
                 alg.teacher_forward(data['inputs'], data['data_samples'])
         return run
 
-    slow = {t: device.type == 'cpu' and t.startswith('fp16')
-            for t in teachers}  # the CPU's fp16 kernels: ~75x fp32
-    times = rounds({t: forward(models[t]) for t in teachers},
-                   {t: 1 if slow[t] else runs for t in teachers}, 1, clock)
+    # the CPU's fp16 kernels take ~75x fp32: one run
+    times = rounds({t: forward(models[t]) for t in teachers}, {
+        t: 1 if device.type == 'cpu' and t.startswith('fp16') else runs
+        for t in teachers}, 1, clock)
     records = {t: [x for r in models[t].distiller.teacher_recorders
                    .recorders.values() for x in r.data_buffer
                    if isinstance(x, torch.Tensor) and x.is_floating_point()]
@@ -406,27 +360,16 @@ def teacher_row(name: str, r: dict, base: dict) -> list:
             f'{r["diff"]:.1e}', ', '.join(r['dtypes'])]
 
 
-def compile_mode(text: str) -> str:
-    """A --compile-losses value: default, reduce-overhead, backend=NAME."""
-    if text in ('default', 'reduce-overhead') or (
-            text.startswith('backend=') and len(text) > len('backend=')):
-        return text
+def compile_setting(text: str) -> Tuple[str, dict]:
+    """A --compile-losses value (default, reduce-overhead, backend=NAME) ->
+    (row label, I2CKDDistill options)."""
+    if text == 'default':
+        return 'compiled', dict(compile_losses=True)
+    if text == 'reduce-overhead' or text.startswith('backend=') and text[8:]:
+        return f'compiled ({text})', dict(compile_losses=dict(
+            backend=text[8:]) if text[0] == 'b' else dict(mode=text))
     raise argparse.ArgumentTypeError(
         f'{text!r}: default, reduce-overhead or backend=NAME')
-
-
-def compile_settings(modes: List[str]) -> Tuple[List[tuple], List[str]]:
-    """(label, I2CKDDistill options) per ``--compile-losses`` mode, and
-    report lines: none where I2CKDDistill has no ``compile_losses``."""
-    from i2ckd_mm.models.algorithms.i2ckd_distill import I2CKDDistill
-    if modes and 'compile_losses' not in inspect.signature(
-            I2CKDDistill.__init__).parameters:
-        return [], ['- compiled rows: skipped (this I2CKDDistill has no '
-                    '`compile_losses` argument)']
-    return [('compiled', dict(compile_losses=True)) if m == 'default' else
-            (f'compiled ({m})', dict(compile_losses=dict(
-                backend=m[8:]) if m.startswith('backend=') else dict(mode=m)))
-            for m in modes], []
 
 
 def main(argv: Optional[List[str]] = None) -> str:
@@ -436,42 +379,32 @@ def main(argv: Optional[List[str]] = None) -> str:
     p.set_defaults(baseline=BASELINE_REV)
     p.add_argument('--big-runs', type=int, default=3,
                    help='timed 512x1024 steps per variant')
-    p.add_argument('--big-batch', type=int, default=2,
-                   help='batch of the 512x1024 step (>= 2)')
+    p.add_argument('--big-batch', type=int, default=2)
     p.add_argument('--no-big', action='store_true',
                    help='skip the 512x1024 R101 -> R18 step')
-    p.add_argument('--big-warmup', type=int, default=0,
-                   help='512x1024 warm-up steps per variant')
+    p.add_argument('--big-warmup', type=int, default=0)
     p.add_argument('--big-extras', action='store_true',
                    help='512x1024 too: split check and plain train_step')
-    p.add_argument('--big-size', type=harness.hw, default=(512, 1024),
-                   help='HxW of the Cityscapes step (smaller: a dry run)')
+    p.add_argument('--big-size', type=harness.hw, default=(512, 1024))
     p.add_argument('--big-cwd', action='store_true',
                    help='Cityscapes step too: CWD alone')
     p.add_argument('--big-before', action='store_true',
                    help='512x1024 too: the "loss before" row')
     p.add_argument('--compile-losses', nargs='+', metavar='MODE',
-                   type=compile_mode, default=[],
-                   help='extra I2CKD rows with I2CKDDistill(compile_losses='
-                   '...); MODE: default, reduce-overhead or backend=NAME')
-    p.add_argument('--no-toy', action='store_true',
-                   help='skip the ToyShapes setting')
-    p.add_argument('--no-teacher-table', action='store_true',
-                   help='skip the teacher-forward table')
+                   type=compile_setting, default=[],
+                   help='default, reduce-overhead or backend=NAME')
+    p.add_argument('--no-toy', action='store_true')
     p.add_argument('--step-teachers', nargs='*', type=teacher_setting,
                    default=[teacher_setting('bf16')],
-                   help='teacher settings of extra step '
-                   'rows: fp32, bf16 or fp16, +cl for channels_last')
+                   help='fp32, bf16 or fp16, +cl for channels_last')
     p.add_argument('--teachers', nargs='+', type=teacher_setting,
                    default=[teacher_setting(t) for t in (
                        'fp32', 'bf16', 'fp32+cl', 'bf16+cl')],
-                   help='teacher settings of the teacher-forward table, '
-                   'the first the reference')
-    p.add_argument('--teacher-sizes', nargs='+', type=harness.hw,
-                   help='HxW of the teacher-forward table')
+                   help='of the teacher-forward table, the first the '
+                   'reference')
+    p.add_argument('--teacher-sizes', nargs='+', type=harness.hw)
     p.add_argument('--teacher-batch', type=int, default=2)
-    p.add_argument('--teacher-runs', type=int,
-                   help='teacher forwards per setting (default 5, quick 3)')
+    p.add_argument('--teacher-runs', type=int)
     p.add_argument('--note', action='append', default=[],
                    help='a line added to the report\'s header')
     args = harness.parse(p, argv)
@@ -488,8 +421,6 @@ def main(argv: Optional[List[str]] = None) -> str:
     toy = toy_configs('toyshapes')
     baseline = (None if args.baseline == 'none' else
                 harness.load_baseline(args.baseline))
-    step_teachers = args.step_teachers
-    compiled, notes = compile_settings(args.compile_losses)
 
     def variants_of(name, cfg, cwd_only=False, before=True):
         """The loss before (with a baseline, I2CKD configs), the current
@@ -500,14 +431,13 @@ def main(argv: Optional[List[str]] = None) -> str:
             out[f'{name}, loss before ({args.baseline})'] = dict(
                 spec, before=True)
         out[name] = spec
-        for options in step_teachers:
-            out[f'{name}, {teacher_label(options)}'] = dict(spec,
-                                                            options=options)
-        for label, options in ([] if cwd_only else compiled):
+        for t in args.step_teachers:
+            out[f'{name}, {teacher_label(t)}'] = dict(spec, options=t)
+        for label, options in ([] if cwd_only else args.compile_losses):
             out[f'{name}, {label}'] = dict(spec, options=options)
-            for teacher in step_teachers:
-                out[f'{name}, {label}, {teacher_label(teacher)}'] = dict(
-                    spec, options=dict(teacher, **options))
+            for t in args.step_teachers:
+                out[f'{name}, {label}, {teacher_label(t)}'] = dict(
+                    spec, options=dict(t, **options))
         return out
 
     settings = []
@@ -545,32 +475,21 @@ def main(argv: Optional[List[str]] = None) -> str:
         lines = harness.header(
             'What distillation costs: one training step, by part',
             'bench_distill_step.py', argv, args.note) + [
-            f'- device: {args.device}; times are {kind} time ('
-            + ('process CPU time, time.process_time: with one thread it does '
-               'not count the time other jobs hold the core' if kind == 'cpu'
-               else 'synchronised wall clock') + '), in ms; medians of the '
-            'runs given per row, the variants of a setting interleaved, the '
-            'order rotating run by run; warm-up steps per variant: toy '
-            f'{warmup}, 512x1024 {args.big_warmup}; random weights, random '
-            'images, blocky random labels; the configs\' own optimizers '
-            '(toy: AdamW, Cityscapes: SGD momentum 0.9)',
-            '- parts: timers around `alg.teacher_forward` and '
-            '`distiller.compute_distill_losses`, hooks on the student, the '
-            'backward split exactly in two phases; `split check` = max '
-            'gradient difference of that split vs one plain `backward()`, '
-            'relative to the largest gradient; `parts/total` = timed parts / '
-            'whole instrumented step; `plain train_step` = uninstrumented '
-            '`model.train_step`, interleaved (method: benchmarks/README.md)',
+            f'- device: {args.device}; {kind} time ('
+            + ('process CPU time' if kind == 'cpu' else 'synchronised wall '
+               'clock') + ') in ms, medians of the runs of each row, the '
+            'variants of a setting interleaved in rotating order; warm-up '
+            f'steps: toy {warmup}, 512x1024 {args.big_warmup}; random '
+            'weights, images and blocky labels; the configs\' optimizers',
+            '- parts, `split check` (max relative gradient difference of the '
+            'two-phase backward vs one `backward()`), `parts/total` and '
+            '`plain train_step` (uninstrumented, interleaved): '
+            'benchmarks/README.md',
             f'- variants: `loss before ({args.baseline})` = the I2CKD loss of '
-            'that git revision (`harness.load_baseline`) in place of the '
-            'current one, same config options; `<p> teacher` = '
-            '`I2CKDDistill(teacher_precision=<p>)` with the current loss (the '
-            'other rows: the default, fp32); `CWD` = the I2CKD + CWD config '
-            'without its I2CKD loss and connector; `compiled` = '
-            '`I2CKDDistill(compile_losses=True)` (torch.compile of the '
-            'distillation losses, inductor), `compiled (reduce-overhead)` = '
-            '`compile_losses=dict(mode=\'reduce-overhead\')` (CUDA graphs); '
-            'their compilation falls in the warm-up steps', *notes, '']
+            'that revision in place of the current one; `<p> teacher` = '
+            '`I2CKDDistill(teacher_precision=<p>)`; `CWD` = the I2CKD + CWD '
+            'config without its I2CKD loss; `compiled` = '
+            '`I2CKDDistill(compile_losses=...)`, compiled in the warm-up', '']
         lines += md_table(STEP_COLS, [], 'll' + 'r' * 11)
         results, censuses = {}, {}
         for st in settings:
@@ -602,51 +521,46 @@ def main(argv: Optional[List[str]] = None) -> str:
                          check.get(v)) for v, m in res.items()])[2:]
             if args.out:  # the table survives a run cut short after it
                 with open(args.out, 'w') as f:
-                    f.write('\n'.join(lines + [
-                        '', '(the run was still going: operator census, '
-                        'teacher table and summary not written yet)', '']))
+                    f.write('\n'.join(lines + ['', '(the run was still '
+                                               'going)', '']))
             if st['extras']:  # one more step per variant, profiled
-                censuses[name] = {
-                    vname: op_census(model, optim, data, clock)
-                    for vname, (model, optim) in variants.items()}
+                censuses[name] = {}
+                for vname, (model, optim) in variants.items():
+                    with profile(activities=[ProfilerActivity.CPU]) as prof:
+                        instrumented_step(model, optim, data, clock)
+                    censuses[name][vname] = harness.count_by_part(
+                        prof.events())
             del variants
         lines += ['']
         if censuses:
             lines += [
                 '## Operators and host waits of one step', '',
-                'One more step per variant under `torch.profiler` (CPU): '
-                '`ops` = top-level ATen operators issued in a part (an op\'s '
-                'own internal calls not counted again; MMRazor\'s CWD '
-                'forward+backward alone is 27 so), forward + backward; the '
-                'distill losses\' part includes the connector. `host waits` '
-                '= operators that make the host wait for a GPU ('
+                'One more step per variant under `torch.profiler`: `ops` = '
+                'top-level ATen operators of a part, forward + backward '
+                '(MMRazor\'s CWD forward+backward is 27); the distill '
+                'losses\' part includes the connector. `host waits` = '
+                'operators that make the host wait for a GPU ('
                 + ', '.join(f'`{o[6:]}`' for o in harness.HOST_WAIT_OPS) +
-                ', at any depth): in the distill losses, and in the rest of '
-                'the step (the student\'s task loss, data preprocessing, and '
-                'in brackets the optimizer\'s: AdamW reads its step count '
-                'once per parameter). Counts do not depend on the device\'s '
-                'speed.', ''] + md_table(CENSUS_COLS, [
-                    census_row(name, v, c) for name, census in
-                    censuses.items() for v, c in census.items()],
-                    'll' + 'r' * 5) + ['']
+                ') in the distill losses and in the rest of the step (in '
+                'brackets the optimizer\'s: AdamW reads its step count once '
+                'per parameter). Counts do not depend on the device.', '']
+            lines += md_table(CENSUS_COLS, [
+                census_row(name, v, c) for name, census in censuses.items()
+                for v, c in census.items()], 'll' + 'r' * 5) + ['']
         lines += [
             '## The teacher\'s forward alone', '',
-            '`alg.teacher_forward` (no_grad, recorders on, autocast and the '
-            'float32 cast of its records included) of one algorithm per '
-            'teacher setting, the same weights; median of '
-            f'{teacher_runs} runs after one warm-up, the settings '
-            'interleaved; peak tensor memory of one call above what was '
-            'allocated before (CPU: profiler allocation events, incl. the '
-            'records it leaves; allocator caching not counted); feature Δ = '
-            'max |record - first setting\'s record| / max |first\'s record|.'
-            + (' fp16 on a CPU: 1 run (its convolutions take ~75x the fp32 '
-               'time).' if any(t['teacher_precision'] == 'fp16'
-                               for t in args.teachers)
-               else ''), '']
+            '`alg.teacher_forward` (no_grad, recorders, autocast and the '
+            'float32 cast of its records) per teacher setting, the same '
+            f'weights; median of {teacher_runs} runs after one warm-up, '
+            'interleaved; peak tensor memory of one call above the memory '
+            'before; feature Δ = max |record - first setting\'s record| / '
+            'max |first\'s record|.' + (
+                ' fp16 on a CPU: 1 run (~75x the fp32 time).' if any(
+                    t['teacher_precision'] == 'fp16' for t in args.teachers)
+                else ''), '']
         rows = []
-        for (h, w) in ([] if args.no_teacher_table else teacher_sizes):
-            log(f'[{args.device}] teacher forward {teacher_name} {h}x{w}: '
-                f'{[teacher_label(t) for t in args.teachers]}')
+        for (h, w) in teacher_sizes:
+            log(f'[{args.device}] teacher forward {teacher_name} {h}x{w}')
             got = bench_teacher(teacher_cfg, (h, w), args.teacher_batch,
                                 args.teachers, teacher_runs, device, clock)
             rows += [teacher_row(teacher_name, r, got[0]) for r in got]

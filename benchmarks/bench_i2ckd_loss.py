@@ -1,16 +1,6 @@
 """Speed and memory of the I2CKD loss (prototypes + triplets), fwd+bwd.
 
-Times ``I2CKDLoss`` on the same inputs and in the same interleaved rounds as
-the loop reference (``toy/reference_i2ckd.py``), MMRazor's CWD, a
-memory-bound floor (``F_s + F_t`` into a new tensor), optionally the loss of
-an earlier revision (``--baseline``) and the compiled loss (``--compile``),
-and one Cityscapes R101 -> R18 I2CKD step for the loss's share; the method
-is written in the report's header.
-
-Usage::
-
-    python benchmarks/bench_i2ckd_loss.py --quick           # < 1 min
-    python benchmarks/bench_i2ckd_loss.py --out benchmarks/results_cpu.md
+Method and commands: benchmarks/README.md. ``--quick`` is a < 1 min run.
 """
 import argparse
 import itertools
@@ -55,10 +45,9 @@ def make_inputs(k: int, c: int, h: int, w: int, n: int, device,
 
 
 class LossCall:
-    """One call of an I2CKD loss with no device wait inside: a loss with
-    ``compute`` (returns loss and status) through it, the latest status
-    kept for :meth:`check`; an older loss (``forward`` and its own deferred
-    ``check()``) as it is. ``compile_kwargs``: under ``torch.compile``."""
+    """One call of an I2CKD loss with no device wait inside: through
+    ``compute`` where the loss has it (its status kept for :meth:`check`),
+    else its forward; under ``torch.compile(**compile_kwargs)`` if given."""
 
     def __init__(self, loss, compile_kwargs: Optional[dict] = None):
         self.loss, self.status = loss, None
@@ -76,7 +65,7 @@ class LossCall:
         """Raise what the loss found in the inputs (bad labels, NaN/Inf)."""
         if self.status is not None:
             self.loss.raise_for_status(self.status)
-        elif hasattr(self.loss, 'check'):
+        elif hasattr(self.loss, 'check'):  # an older loss's deferred check
             self.loss.check()
 
 
@@ -102,7 +91,7 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
         want = calls['i2ckd'](s, t, gt).item()
 
     def agree(what: str, loss_fn, rtol: float, grad: bool = False) -> float:
-        """|loss_fn - I2CKDLoss| here; raise above ``rtol``. ``grad``: with
+        """|loss_fn - I2CKDLoss|, raised above ``rtol``; ``grad``: with
         autograd (a compiled loss: the graph it was compiled for)."""
         with torch.set_grad_enabled(grad):
             got = loss_fn(s, t, gt).item()
@@ -163,9 +152,8 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
 
 def bench_primitives(k: int, c: int, h: int, w: int, n: int, device,
                      args) -> List[str]:
-    """The passes over the features the loss cannot avoid, each timed like
-    the losses, against the floor: a lower bound for any loss built from
-    these PyTorch primitives."""
+    """The passes over the features any such loss must make, timed like the
+    losses against the floor, and the lower bound they add up to."""
     g = torch.Generator().manual_seed(0)
     hw = h * w
     f = torch.randn(n, c, hw, generator=g).to(device)
@@ -217,21 +205,20 @@ def bench_primitives(k: int, c: int, h: int, w: int, n: int, device,
         'of the loss.', '']
 
 
-def bench_step(size: int, n: int, runs: int, args) -> dict:
-    """One I2CKD training step of the Cityscapes config on the CPU (random
-    weights, ``size`` x ``size``), and the loss alone on its records."""
-    cpu = torch.device('cpu')
+def bench_step(size: int, runs: int, args) -> List[str]:
+    """One I2CKD step of the Cityscapes config on the CPU (random weights,
+    ``size`` x ``size``, batch 2), and the loss alone on its records."""
+    cpu, n = torch.device('cpu'), 2
     model, optim, k = harness.build_model(STEP_CONFIG, (size, size), cpu)
     data = harness.make_batch(size, size, n, k, 32)
+    now = harness.clock(args.clock_kind, cpu)
 
     def step():
         model.train_step(data, optim)
 
     step_mib = peak_memory(step, cpu) / 2**20  # also the warm-up step
-    times = rounds({'step': step}, runs, 0,
-                   harness.clock(args.clock_kind, cpu))['step']
-    # the loss alone on the step's own recorded features and labels
-    distiller = model.distiller
+    times = rounds({'step': step}, runs, 0, now)['step']
+    distiller = model.distiller  # the loss alone on the step's records
     with torch.no_grad():
         s = distiller.get_record('feat', True, connector='loss_i2ckd_sfeat')
         t = distiller.get_record('feat', False)
@@ -240,13 +227,26 @@ def bench_step(size: int, n: int, runs: int, args) -> dict:
         t.new_empty(n, 3, size, size),
         model.data_preprocessor(data, True)['data_samples'])
     loss = fwd_bwd(distiller.distill_losses['loss_i2ckd'], s, t, gt)
-    loss_s = statistics.median(rounds({'loss': loss}, args.runs, args.warmup,
-                                      harness.clock(args.clock_kind,
-                                                    cpu))['loss'])
-    return dict(runs=runs, step_s=statistics.median(times), step_times=times,
-                step_mib=step_mib, loss_ms=loss_s * 1e3,
-                loss_mib=peak_memory(loss, cpu) / 2**20,
-                feat=tuple(t.shape))
+    loss_ms = statistics.median(rounds({'loss': loss}, args.runs,
+                                       args.warmup, now)['loss']) * 1e3
+    step_s = statistics.median(times)
+    share = loss_ms / 1e3 / step_s * 100
+    return [
+        f'### One DeepLabV3-R101 -> R18 I2CKD step on cpu ({size}x{size}, '
+        'batch 2)', '',
+        f'Built from `configs/i2ckd/{STEP_CONFIG.split("/")[-1]}` '
+        '(`harness.build_model`: random weights, SyncBN as BN, data '
+        f'preprocessor size {size}x{size}); `model.train_step` (teacher '
+        'forward, student forward+backward, connector, loss, SGD update) '
+        f'timed {runs} times after 1 warm-up step.', ''] + md_table(
+        ['step s (median)', 'step runs s', 'step peak MiB',
+         'feature (teacher)', 'I2CKD loss fwd+bwd ms', 'loss peak MiB',
+         'loss share of step'],
+        [[f'{step_s:.2f}', ', '.join(f'{x:.2f}' for x in times),
+          f'{step_mib:.0f}', 'x'.join(map(str, t.shape)), f'{loss_ms:.2f}',
+          f'{peak_memory(loss, cpu) / 2**20:.1f}',
+          f'**{share:.2f} %** (target <= 5 %: '
+          f'{"met" if share <= 5 else "NOT met"})']], 'rlrlrrr') + ['']
 
 
 def loss_table(rows: List[dict], device: str) -> List[str]:
@@ -255,11 +255,11 @@ def loss_table(rows: List[dict], device: str) -> List[str]:
     before = 'before_ms' in r0
     who = ('i2ckd', 'before', 'cwd') if before else ('i2ckd', 'cwd')
 
-    def ratio(a, b, fmt='.1f'):
-        return lambda r: f'{r[a + "_ms"] / r[b + "_ms"]:{fmt}}x'
-
     def num(key, fmt):
         return lambda r: f'{r[key]:{fmt}}'
+
+    def ratio(a, b, fmt='.1f'):
+        return lambda r: f'{r[a + "_ms"] / r[b + "_ms"]:{fmt}}x'
 
     cols = [('classes', num('k', 'd')), ('channels', num('c', 'd')),
             ('feature h x w', lambda r: f'{r["h"]}x{r["w"]}'),
@@ -274,8 +274,8 @@ def loss_table(rows: List[dict], device: str) -> List[str]:
              ('I2CKD MiB', num('i2ckd_mib', '.1f'))]
     if before:
         cols.append(('before MiB', num('before_mib', '.1f')))
-    cols += [('CWD ms', num('cwd_ms', '.2f')), ('CWD MiB', num('cwd_mib',
-                                                                '.1f')),
+    cols += [('CWD ms', num('cwd_ms', '.2f')),
+             ('CWD MiB', num('cwd_mib', '.1f')),
              ('ops: ' + ' / '.join(NAMES[x] for x in who),
               lambda r: ' / '.join(str(r[f'{x}_ops']) for x in who)),
              ('host waits: I2CKD' + (' / before' if before else ''),
@@ -305,80 +305,58 @@ def loss_table(rows: List[dict], device: str) -> List[str]:
 
 def head_lines(args, argv, kinds) -> List[str]:
     """The report's title, machine, command and method lines."""
+    clocks = ', '.join(f'{d} ' + ('CPU time of this process' if k == 'cpu'
+                                  else 'wall (synchronised)')
+                       for d, k in kinds.items())
     return harness.header('I2CKD loss: speed and memory',
                           'bench_i2ckd_loss.py', argv) + [
         f'- timing: median of {args.runs} forward+backward runs after '
         f'{args.warmup} warm-up runs (naive loop: {args.naive_runs} runs), '
-        'implementations interleaved, the order rotating run by run; '
-        'clock: ' + ', '.join(
-            f'{d} ' + ('CPU time of this process (time.process_time)'
-                       if k == 'cpu' else 'wall (synchronised)')
-            for d, k in kinds.items()),
-        '- floor: `F_s + F_t` into a new tensor, one read of both features '
-        'and one write of their shape (the gradient), median like the '
-        'rest; "I2CKD / floor" is the goal metric (target: <= 3x)',
-        '- ops: top-level PyTorch operators of one forward+backward (those '
-        'no other aten operator issued: one host round-trip, and on a GPU '
-        'about one kernel launch, each); host waits: operators that bring '
-        'a value to the host (`.item()`, `bool()`, `nonzero`, boolean '
-        'indexing, ...), a device wait each on a GPU; both counted with '
-        'torch.profiler on the CPU (`harness.op_counts`)',
-        '- peak memory: CPU = peak of the running sum of tensor allocations'
-        ' and frees (torch.profiler memory events) during one '
-        'forward+backward, above the inputs (frees of tensors that existed '
-        'before the call are not credited, so it errs high); CUDA = '
-        'torch.cuda.max_memory_allocated minus the memory allocated before',
-        '- inputs: fp32 student/teacher features N x C x h x w (student '
-        'requires grad), labels N x 8h x 8w uniform random per pixel with '
-        '5 % ignored, so every class is present in every image (worst case '
-        'for the K x K triplets); I2CKDLoss options: '
-        f'{args.variant} {VARIANTS[args.variant] or "(defaults)"}; CWD = '
-        'MMRazor ChannelWiseDivergence(tau=1) on the same features; naive '
-        'loop = tools/toy/reference_i2ckd.py' +
-        (f'; before = I2CKDLoss at git revision {args.baseline} (values '
-         'checked equal to 1e-5 first)' if args.baseline else '') +
-        (f'; compiled = the same loss under torch.compile(backend='
-         f'{args.compile!r}, fullgraph=True, dynamic=False) in mode(s) '
-         f'{", ".join(args.compile_mode or ["default"])}, its values '
-         'checked equal to eager first; the first call (which compiles '
-         'forward and backward: "compile s") is not timed' if args.compile
-         else '') + '; a loss with `compute` (returns loss and status) is '
-        'timed through it, the status read once after timing (no device '
-        'wait inside a timed call); an older loss through its forward', '']
+        f'interleaved, the order rotating run by run; clock: {clocks}',
+        '- floor: `F_s + F_t` into a new tensor (one read of both features, '
+        'one write of a gradient); "I2CKD / floor" is the goal metric '
+        '(target: <= 3x)',
+        '- ops: top-level PyTorch operators of one forward+backward (a host '
+        'round-trip each, about one kernel launch on a GPU); host waits: '
+        'operators that bring a value to the host (`.item()`, `nonzero`, '
+        'boolean indexing, ...); both counted with torch.profiler on the CPU',
+        '- peak memory: CPU = peak of the running sum of the tensor '
+        'allocations and frees of one forward+backward (errs high: frees of '
+        'older tensors are not credited); CUDA = max_memory_allocated above '
+        'the memory before',
+        '- inputs: fp32 features N x C x h x w, labels N x 8h x 8w uniform '
+        'per pixel, 5 % ignored (every class in every image); I2CKDLoss '
+        f'options: {args.variant} {VARIANTS[args.variant] or "(defaults)"}; '
+        'CWD = MMRazor ChannelWiseDivergence(tau=1); naive loop = '
+        'tools/toy/reference_i2ckd.py' +
+        (f'; before = I2CKDLoss at {args.baseline} (values checked equal to '
+         '1e-5 first)' if args.baseline else '') +
+        (f'; compiled = torch.compile(backend={args.compile!r}, '
+         f'fullgraph=True, dynamic=False), mode(s) '
+         f'{", ".join(args.compile_mode or ["default"])}, checked equal to '
+         'eager; the first call ("compile s") is not timed' if args.compile
+         else '') + '; a loss with `compute` is timed through it, its '
+        'status read once after timing', '']
 
 
 def main(argv: Optional[List[str]] = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     harness.add_common_args(p, device='auto')
     p.add_argument('--naive-runs', type=int, default=3,
-                   help='timed runs of the naive loop (0: no naive loop)')
-    p.add_argument('--variant', choices=tuple(VARIANTS), default='shipped',
-                   help='loss options: the shipped configs\' (normalised, '
-                   'margin 0.2, pull 1; default) or the literal defaults')
+                   help='timed runs of the naive loop (0: none)')
+    p.add_argument('--variant', choices=tuple(VARIANTS), default='shipped')
     p.add_argument('--compile', metavar='BACKEND',
-                   help='also time the loss under torch.compile(fullgraph='
-                   'True) with this backend (inductor; aot_eager: a check)')
-    p.add_argument('--compile-mode', nargs='+', choices=tuple(COMPILED),
-                   help='torch.compile modes of --compile, one column group '
-                   'each (default: default; reduce-overhead: CUDA graphs)')
-    p.add_argument('--classes', type=int, nargs='+',
-                   help='class counts (default 2 19 150; quick 2 19)')
-    p.add_argument('--channels', type=int, nargs='+',
-                   help='channel counts (default 128 256 512)')
-    p.add_argument('--batches', type=int, nargs='+',
-                   help='batch sizes (default 2 4)')
-    p.add_argument('--sizes', nargs='+', metavar='HxW', type=harness.hw,
-                   help='feature sizes (default 64x128 128x256)')
+                   help='also time the loss under torch.compile')
+    p.add_argument('--compile-mode', nargs='+', choices=tuple(COMPILED))
+    p.add_argument('--classes', type=int, nargs='+')
+    p.add_argument('--channels', type=int, nargs='+')
+    p.add_argument('--batches', type=int, nargs='+')
+    p.add_argument('--sizes', nargs='+', metavar='HxW', type=harness.hw)
     p.add_argument('--primitives', action='store_true',
-                   help='only time the passes the loss cannot avoid (class '
-                   'sums, gradient gather, ...) against the floor, at the '
-                   'first --classes/--channels/--sizes/--batches value')
+                   help='only the passes the loss cannot avoid, at the '
+                   'first value of each size option')
     p.add_argument('--no-step', action='store_true',
                    help='skip the full distillation step')
-    p.add_argument('--step-size', type=int,
-                   help='step input size (default 512, quick 128)')
-    p.add_argument('--step-runs', type=int,
-                   help='timed steps (default 2, quick 1)')
     args = harness.parse(p, argv)
     devices = ['cpu'] * (args.device != 'cuda') + ['cuda'] * (
         args.device == 'cuda' or args.device == 'auto'
@@ -445,29 +423,8 @@ def main(argv: Optional[List[str]] = None) -> str:
                          f'values agree to {r["naive_check"]:.1e})')
             lines += [line + '.', '']
         if not args.no_step:
-            size = args.step_size or (128 if quick else 512)
             args.clock_kind = kinds.get('cpu', 'wall')
-            st = bench_step(size, 2, args.step_runs or 1 + (not quick), args)
-            share = st['loss_ms'] / 1e3 / st['step_s'] * 100
-            lines += [
-                f'### One DeepLabV3-R101 -> R18 I2CKD step on cpu '
-                f'({size}x{size}, batch 2)', '',
-                f'Built from `configs/i2ckd/{STEP_CONFIG.split("/")[-1]}` '
-                '(`harness.build_model`: random weights, SyncBN as BN, data '
-                f'preprocessor size {size}x{size}); `model.train_step` '
-                '(teacher forward, student forward+backward, connector, '
-                f'loss, SGD update) timed {st["runs"]} times after 1 '
-                'warm-up step.', ''] + md_table(
-                ['step s (median)', 'step runs s', 'step peak MiB',
-                 'feature (teacher)', 'I2CKD loss fwd+bwd ms',
-                 'loss peak MiB', 'loss share of step'],
-                [[f'{st["step_s"]:.2f}',
-                  ', '.join(f'{x:.2f}' for x in st['step_times']),
-                  f'{st["step_mib"]:.0f}', 'x'.join(map(str, st['feat'])),
-                  f'{st["loss_ms"]:.2f}', f'{st["loss_mib"]:.1f}',
-                  f'**{share:.2f} %** (target <= 5 %: '
-                  f'{"met" if share <= 5 else "NOT met"})']],
-                'rlrlrrr') + ['']
+            lines += bench_step(128 if quick else 512, 1 + (not quick), args)
     return harness.finish_report(lines, t_start, args.out)
 
 

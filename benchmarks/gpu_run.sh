@@ -1,32 +1,18 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, as one command for one short call on a GPU
-# machine (no package index there; a copy of the work tree without .git; 8
-# files at most come back from $OUT). Parts, each with its own time limit,
-# each adding its rows to OUT_DIR/results_gpu_run.md as it finishes:
-#   a. the CUDA tests of the loss;
-#   b. the loss at the Cityscapes feature size (19 classes, 512 channels,
-#      64x128, batch 2) and at 256x512 batch 8: eager, compiled, CWD, the
-#      floor and the loss of BASELINE_REV in the same rows;
-#   c. the distillation step, R101 -> R18, 512x1024, batch 2, by part;
-#   d. the GPU study (benchmarks/gpu_study.sh) in the time left of TOTAL s,
-#      resuming from the committed benchmarks/accuracy_study_gpu*.csv;
-#   e. (not in the default PARTS) tools/demo.py with mixed precision.
-# Files in OUT_DIR: gpu_run.log, results_gpu_run.md, the study's CSVs (+
-# prediction_val.png with e). Details, limits and estimates:
-# benchmarks/README.md.
+# Everything that needs a GPU as one command (parts a-e, limits and
+# estimates: benchmarks/README.md); each part adds its rows to
+# OUT_DIR/results_gpu_run.md as it finishes, its output to gpu_run.log.
 #
-# Before the call, here (a checkout with git and pip):
+# Before the call, in a checkout with git and pip (OpenMMLab wheels, never
+# torch, into .whl/; the loss files of BASELINE_REV into .gpu_baseline/):
 #   bash benchmarks/gpu_run.sh --prepare WHEEL_DIR
-# (the OpenMMLab wheels of WHEEL_DIR, never torch, into .whl/; the loss files
-# of BASELINE_REV into .gpu_baseline/; both git-ignored). The call (device
-# tool), carry ['.whl', '.gpu_baseline'], timeout_s 540 (TOTAL 450 + margin):
+# The call (device tool), carry ['.whl', '.gpu_baseline'], timeout_s 540:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit; bash benchmarks/gpu_run.sh $OUT
-# Dry run on the CPU (tiny sizes, the same code paths):
-#   TINY=1 bash benchmarks/gpu_run.sh /tmp/gpu_dry
-# Environment: TOTAL (s, default 450; TINY 1200), PARTS (default "a b c d"),
-#   STUDY_DIR (the study's runs, reused by a second call on the same
-#   machine), LIMIT_A, LIMIT_B1, LIMIT_B2, LIMIT_C, LIMIT_E (s), PYTHON,
-#   TINY_BACKEND=aot_eager (a dry run compiles without C++: the test).
+# CPU dry run (tiny sizes, the same code paths): TINY=1 bash
+# benchmarks/gpu_run.sh /tmp/gpu_dry. Environment: TOTAL (s, default 450;
+# TINY 1200), PARTS (default "a b c d"), STUDY_DIR (the study's runs, kept
+# for a second call), LIMIT_A, LIMIT_B1, LIMIT_B2, LIMIT_C, LIMIT_E (s),
+# PYTHON, TINY_BACKEND=aot_eager (a dry run compiling without C++).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BASELINE_REV=87f5c15
@@ -49,7 +35,6 @@ if [ "${1:-}" = --prepare ]; then
     git show "$BASELINE_REV:i2ckd_mm/models/losses/$f.py" \
       >".gpu_baseline/$f.py" || exit 1
   done
-  ls -l .whl .gpu_baseline
   du -sh .whl .gpu_baseline
   exit 0
 fi
@@ -57,10 +42,8 @@ fi
 OUT_DIR=${1:-work_dirs/gpu_run}
 mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
-# this checkout's i2ckd_mm and tests first (some wheels ship a 'tests'
-# package of their own)
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-export PYTHONUNBUFFERED=1
+# this checkout's packages first (some wheels ship a 'tests' package)
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 TINY=${TINY:-0}
 PARTS=${PARTS:-a b c d}
@@ -77,12 +60,11 @@ status=0
 say() { echo "$*" | tee -a "$LOG"; }
 has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 part() {  # part NAME LIMIT CMD...: run with a limit, full output to the log
-  local name=$1 limit=$2
+  local name=$1 limit=$2 t0=$SECONDS rc
   shift 2
   say "=== $name (limit ${limit} s, at $((SECONDS - START)) s)"
-  local t0=$SECONDS
   timeout --kill-after=10 "$limit" "$@" >>"$LOG" 2>&1
-  local rc=$?
+  rc=$?
   say "=== $name: exit $rc after $((SECONDS - t0)) s"
   [ "$rc" -eq 0 ] || status=1
   return $rc
@@ -100,8 +82,9 @@ if [ "$TINY" = 1 ]; then
   LOSS_SIZES=("--channels 16 --sizes 8x16 --batches 2"
               "--channels 16 --sizes 16x32 --batches 2")
   LOSS_RUNS=(--runs 2 --warmup 1)
-  STEP=(--device cpu --big-size 64x128 --big-warmup 0 --big-runs 1
-        --teacher-sizes 64x128 --teacher-runs 1)
+  # 32x64: a bf16 teacher on a CPU without native bf16 takes ~20x fp32
+  STEP=(--device cpu --big-size 32x64 --big-warmup 0 --big-runs 1
+        --teacher-sizes 32x64 --teacher-runs 1)
   LIMIT_A=${LIMIT_A:-120} LIMIT_B1=${LIMIT_B1:-240}
   LIMIT_B2=${LIMIT_B2:-240} LIMIT_C=${LIMIT_C:-400} LIMIT_E=${LIMIT_E:-900}
   DEMO=(--iters 4 --teacher-iters 4 --vis-images 1)
@@ -124,8 +107,7 @@ fi
 
 {
   echo "# GPU run: $(date '+%Y-%m-%d %H:%M %Z')"
-  echo
-  echo '```'
+  echo; echo '```'
   nvidia-smi --query-gpu=name,memory.total,driver_version \
     --format=csv 2>/dev/null || echo "nvidia-smi: not available"
   "$PY" benchmarks/harness.py 2>&1
@@ -166,8 +148,8 @@ if has c; then
 fi
 
 if has d; then
-  # resume: the rows so far, from an earlier call on this machine (kept
-  # in STUDY_DIR) or else the committed ones
+  # resume from the rows of an earlier call here (STUDY_DIR), else the
+  # committed ones
   for f in benchmarks/accuracy_study_gpu*.csv; do
     b=$(basename "$f")
     if [ -n "${STUDY_DIR:-}" ] && [ -f "$STUDY_DIR/$b" ]; then f=$STUDY_DIR/$b; fi
@@ -178,12 +160,11 @@ if has d; then
   if [ "$left" -lt 60 ]; then
     say "=== d. GPU study: skipped, ${left} s left of ${TOTAL} s"
   else
-    # cut at its limit (exit 124) is how the study ends when time is short:
-    # its finished runs are in the CSV, the next call resumes
     WORK_DIR=${STUDY_DIR:-$TMP/study} LIMIT=$left part "d. GPU study (${left} s)" \
       $((left + 15)) bash benchmarks/gpu_study.sh "$OUT_DIR"
-    rc=$?
-    if [ "$rc" -eq 124 ]; then
+    # cut at its limit (124) is how the study ends when time is short: its
+    # finished runs are in the CSV, the next call resumes
+    if [ $? -eq 124 ]; then
       status=$saved
       say "=== d. GPU study: cut at ${left} s; runs in the CSV are kept"
     fi

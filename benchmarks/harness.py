@@ -1,10 +1,9 @@
-"""The one harness of the benchmarks and studies in this folder: timing,
-peak memory, operator counts, the machine lines, model and batch builders,
-the loss of an earlier revision, results (CSV, paired differences, t
-intervals, verdicts, tables) and the studies' toy runs (benchmarks/README.md).
+"""The one harness of the benchmarks and studies here (benchmarks/README.md).
 
-Scripts here import it as ``harness`` (their folder is first on
-``sys.path``); it puts ``tools/`` on ``sys.path`` for the ``toy`` package.
+Timing, peak memory, operator counts, the machine lines, model and batch
+builders, the loss of an earlier revision, results (CSV, paired differences,
+t intervals, verdicts, tables) and the studies' toy runs. Scripts here
+import it as ``harness``; it puts ``tools/`` on ``sys.path`` for ``toy``.
 ``python benchmarks/harness.py`` prints the machine lines.
 """
 import argparse
@@ -26,6 +25,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from torch.profiler import ProfilerActivity, profile
 from torch.utils import benchmark
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -39,10 +39,9 @@ IGNORE = 255
 
 # ------------------------------------------------------------------ timing
 def clock(kind: str, device: torch.device) -> Callable[[], float]:
-    """Seconds: ``'wall'``, ``torch.utils.benchmark.timer`` (perf_counter
-    after an accelerator sync); ``'cpu'``, ``time.process_time``, which
-    does not count the time other jobs hold the core (one thread; not on a
-    GPU, whose work is not this process's CPU time)."""
+    """Seconds: ``'wall'``, ``torch.utils.benchmark.timer`` (synchronised);
+    ``'cpu'``, ``time.process_time`` (not counting the time other jobs hold
+    the core; refused on a GPU, whose work is not this process's)."""
     if kind == 'wall':
         return benchmark.timer
     if kind != 'cpu' or device.type != 'cpu':
@@ -54,11 +53,13 @@ def clock(kind: str, device: torch.device) -> Callable[[], float]:
 def rounds(cases: Dict[str, Callable], runs: Union[int, Dict[str, int]],
            warmup: Union[int, Dict[str, int]], now: Callable[[], float],
            log: Optional[Callable] = None) -> Dict[str, list]:
-    """Time each case ``runs`` times after ``warmup`` calls (ints or per
-    case): round r calls every case still due once, starting at case
-    ``r % len(cases)``. Returns per case the seconds of each call, or what
-    the call returned where that is a dict (a case timing its own parts).
-    ``log(r, results so far)`` after each round."""
+    """Time the cases in interleaved rounds after ``warmup`` calls each.
+
+    Round r calls every case still due once, starting at case
+    ``r % len(cases)``; ``runs``/``warmup`` are ints or per case; ``log(r,
+    results so far)`` after each round. Returns per case the seconds of each
+    call, or what it returned where that is a dict (a case timing parts).
+    """
     names = list(cases)
     runs = runs if isinstance(runs, dict) else dict.fromkeys(names, runs)
     warm = warmup if isinstance(warmup, dict) else dict.fromkeys(
@@ -81,9 +82,9 @@ def rounds(cases: Dict[str, Callable], runs: Union[int, Dict[str, int]],
 
 
 def peak_memory(fn: Callable[[], None], device: torch.device) -> int:
-    """Extra bytes of tensor memory at the peak of one call of ``fn``: CUDA
-    ``max_memory_allocated`` above the memory before; CPU the running sum's
-    maximum of the allocations and frees ``torch.profiler`` records."""
+    """Extra bytes of tensor memory at the peak of one call of ``fn``:
+    CUDA ``max_memory_allocated`` above the memory before; CPU the peak of
+    the running sum of the allocations and frees ``torch.profiler`` saw."""
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -91,7 +92,6 @@ def peak_memory(fn: Callable[[], None], device: torch.device) -> int:
         fn()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - base
-    from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU],
                  profile_memory=True) as prof:
         fn()
@@ -112,11 +112,10 @@ HOST_WAIT_OPS = ('aten::_local_scalar_dense', 'aten::nonzero',
 
 
 def count_by_part(events) -> Dict[str, int]:
-    """``ops_<part>``: top-level ATen operators (no ``aten::`` event above
-    them: what Python or autograd issued, one host round-trip each, not an
-    operator's internal calls); ``waits_<part>``: :data:`HOST_WAIT_OPS` at
-    any depth. The part is the innermost ``record_function('part::<name>')``
-    range around the event, else ``other``."""
+    """``ops_<part>``: top-level ATen operators (no ``aten::`` event above:
+    one host round-trip each); ``waits_<part>``: :data:`HOST_WAIT_OPS` at
+    any depth; part: the innermost ``record_function('part::<name>')``
+    around the event, else ``other``."""
     counts = defaultdict(int)
     for e in events:
         if not e.name.startswith('aten::'):
@@ -127,16 +126,14 @@ def count_by_part(events) -> Dict[str, int]:
             if part is None and p.name.startswith('part::'):
                 part = p.name[len('part::'):]
             p = p.cpu_parent
-        part = part or 'other'
-        counts[f'ops_{part}'] += top
-        counts[f'waits_{part}'] += e.name in HOST_WAIT_OPS
+        counts[f'ops_{part or "other"}'] += top
+        counts[f'waits_{part or "other"}'] += e.name in HOST_WAIT_OPS
     return {k: v for k, v in counts.items() if v}
 
 
 def op_counts(fn: Callable[[], None]) -> Tuple[int, int]:
-    """(top-level operators, host waits) of one call of ``fn``, from
-    ``torch.profiler`` (CPU activity: the same count on any device)."""
-    from torch.profiler import ProfilerActivity, profile
+    """(top-level operators, host waits) of one call of ``fn`` (counted on
+    the CPU's profiler events: the same on any device)."""
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     counts = count_by_part(prof.events())
@@ -146,8 +143,8 @@ def op_counts(fn: Callable[[], None]) -> Tuple[int, int]:
 
 # ----------------------------------------------------------------- reports
 def machine_lines(threads_note: str = '') -> List[str]:
-    """Date, CPU, threads, versions, load and GPU as markdown list lines
-    (versions and GPUs from MMEngine's ``collect_env``)."""
+    """Date, CPU, threads, versions (MMEngine's ``collect_env`` and ours),
+    load and GPUs as markdown list lines."""
     import mmcv
     import mmrazor
     import mmseg
@@ -174,22 +171,18 @@ def machine_lines(threads_note: str = '') -> List[str]:
 
 
 def add_common_args(p: argparse.ArgumentParser, device: str) -> None:
-    """The options both benchmarks share."""
+    """The options both benchmarks share (benchmarks/README.md)."""
     p.add_argument('--quick', action='store_true', help='a short smoke run')
     p.add_argument('--device', default=device,
-                   choices=('auto', 'cpu', 'cuda')[device != 'auto':],
-                   help='auto: CPU, and CUDA when available')
+                   choices=('auto', 'cpu', 'cuda')[device != 'auto':])
     p.add_argument('--out', help='also write the markdown report here')
-    p.add_argument('--threads', type=int, default=1,
-                   help='torch intra-op threads (default 1)')
-    p.add_argument('--clock', choices=('cpu', 'wall'),
-                   help="default: 'cpu' (process CPU time) on a CPU with one "
-                   "thread, else 'wall'; CUDA: wall only")
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--clock', choices=('cpu', 'wall'), help="default: 'cpu' "
+                   "on a CPU with one thread, else 'wall'")
     p.add_argument('--runs', type=int, help='timed runs per case')
     p.add_argument('--warmup', type=int, help='warm-up runs per case')
-    p.add_argument('--baseline', metavar='REV', help='git revision of the '
-                   'I2CKD loss of the "before" rows, or a folder holding its '
-                   'i2ckd_loss.py and prototypes.py')
+    p.add_argument('--baseline', metavar='REV', help='git revision (or a '
+                   'folder of its loss files) of the "before" loss')
 
 
 def hw(text: str) -> Tuple[int, int]:
@@ -203,8 +196,7 @@ def hw(text: str) -> Tuple[int, int]:
 
 
 def parse(p: argparse.ArgumentParser, argv) -> argparse.Namespace:
-    """Parse; refuse ``--device cuda`` without CUDA and the CPU-time clock
-    on a GPU."""
+    """Parse; refuse ``--device cuda`` without CUDA and CPU time on it."""
     args = p.parse_args(argv)
     if args.device == 'cuda' and not torch.cuda.is_available():
         p.error('--device cuda but torch.cuda.is_available() is False')
@@ -214,8 +206,8 @@ def parse(p: argparse.ArgumentParser, argv) -> argparse.Namespace:
 
 
 def clock_kind(args, device: torch.device) -> str:
-    """The clock of ``device``: wall on a GPU; on the CPU ``--clock``, by
-    default CPU time with one thread, else wall."""
+    """Wall on a GPU; on the CPU ``--clock``, by default CPU time with one
+    thread, else wall."""
     if device.type != 'cpu':
         return 'wall'
     return args.clock or ('cpu' if args.threads == 1 else 'wall')
@@ -233,8 +225,8 @@ def header(title: str, script: str, argv: Optional[List[str]],
 
 def finish_report(lines: List[str], t_start: float,
                   out: Optional[str] = None) -> str:
-    """Add the total time and load, print the report, write it to ``out``;
-    returns it."""
+    """Add the total time and load, print the report and write it to
+    ``out``; returns it."""
     report = '\n'.join(lines + [
         f'Total benchmark time {time.time() - t_start:.0f} s; load average '
         f'at end {os.getloadavg()[0]:.2f}.']) + '\n'
@@ -266,12 +258,10 @@ def build_model(cfg_path: str, size: Optional[Tuple[int, int]],
                 options: Optional[dict] = None, cwd_only: bool = False):
     """(model, optimizer wrapper, class count) of a config, random weights.
 
-    A distillation config gives its algorithm (``student_only``: its student
-    alone), a segmentation config its segmentor; ``size`` (h, w) sets the
-    data preprocessor's size; no pretrained weights or teacher checkpoint.
-    ``options``: more algorithm keys (``teacher_precision``, ...);
-    ``cwd_only`` drops the I2CKD losses and their connectors. SyncBN layers
-    become BN (``revert_sync_batchnorm``): one process, no process group.
+    A distillation config gives its algorithm (``student_only``: its
+    student), a segmentation config its segmentor; ``size``: the data
+    preprocessor's (h, w); ``options``: more algorithm keys; ``cwd_only``
+    drops the I2CKD losses and their connectors. SyncBN becomes BN.
     """
     import i2ckd_mm  # noqa: F401  (registers the algorithm and loss)
     from mmengine.config import Config
@@ -282,15 +272,15 @@ def build_model(cfg_path: str, size: Optional[Tuple[int, int]],
 
     cfg = Config.fromfile(cfg_path)
     model_cfg = cfg.model
-    distill = model_cfg.get('type') == 'I2CKDDistill'
-    student_cfg = model_cfg.architecture if distill else model_cfg
+    distill = model_cfg.get('type') == 'I2CKDDistill' and not student_only
+    student_cfg = model_cfg.get('architecture', model_cfg)
     student_cfg.pretrained = None  # no ImageNet download
     if size is not None:
         student_cfg.data_preprocessor.size = tuple(size)
     with warnings.catch_warnings():
         # 'no teacher_ckpt given': random teacher weights are the point here
         warnings.simplefilter('ignore')
-        if distill and not student_only:
+        if distill:
             model_cfg.update(options or {})
             if cwd_only:
                 drop_i2ckd_losses(model_cfg.distiller)
@@ -300,7 +290,7 @@ def build_model(cfg_path: str, size: Optional[Tuple[int, int]],
             model = RAZOR_MODELS.build(model_cfg)
         else:
             model = SEG_MODELS.build(student_cfg)
-            distill = False
+    # one process, no process group: SyncBN would fail
     model = revert_sync_batchnorm(model).to(device).train()
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
     student = model.student if distill else model
@@ -347,9 +337,8 @@ def make_batch(h: int, w: int, n: int, num_classes: int, block: int,
 
 def load_baseline(rev: str):
     """``I2CKDLoss`` of git revision ``rev`` (or of the ``i2ckd_loss.py``
-    and ``prototypes.py`` in folder ``rev``: a work tree copied without
-    ``.git`` has no revisions), imported from a temporary copy as package
-    ``i2ckd_baseline``, unregistered (the current class keeps the name)."""
+    and ``prototypes.py`` in folder ``rev``: a copy without ``.git``),
+    imported as package ``i2ckd_baseline``, unregistered."""
     import importlib.util
     import tempfile
     tmp = tempfile.mkdtemp(prefix='i2ckd_baseline_')
@@ -375,9 +364,8 @@ def load_baseline(rev: str):
             f.write(src.replace('@MODELS.register_module()', ''))
         spec = importlib.util.spec_from_file_location(
             f'i2ckd_baseline.{name}', path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
+        sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[spec.name])
     return sys.modules['i2ckd_baseline.i2ckd_loss'].I2CKDLoss
 
 
