@@ -332,6 +332,7 @@ def cmd_run(args, overrides=None):
     """``run``: backbones, data, teacher, then the arms, ``--jobs`` at once,
     seed-major (pairs complete early)."""
     proto = protocol(args.protocol, args.dataset, **(overrides or {}))
+    study_csv = proto['csv']  # where 'matched' is resolved if --csv lacks it
     if args.csv:
         proto['csv'] = osp.abspath(args.csv)
     root = osp.abspath(args.work_dir)
@@ -339,7 +340,8 @@ def cmd_run(args, overrides=None):
     names = list(dict.fromkeys(n.replace('BEST', args.best) for a in args.arms
                                for n in GROUPS.get(a, [a])))
     if 'matched' in names:
-        m = matched_arm(proto['csv'], args.dataset, proto['iters'])
+        m = (matched_arm(proto['csv'], args.dataset, proto['iters']) or
+             matched_arm(study_csv, args.dataset, proto['iters']))
         if m is None:
             raise SystemExit(
                 f'matched: no matched-compute arm for {args.dataset} yet: it'
@@ -720,17 +722,36 @@ def methods_section(path, curves_plot=None):
         arm, best, ratio = m
         top = max([c for c in METHODS.values() if c in val],
                   key=lambda c: _mean(val[c]))
+        # the matched-compute runs live in their own CSV with a plain and an
+        # I2CKD arm of the same start (backbones, teacher) to pair with
+        mpath = harness.side_csv(path, 'matched')
+        mrows = read_csv(mpath)
+        mteacher, _, mt = _dataset(mrows, ds)
         lines += [f'Matched compute: `{best}` (the best plain method on val)'
                   f' for {arm.split("@")[1]} iterations = {iters} x '
                   f'{ratio:.2f}, the step-time ratio of `{METHODS[best]}`; '
                   f'the best combination on val is `{top}`.', '']
-        if arm in test:
-            lines += comparison_table(test, list(dict.fromkeys(
-                [(METHODS[best], arm), (top, arm), (arm, best)]))) + ['']
+        if arm in mt:
+            ms = {}
+            for r in read_csv(harness.side_csv(mpath, 'steps'), 'step_ms'):
+                if r['dataset'] == ds:
+                    ms.setdefault(r['arm'], []).append(r['step_ms'])
+            lines += [
+                f'Its runs and the runs they pair with '
+                f'(`{osp.basename(mpath)}`) start from backbones pretrained '
+                'again and a '
+                f'teacher trained again on another machine (teacher '
+                f'{_splits(mteacher)} mIoU), so they pair only with each '
+                'other; median step time there (ms): ' + ', '.join(
+                    f'{a} {np.median(v):.0f}' for a, v in sorted(ms.items()))
+                + '.', ''] + arm_table(mt, 'test') + [''] + comparison_table(
+                mt, list(dict.fromkeys([(top, arm), (METHODS[best], arm),
+                                        (arm, best),
+                                        (METHODS[best], best)]))) + ['']
         else:
             lines += [f'`{arm}` not run yet.', '']
         better = [m for m in METHODS if above_zero(test, METHODS[m], m)]
-        beats = above_zero(test, top, arm) if arm in test else None
+        beats = above_zero(mt, top, arm) if arm in mt and top in mt else None
         found.append((better, beats))
         return lines, (
             f'- {ds}: I2CKD better (test interval above zero) for '
