@@ -746,8 +746,10 @@ def methods_section(path, curves_plot=None):
                     f'{a} {np.median(v):.0f}' for a, v in sorted(ms.items()))
                 + '.', ''] + arm_table(mt, 'test') + [''] + comparison_table(
                 mt, list(dict.fromkeys([(top, arm), (METHODS[best], arm),
-                                        (arm, best),
-                                        (METHODS[best], best)]))) + ['']
+                                        (arm, best), (METHODS[best], best)] +
+                                       [(top, a) for a in sorted(mt) if a !=
+                                        arm and a.startswith(best + '@')]))
+            ) + ['']
         else:
             lines += [f'`{arm}` not run yet.', '']
         better = [m for m in METHODS if above_zero(test, METHODS[m], m)]

@@ -368,6 +368,15 @@ def test_matched_arm_and_methods_section(tmp_path):
     assert '| i2ckd_kd | kd@900 | 3 | +0.33 | [-1.56, +2.23] | 2/3 | tied |' \
         in text
     assert 'vs the matched-compute arm: not better' in text
+    # another iteration count of the same method in that CSV is compared
+    # too: i2ckd_kd - kd@950 = 0, 0.5, 1 -> +0.50 [-0.74, +1.74]
+    harness.append_csv(matched, harness.FIELDS, [
+        dict(dataset='toyshapes', arm='kd@950', seed=s, split='test',
+             mIoU=v, iterations=950, wall_s=1)
+        for s, v in enumerate([41, 42, 43])])
+    text = '\n'.join(study.methods_section(path))
+    assert '| i2ckd_kd | kd@950 | 3 | +0.50 | [-0.74, +1.74] | 2/3 | tied |' \
+        in text
 
 
 def test_step_time_is_the_median_logged_training_iteration(tmp_path):
