@@ -697,19 +697,23 @@ def protocol_section(name, path, curves_plot=None):
 def methods_section(path, curves_plot=None):
     """The ``methods`` protocol's section: each method alone and with
     I2CKD, paired on seeds, the matched-compute arm and the goal."""
-    steps = read_csv(harness.side_csv(path, 'steps'), 'step_ms')
     iters = PROTOCOLS['methods']['iters']
     pairs = [(c, m) for m, c in METHODS.items()]
     found = []  # per dataset: (the methods I2CKD improves, top beats matched)
 
-    def per_dataset(rows, ds, teacher, val, test):
+    def step_medians(csv, ds):
+        """'arm ms, ...': the median logged step time of each arm of ``ds``
+        in the ``_steps`` file of ``csv``."""
         ms = {}
-        for r in steps:
+        for r in read_csv(harness.side_csv(csv, 'steps'), 'step_ms'):
             if r['dataset'] == ds:
                 ms.setdefault(r['arm'], []).append(r['step_ms'])
+        return ', '.join(f'{a} {np.median(v):.0f}' for a, v in
+                         sorted(ms.items()))
+
+    def per_dataset(rows, ds, teacher, val, test):
         lines = [f'Teacher: {_splits(teacher)} mIoU. Median step time (ms): '
-                 + ', '.join(f'{a} {np.median(v):.0f}' for a, v in
-                             sorted(ms.items())) + '.', '']
+                 f'{step_medians(path, ds)}.', '']
         lines += arm_table(test, 'test') + ['', 'With I2CKD vs without, on '
                                             'val (where choices are made) '
                                             'and on test:', '']
@@ -732,19 +736,13 @@ def methods_section(path, curves_plot=None):
                   f'{ratio:.2f}, the step-time ratio of `{METHODS[best]}`; '
                   f'the best combination on val is `{top}`.', '']
         if arm in mt:
-            ms = {}
-            for r in read_csv(harness.side_csv(mpath, 'steps'), 'step_ms'):
-                if r['dataset'] == ds:
-                    ms.setdefault(r['arm'], []).append(r['step_ms'])
             lines += [
                 f'Its runs and the runs they pair with '
-                f'(`{osp.basename(mpath)}`) start from backbones pretrained '
-                'again and a '
-                f'teacher trained again on another machine (teacher '
-                f'{_splits(mteacher)} mIoU), so they pair only with each '
-                'other; median step time there (ms): ' + ', '.join(
-                    f'{a} {np.median(v):.0f}' for a, v in sorted(ms.items()))
-                + '.', ''] + arm_table(mt, 'test') + [''] + comparison_table(
+                f'(`{osp.basename(mpath)}`) have their own pretrained '
+                f'backbones and teacher (teacher {_splits(mteacher)} mIoU),'
+                ' so they pair only with each other; median step time there '
+                f'(ms): {step_medians(mpath, ds)}.', ''] + arm_table(
+                    mt, 'test') + [''] + comparison_table(
                 mt, list(dict.fromkeys([(top, arm), (METHODS[best], arm),
                                         (arm, best), (METHODS[best], best)] +
                                        [(top, a) for a in sorted(mt) if a !=
