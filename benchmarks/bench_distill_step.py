@@ -58,7 +58,10 @@ def use_baseline_loss(alg, baseline_cls, cfg_path: str) -> None:
     from mmengine.config import Config
     cfgs = Config.fromfile(cfg_path).model.distiller.distill_losses
     losses = alg.distiller.distill_losses
-    for name in [n for n, x in losses.items() if isinstance(x, I2CKDLoss)]:
+    names = [n for n, x in losses.items() if isinstance(x, I2CKDLoss)]
+    if not names:  # a "before" row that is the current loss would mislead
+        raise ValueError(f'no I2CKDLoss in {cfg_path} to replace')
+    for name in names:
         kwargs = {k: v for k, v in cfgs[name].items() if k != 'type'}
         losses[name] = baseline_cls(
             **kwargs, num_classes=losses[name].num_classes).to(
@@ -365,9 +368,11 @@ def compile_setting(text: str) -> Tuple[str, dict]:
     (row label, I2CKDDistill options)."""
     if text == 'default':
         return 'compiled', dict(compile_losses=True)
-    if text == 'reduce-overhead' or text.startswith('backend=') and text[8:]:
+    if text == 'reduce-overhead':
+        return f'compiled ({text})', dict(compile_losses=dict(mode=text))
+    if text.startswith('backend=') and text[len('backend='):]:
         return f'compiled ({text})', dict(compile_losses=dict(
-            backend=text[8:]) if text[0] == 'b' else dict(mode=text))
+            backend=text[len('backend='):]))
     raise argparse.ArgumentTypeError(
         f'{text!r}: default, reduce-overhead or backend=NAME')
 

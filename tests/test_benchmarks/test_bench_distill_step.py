@@ -231,3 +231,12 @@ def test_bad_teacher_setting_is_refused(bench, capsys):
         err = capsys.readouterr().err
         assert 'a teacher setting is fp32, bf16 or fp16' in err or \
             'teacher precision must be one of' in err, err
+
+
+def test_baseline_loss_needs_an_i2ckd_loss_to_replace(bench):
+    """A "loss before" row on a config without I2CKDLoss would time the
+    unchanged algorithm under that name: refused, naming the config."""
+    from types import SimpleNamespace
+    alg = SimpleNamespace(distiller=SimpleNamespace(distill_losses={}))
+    with pytest.raises(ValueError, match='no I2CKDLoss in .*cwd'):
+        bench.use_baseline_loss(alg, object, bench.CITYSCAPES_CWD)
