@@ -1,18 +1,15 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU as one command (parts a-e, limits and
-# estimates: benchmarks/README.md); each part adds its rows to
-# OUT_DIR/results_gpu_run.md as it finishes, its output to gpu_run.log.
-#
-# Before the call, in a checkout with git and pip (OpenMMLab wheels, never
-# torch, into .whl/; the loss files of BASELINE_REV into .gpu_baseline/):
-#   bash benchmarks/gpu_run.sh --prepare WHEEL_DIR
+# Everything that needs a GPU as one command: parts a-e (benchmarks/README.md)
+# each add their rows to OUT_DIR/results_gpu_run.md as they finish, their
+# output to gpu_run.log. Prepare in a checkout with git and pip (OpenMMLab
+# wheels, never torch, into .whl/; the loss of BASELINE_REV into
+# .gpu_baseline/): bash benchmarks/gpu_run.sh --prepare WHEEL_DIR
 # The call (device tool), carry ['.whl', '.gpu_baseline'], timeout_s 540:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit; bash benchmarks/gpu_run.sh $OUT
-# CPU dry run (tiny sizes, the same code paths): TINY=1 bash
-# benchmarks/gpu_run.sh /tmp/gpu_dry. Environment: TOTAL (s, default 450;
-# TINY 1200), PARTS (default "a b c d"), STUDY_DIR (the study's runs, kept
-# for a second call), LIMIT_A, LIMIT_B1, LIMIT_B2, LIMIT_C, LIMIT_E (s),
-# PYTHON, TINY_BACKEND=aot_eager (a dry run compiling without C++).
+# CPU dry run: TINY=1 bash benchmarks/gpu_run.sh /tmp/gpu_dry. Environment:
+# TOTAL (s, default 450; TINY 1200), PARTS (default "a b c d"), STUDY_DIR
+# (the study's runs, kept for a second call), SEEDS, LIMIT_A, LIMIT_B1,
+# LIMIT_B2, LIMIT_C, LIMIT_E (s), PYTHON, TINY_BACKEND=aot_eager.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BASELINE_REV=87f5c15
@@ -88,6 +85,7 @@ if [ "$TINY" = 1 ]; then
   LIMIT_A=${LIMIT_A:-120} LIMIT_B1=${LIMIT_B1:-240}
   LIMIT_B2=${LIMIT_B2:-240} LIMIT_C=${LIMIT_C:-400} LIMIT_E=${LIMIT_E:-900}
   DEMO=(--iters 4 --teacher-iters 4 --vis-images 1)
+  JOBS=1 STUDY_TINY=(--tiny)
   if [ -n "${TINY_BACKEND:-}" ]; then
     LOSS_COMPILE=(--compile "$TINY_BACKEND")
     STEP_COMPILE=(--compile-losses "backend=$TINY_BACKEND")
@@ -103,6 +101,7 @@ else
   LIMIT_A=${LIMIT_A:-60} LIMIT_B1=${LIMIT_B1:-120}
   LIMIT_B2=${LIMIT_B2:-100} LIMIT_C=${LIMIT_C:-180} LIMIT_E=${LIMIT_E:-330}
   DEMO=(--amp --iters 400 --teacher-iters 600 --vis-images 2)
+  JOBS=6 STUDY_TINY=()  # 6 study runs share the GPU
 fi
 
 {
@@ -148,8 +147,8 @@ if has c; then
 fi
 
 if has d; then
-  # resume from the rows of an earlier call here (STUDY_DIR), else the
-  # committed ones
+  # the accuracy study's gpu protocol (accuracy_study.py), resumed from the
+  # rows of an earlier call here (STUDY_DIR), else from the committed ones
   for f in benchmarks/accuracy_study_gpu*.csv; do
     b=$(basename "$f")
     if [ -n "${STUDY_DIR:-}" ] && [ -f "$STUDY_DIR/$b" ]; then f=$STUDY_DIR/$b; fi
@@ -160,8 +159,11 @@ if has d; then
   if [ "$left" -lt 60 ]; then
     say "=== d. GPU study: skipped, ${left} s left of ${TOTAL} s"
   else
-    WORK_DIR=${STUDY_DIR:-$TMP/study} LIMIT=$left part "d. GPU study (${left} s)" \
-      $((left + 15)) bash benchmarks/gpu_study.sh "$OUT_DIR"
+    # shellcheck disable=SC2086  # SEEDS: several values
+    part "d. GPU study" "$left" "$PY" benchmarks/accuracy_study.py run \
+      --protocol gpu --dataset toystreets --arms round4 \
+      --seeds ${SEEDS:-0 1 2} --jobs "$JOBS" \
+      --csv "$OUT_DIR/accuracy_study_gpu.csv" --work-dir "${STUDY_DIR:-$TMP/study}" "${STUDY_TINY[@]}"
     # cut at its limit (124) is how the study ends when time is short: its
     # finished runs are in the CSV, the next call resumes
     if [ $? -eq 124 ]; then
@@ -171,7 +173,7 @@ if has d; then
     [ -n "${STUDY_DIR:-}" ] && cp "$OUT_DIR"/accuracy_study_gpu*.csv \
       "$STUDY_DIR/" 2>/dev/null
     { echo; echo '## GPU study'; echo
-      grep -E '^gpu_study:|seed [0-9]+:' "$LOG" | tail -n 30
+      grep -E 'seed [0-9]+:' "$LOG" | tail -n 30
       echo; echo "rows: $(($(cat "$OUT_DIR/accuracy_study_gpu.csv" \
         2>/dev/null | wc -l) - 1)) in accuracy_study_gpu.csv"
     } | tee -a "$RES"

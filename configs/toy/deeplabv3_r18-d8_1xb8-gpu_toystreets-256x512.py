@@ -1,4 +1,4 @@
-# GPU study student alone (benchmarks/gpu_study.sh): DeepLabV3
+# GPU study student alone (benchmarks/gpu_run.sh, part d): DeepLabV3
 # ResNetV1c-18-D8 at full width on ToyStreets 256x512 (128x256 crops,
 # batch 8), from the ToyNet-pretrained R18 backbone (set by the study).
 _base_ = [

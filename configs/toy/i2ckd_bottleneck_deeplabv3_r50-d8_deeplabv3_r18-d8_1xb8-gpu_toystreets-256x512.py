@@ -1,4 +1,4 @@
-# GPU study, I2CKD (benchmarks/gpu_study.sh): teacher DeepLabV3 R50-D8
+# GPU study, I2CKD (benchmarks/gpu_run.sh, part d): teacher DeepLabV3 R50-D8
 # (deeplabv3_r50-d8_1xb8-gpu_toystreets-256x512.py) -> student DeepLabV3
 # R18-D8, full width, on the ASPP bottleneck, on top of the student-alone
 # config (the two differ only in distillation). The study sets

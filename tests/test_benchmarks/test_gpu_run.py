@@ -3,8 +3,7 @@
 the results file, a part that fails does not stop the later ones, and the
 study (d) is skipped when too little of the total time is left. The CUDA
 tests (a) are the loss's own (test_i2ckd_loss.py, skipped without a GPU);
-the study's dry run (TINY=1 benchmarks/gpu_study.sh) takes minutes and is
-not run here. ~3 min on 2 cores."""
+the study's dry run (TINY=1 PARTS=d) takes minutes and is not run here. ~3 min on 2 cores."""
 import os
 import os.path as osp
 import re
