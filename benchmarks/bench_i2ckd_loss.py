@@ -18,9 +18,6 @@ from harness import IGNORE, md_table, op_counts, peak_memory, rounds
 from i2ckd_mm.models.losses import I2CKDLoss
 from mmrazor.models.losses import ChannelWiseDivergence
 
-STEP_CONFIG = harness.config_path(
-    'i2ckd_bottleneck_deeplabv3_r101-d8_deeplabv3_r18-d8_8xb2-40k_'
-    'cityscapes-512x1024.py')
 #: --variant: the loss options timed
 VARIANTS = {'shipped': dict(normalize=True, margin=0.2, pull_weight=1.0),
             'literal': dict()}
@@ -205,50 +202,6 @@ def bench_primitives(k: int, c: int, h: int, w: int, n: int, device,
         'of the loss.', '']
 
 
-def bench_step(size: int, runs: int, args) -> List[str]:
-    """One I2CKD step of the Cityscapes config on the CPU (random weights,
-    ``size`` x ``size``, batch 2), and the loss alone on its records."""
-    cpu, n = torch.device('cpu'), 2
-    model, optim, k = harness.build_model(STEP_CONFIG, (size, size), cpu)
-    data = harness.make_batch(size, size, n, k, 32)
-    now = harness.clock(args.clock_kind, cpu)
-
-    def step():
-        model.train_step(data, optim)
-
-    step_mib = peak_memory(step, cpu) / 2**20  # also the warm-up step
-    times = rounds({'step': step}, runs, 0, now)['step']
-    distiller = model.distiller  # the loss alone on the step's records
-    with torch.no_grad():
-        s = distiller.get_record('feat', True, connector='loss_i2ckd_sfeat')
-        t = distiller.get_record('feat', False)
-    s = s.detach().requires_grad_()
-    gt = model.stack_labels(
-        t.new_empty(n, 3, size, size),
-        model.data_preprocessor(data, True)['data_samples'])
-    loss = fwd_bwd(distiller.distill_losses['loss_i2ckd'], s, t, gt)
-    loss_ms = statistics.median(rounds({'loss': loss}, args.runs,
-                                       args.warmup, now)['loss']) * 1e3
-    step_s = statistics.median(times)
-    share = loss_ms / 1e3 / step_s * 100
-    return [
-        f'### One DeepLabV3-R101 -> R18 I2CKD step on cpu ({size}x{size}, '
-        'batch 2)', '',
-        f'Built from `configs/i2ckd/{STEP_CONFIG.split("/")[-1]}` '
-        '(`harness.build_model`: random weights, SyncBN as BN, data '
-        f'preprocessor size {size}x{size}); `model.train_step` (teacher '
-        'forward, student forward+backward, connector, loss, SGD update) '
-        f'timed {runs} times after 1 warm-up step.', ''] + md_table(
-        ['step s (median)', 'step runs s', 'step peak MiB',
-         'feature (teacher)', 'I2CKD loss fwd+bwd ms', 'loss peak MiB',
-         'loss share of step'],
-        [[f'{step_s:.2f}', ', '.join(f'{x:.2f}' for x in times),
-          f'{step_mib:.0f}', 'x'.join(map(str, t.shape)), f'{loss_ms:.2f}',
-          f'{peak_memory(loss, cpu) / 2**20:.1f}',
-          f'**{share:.2f} %** (target <= 5 %: '
-          f'{"met" if share <= 5 else "NOT met"})']], 'rlrlrrr') + ['']
-
-
 def loss_table(rows: List[dict], device: str) -> List[str]:
     """The markdown table of the loss rows (columns of what was run)."""
     r0 = rows[0]
@@ -356,7 +309,8 @@ def main(argv: Optional[List[str]] = None) -> str:
                    help='only the passes the loss cannot avoid, at the '
                    'first value of each size option')
     p.add_argument('--no-step', action='store_true',
-                   help='skip the full distillation step')
+                   help='no effect, kept for older commands: the loss\'s '
+                   'share of a step is measured by bench_distill_step.py')
     args = harness.parse(p, argv)
     devices = ['cpu'] * (args.device != 'cuda') + ['cuda'] * (
         args.device == 'cuda' or args.device == 'auto'
@@ -422,9 +376,6 @@ def main(argv: Optional[List[str]] = None) -> str:
                          f'({r["naive_ms"] / r["i2ckd_ms"]:.1f}x slower, '
                          f'values agree to {r["naive_check"]:.1e})')
             lines += [line + '.', '']
-        if not args.no_step:
-            args.clock_kind = kinds.get('cpu', 'wall')
-            lines += bench_step(128 if quick else 512, 1 + (not quick), args)
     return harness.finish_report(lines, t_start, args.out)
 
 
