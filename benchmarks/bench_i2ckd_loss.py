@@ -257,39 +257,26 @@ def loss_table(rows: List[dict], device: str) -> List[str]:
 
 
 def head_lines(args, argv, kinds) -> List[str]:
-    """The report's title, machine, command and method lines."""
+    """The report's title, machine and command lines and the settings of
+    this run (the method: benchmarks/README.md)."""
     clocks = ', '.join(f'{d} ' + ('CPU time of this process' if k == 'cpu'
                                   else 'wall (synchronised)')
                        for d, k in kinds.items())
+    notes = [
+        'method: benchmarks/README.md, "The loss" (floor, ops, host waits, '
+        'peak memory, inputs, value checks)',
+        f'timing: median of {args.runs} runs after {args.warmup} warm-up '
+        f'runs (naive loop: {args.naive_runs} runs); clock: {clocks}',
+        f'I2CKDLoss options: {args.variant} '
+        f'{VARIANTS[args.variant] or "(defaults)"}']
+    if args.baseline:
+        notes.append(f'before: I2CKDLoss at {args.baseline}')
+    if args.compile:
+        modes = ', '.join(args.compile_mode or ['default'])
+        notes.append(f'compiled: torch.compile(backend={args.compile!r}, '
+                     f'fullgraph=True, dynamic=False), mode(s) {modes}')
     return harness.header('I2CKD loss: speed and memory',
-                          'bench_i2ckd_loss.py', argv) + [
-        f'- timing: median of {args.runs} forward+backward runs after '
-        f'{args.warmup} warm-up runs (naive loop: {args.naive_runs} runs), '
-        f'interleaved, the order rotating run by run; clock: {clocks}',
-        '- floor: `F_s + F_t` into a new tensor (one read of both features, '
-        'one write of a gradient); "I2CKD / floor" is the goal metric '
-        '(target: <= 3x)',
-        '- ops: top-level PyTorch operators of one forward+backward (a host '
-        'round-trip each, about one kernel launch on a GPU); host waits: '
-        'operators that bring a value to the host (`.item()`, `nonzero`, '
-        'boolean indexing, ...); both counted with torch.profiler on the CPU',
-        '- peak memory: CPU = peak of the running sum of the tensor '
-        'allocations and frees of one forward+backward (errs high: frees of '
-        'older tensors are not credited); CUDA = max_memory_allocated above '
-        'the memory before',
-        '- inputs: fp32 features N x C x h x w, labels N x 8h x 8w uniform '
-        'per pixel, 5 % ignored (every class in every image); I2CKDLoss '
-        f'options: {args.variant} {VARIANTS[args.variant] or "(defaults)"}; '
-        'CWD = MMRazor ChannelWiseDivergence(tau=1); naive loop = '
-        'tools/toy/reference_i2ckd.py' +
-        (f'; before = I2CKDLoss at {args.baseline} (values checked equal to '
-         '1e-5 first)' if args.baseline else '') +
-        (f'; compiled = torch.compile(backend={args.compile!r}, '
-         f'fullgraph=True, dynamic=False), mode(s) '
-         f'{", ".join(args.compile_mode or ["default"])}, checked equal to '
-         'eager; the first call ("compile s") is not timed' if args.compile
-         else '') + '; a loss with `compute` is timed through it, its '
-        'status read once after timing', '']
+                          'bench_i2ckd_loss.py', argv, notes) + ['']
 
 
 def main(argv: Optional[List[str]] = None) -> str:
