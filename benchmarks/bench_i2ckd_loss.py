@@ -25,7 +25,9 @@ VARIANTS = {'shipped': dict(normalize=True, margin=0.2, pull_weight=1.0),
 COMPILED = {'default': ('compiled', 'compiled'),
             'reduce-overhead': ('compiled_ro',
                                 'compiled (reduce-overhead)')}
-NAMES = dict(i2ckd='I2CKD', before='before', cwd='CWD')
+#: report labels, the losses' column groups in this order
+NAMES = dict(i2ckd='I2CKD', before='before', cwd='CWD',
+             **dict(COMPILED.values()))
 
 
 def make_inputs(k: int, c: int, h: int, w: int, n: int, device,
@@ -203,57 +205,42 @@ def bench_primitives(k: int, c: int, h: int, w: int, n: int, device,
 
 
 def loss_table(rows: List[dict], device: str) -> List[str]:
-    """The markdown table of the loss rows (columns of what was run)."""
-    r0 = rows[0]
-    before = 'before_ms' in r0
-    who = ('i2ckd', 'before', 'cwd') if before else ('i2ckd', 'cwd')
+    """The markdown table of the loss rows: per loss run (I2CKD, before,
+    compiled) its ms, ratios to the floor and to CWD and peak MiB; then CWD,
+    operators, host waits and the naive loop ('-' where it did not run)."""
 
-    def num(key, fmt):
-        return lambda r: f'{r[key]:{fmt}}'
+    def cells(r: dict) -> dict:
+        out = {'classes': r['k'], 'channels': r['c'],
+               'feature h x w': f'{r["h"]}x{r["w"]}', 'batch': r['n'],
+               'floor ms': f'{r["floor_ms"]:.2f}'}
+        for key in (k for k in NAMES if k != 'cwd' and f'{k}_ms' in r):
+            name, ms = NAMES[key], r[f'{key}_ms']
+            out[f'{name} ms'] = f'{ms:.2f}'
+            out[f'{name} / floor'] = f'{ms / r["floor_ms"]:.1f}x'
+            out[f'{name} / CWD'] = f'{ms / r["cwd_ms"]:.2f}x'
+            out[f'{name} MiB'] = f'{r[f"{key}_mib"]:.1f}'
+            if f'{key}_compile_s' in r:
+                out[f'{name} ops'] = r[f'{key}_ops']
+                out[f'{name} compile s'] = f'{r[f"{key}_compile_s"]:.1f}'
+        out['I2CKD / floor'] = f'**{out["I2CKD / floor"]}**'  # the goal
+        out['CWD ms'] = f'{r["cwd_ms"]:.2f}'
+        out['CWD MiB'] = f'{r["cwd_mib"]:.1f}'
+        eager = [k for k in ('i2ckd', 'before', 'cwd') if f'{k}_ms' in r]
+        out['ops: ' + ' / '.join(NAMES[key] for key in eager)] = ' / '.join(
+            str(r[f'{key}_ops']) for key in eager)
+        out['host waits: ' + ' / '.join(NAMES[key] for key in eager[:-1])] \
+            = ' / '.join(str(r[f'{key}_waits']) for key in eager[:-1])
+        naive = 'naive_ms' in r
+        out['naive loop ms'] = f'{r["naive_ms"]:.1f}' if naive else '-'
+        out['naive MiB'] = f'{r["naive_mib"]:.1f}' if naive else '-'
+        out['I2CKD speed-up vs naive'] = (
+            f'{r["naive_ms"] / r["i2ckd_ms"]:.1f}x' if naive else '-')
+        return out
 
-    def ratio(a, b, fmt='.1f'):
-        return lambda r: f'{r[a + "_ms"] / r[b + "_ms"]:{fmt}}x'
-
-    cols = [('classes', num('k', 'd')), ('channels', num('c', 'd')),
-            ('feature h x w', lambda r: f'{r["h"]}x{r["w"]}'),
-            ('batch', num('n', 'd')), ('floor ms', num('floor_ms', '.2f')),
-            ('I2CKD ms', num('i2ckd_ms', '.2f')),
-            ('I2CKD / floor',
-             lambda r: f'**{r["i2ckd_ms"] / r["floor_ms"]:.1f}x**')]
-    if before:
-        cols += [('before ms', num('before_ms', '.2f')),
-                 ('before / floor', ratio('before', 'floor'))]
-    cols += [('I2CKD / CWD', ratio('i2ckd', 'cwd', '.2f')),
-             ('I2CKD MiB', num('i2ckd_mib', '.1f'))]
-    if before:
-        cols.append(('before MiB', num('before_mib', '.1f')))
-    cols += [('CWD ms', num('cwd_ms', '.2f')),
-             ('CWD MiB', num('cwd_mib', '.1f')),
-             ('ops: ' + ' / '.join(NAMES[x] for x in who),
-              lambda r: ' / '.join(str(r[f'{x}_ops']) for x in who)),
-             ('host waits: I2CKD' + (' / before' if before else ''),
-              lambda r: ' / '.join(str(r[f'{x}_waits']) for x in who[:-1])),
-             ('naive loop ms', num('naive_ms', '.1f')),
-             ('naive MiB', num('naive_mib', '.1f')),
-             ('I2CKD speed-up vs naive', ratio('naive', 'i2ckd'))]
-    for key, label in COMPILED.values():
-        if f'{key}_ms' in r0:
-            cols += [(f'{label} ms', num(f'{key}_ms', '.2f')),
-                     (f'{label} / CWD', ratio(key, 'cwd', '.2f')),
-                     (f'{label} / floor', ratio(key, 'floor')),
-                     (f'{label} MiB', num(f'{key}_mib', '.1f')),
-                     (f'{label} ops', num(f'{key}_ops', 'd')),
-                     (f'{label} compile s', num(f'{key}_compile_s', '.1f'))]
-
-    def cell(fn, r):
-        try:
-            return fn(r)
-        except KeyError:  # the naive loop runs on some rows only
-            return '-'
-
+    table = [cells(r) for r in rows]
     return [f'### Loss forward+backward on {device}', ''] + md_table(
-        [c[0] for c in cols], [[cell(c[1], r) for c in cols] for r in rows],
-        'rrlr' + 'r' * len(cols))
+        list(table[0]), [list(c.values()) for c in table],
+        'rrlr' + 'r' * len(table[0]))
 
 
 def head_lines(args, argv, kinds) -> List[str]:
