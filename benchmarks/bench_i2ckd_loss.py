@@ -47,29 +47,19 @@ def make_inputs(k: int, c: int, h: int, w: int, n: int, device,
     return s, t, gt.to(device)
 
 
-class LossCall:
-    """One call of an I2CKD loss with no device wait inside: through
-    ``compute`` where the loss has it (its status kept for :meth:`check`),
-    else its forward; under ``torch.compile(**compile_kwargs)`` if given."""
+def no_wait(loss, **compile_kwargs) -> Callable:
+    """The loss as timed, with no device wait inside: its ``compute``, the
+    status dropped (the inputs are checked once, on the eager loss), where
+    it has one, else its forward; under ``torch.compile(**compile_kwargs)``
+    if any."""
+    fn = getattr(loss, 'compute', loss)
+    if compile_kwargs:
+        fn = torch.compile(fn, **compile_kwargs)
 
-    def __init__(self, loss, compile_kwargs: Optional[dict] = None):
-        self.loss, self.status = loss, None
-        self.fn = getattr(loss, 'compute', loss)
-        if compile_kwargs is not None:
-            self.fn = torch.compile(self.fn, **compile_kwargs)
-
-    def __call__(self, preds_S, preds_T, gt):
-        out = self.fn(preds_S, preds_T, gt)
-        if isinstance(out, tuple):
-            out, self.status = out
-        return out
-
-    def check(self) -> None:
-        """Raise what the loss found in the inputs (bad labels, NaN/Inf)."""
-        if self.status is not None:
-            self.loss.raise_for_status(self.status)
-        elif hasattr(self.loss, 'check'):  # an older loss's deferred check
-            self.loss.check()
+    def call(*inputs):
+        out = fn(*inputs)
+        return out[0] if isinstance(out, tuple) else out
+    return call
 
 
 def fwd_bwd(loss_fn: Callable, s: torch.Tensor, *args) -> Callable[[], None]:
@@ -87,29 +77,25 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
     s, t, gt = make_inputs(k, c, h, w, n, device)
     options = VARIANTS[args.variant]
     row = dict(k=k, c=c, h=h, w=w, n=n, device=device.type)
-    calls = {'i2ckd': LossCall(I2CKDLoss(num_classes=k, **options).to(
-        device))}
-    with torch.no_grad():
-        want = calls['i2ckd'](s, t, gt).item()
+    i2ckd = I2CKDLoss(num_classes=k, **options).to(device)
+    with torch.no_grad():  # forward raises what it finds in the inputs
+        want = i2ckd(s, t, gt).item()
 
-    def agree(what: str, loss_fn, rtol: float, grad: bool = False) -> float:
-        """|loss_fn - I2CKDLoss|, raised above ``rtol``; ``grad``: with
-        autograd (a compiled loss: the graph it was compiled for)."""
+    def agree(what: str, loss_fn, tol: float, grad: bool = False) -> float:
+        """|loss_fn - I2CKDLoss|, raised above ``tol`` (relative and
+        absolute); ``grad``: under autograd (as a compiled loss runs)."""
         with torch.set_grad_enabled(grad):
             got = loss_fn(s, t, gt).item()
-        if abs(got - want) > rtol * max(1.0, abs(want)):
-            raise AssertionError(f'{what} disagree: {got} vs {want} at '
-                                 f'K={k} C={c} {h}x{w} N={n}')
+        where = f'{what} disagree at K={k} C={c} {h}x{w} N={n}'
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol,
+                                   msg=lambda m: f'{where}: {m}')
         return abs(got - want)
 
+    calls = {'i2ckd': no_wait(i2ckd)}
     if baseline is not None:
-        calls['before'] = LossCall(baseline(num_classes=k, **options).to(
+        calls['before'] = no_wait(baseline(num_classes=k, **options).to(
             device))
         agree('baseline and I2CKDLoss', calls['before'], 1e-5)
-    fns = {key: fwd_bwd(call, s, t, gt) for key, call in calls.items()}
-    fns['cwd'] = fwd_bwd(ChannelWiseDivergence(tau=1.0).to(device), s, t)
-    sd = s.detach()
-    fns['floor'] = lambda: sd + t
     if args.compile:
         # a new loss per row: without a reset dynamo counts every row's
         # trace as a recompile of the same code (and fails at 8)
@@ -117,24 +103,27 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
         now = harness.clock('wall', device)
         for mode in args.compile_mode or ['default']:
             key = COMPILED[mode][0]
-            calls[key] = LossCall(
+            calls[key] = no_wait(
                 I2CKDLoss(num_classes=k, **options).to(device),
-                dict(backend=args.compile, fullgraph=True, dynamic=False,
-                     mode=None if mode == 'default' else mode))
-            fns[key] = fwd_bwd(calls[key], s, t, gt)
+                backend=args.compile, fullgraph=True, dynamic=False,
+                mode=None if mode == 'default' else mode)
             t0 = now()
-            fns[key]()  # compiles forward and backward
+            calls[key](s, t, gt).backward()  # compiles forward and backward
             row[f'{key}_compile_s'] = now() - t0
             agree('compiled and eager I2CKDLoss', calls[key], 1e-5, True)
-    runs = dict.fromkeys(fns, args.runs)
-    warm = dict.fromkeys(fns, args.warmup)
     if with_naive:
-        naive = functools.partial(reference_i2ckd.loss, num_classes=k,
-                                  ignore_index=IGNORE, **options)
-        row['naive_check'] = agree('naive loop and I2CKDLoss', naive, 1e-4)
-        fns['naive'] = fwd_bwd(naive, s, t, gt)
-        runs['naive'] = args.naive_runs
-        warm['naive'] = min(args.warmup, 1)  # the slow loop: one at most
+        calls['naive'] = functools.partial(
+            reference_i2ckd.loss, num_classes=k, ignore_index=IGNORE,
+            **options)
+        row['naive_diff'] = agree('naive loop and I2CKDLoss', calls['naive'],
+                                  1e-4)
+    fns = {key: fwd_bwd(call, s, t, gt) for key, call in calls.items()}
+    fns['cwd'] = fwd_bwd(ChannelWiseDivergence(tau=1.0).to(device), s, t)
+    fns['floor'] = functools.partial(torch.add, s.detach(), t)
+    runs = {key: args.runs for key in fns}
+    warm = {key: args.warmup for key in fns}
+    if with_naive:  # the slow loop: its own runs, one warm-up at most
+        runs['naive'], warm['naive'] = args.naive_runs, min(args.warmup, 1)
     times = rounds(fns, runs, warm, harness.clock(args.clock_kind, device))
     for key, fn in fns.items():
         row[f'{key}_ms'] = statistics.median(times[key]) * 1e3
@@ -142,9 +131,6 @@ def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
             row[f'{key}_mib'] = peak_memory(fn, device) / 2**20
         if key not in ('floor', 'naive'):
             row[f'{key}_ops'], row[f'{key}_waits'] = op_counts(fn)
-    for call in calls.values():
-        call.check()
-    s.grad = None
     return row
 
 
@@ -229,28 +215,28 @@ def loss_table(rows: List[dict], device: str) -> List[str]:
             str(r[f'{key}_ops']) for key in eager)
         out['host waits: ' + ' / '.join(NAMES[key] for key in eager[:-1])] \
             = ' / '.join(str(r[f'{key}_waits']) for key in eager[:-1])
-        naive = 'naive_ms' in r
-        out['naive loop ms'] = f'{r["naive_ms"]:.1f}' if naive else '-'
-        out['naive MiB'] = f'{r["naive_mib"]:.1f}' if naive else '-'
-        out['I2CKD speed-up vs naive'] = (
-            f'{r["naive_ms"] / r["i2ckd_ms"]:.1f}x' if naive else '-')
+        if 'naive_ms' in r:  # the last columns ('-' in the other rows)
+            out['naive loop ms'] = f'{r["naive_ms"]:.1f}'
+            out['naive MiB'] = f'{r["naive_mib"]:.1f}'
+            out['I2CKD speed-up vs naive'] = (
+                f'{r["naive_ms"] / r["i2ckd_ms"]:.1f}x')
+            out['naive value diff'] = f'{r["naive_diff"]:.1e}'
         return out
 
     table = [cells(r) for r in rows]
+    head = list(dict.fromkeys(key for cell in table for key in cell))
     return [f'### Loss forward+backward on {device}', ''] + md_table(
-        list(table[0]), [list(c.values()) for c in table],
-        'rrlr' + 'r' * len(table[0]))
+        head, [[c.get(key, '-') for key in head] for c in table],
+        'rrlr' + 'r' * len(head))
 
 
 def head_lines(args, argv, kinds) -> List[str]:
     """The report's title, machine and command lines and the settings of
     this run (the method: benchmarks/README.md)."""
-    clocks = ', '.join(f'{d} ' + ('CPU time of this process' if k == 'cpu'
-                                  else 'wall (synchronised)')
-                       for d, k in kinds.items())
+    clocks = ', '.join(f'`{k}` on {d}' for d, k in kinds.items())
     notes = [
         'method: benchmarks/README.md, "The loss" (floor, ops, host waits, '
-        'peak memory, inputs, value checks)',
+        'peak memory, inputs, checks)',
         f'timing: median of {args.runs} runs after {args.warmup} warm-up '
         f'runs (naive loop: {args.naive_runs} runs); clock: {clocks}',
         f'I2CKDLoss options: {args.variant} '
@@ -268,18 +254,10 @@ def head_lines(args, argv, kinds) -> List[str]:
 def target_line(r: dict) -> str:
     """The goal metric at the :data:`TARGET` row: I2CKD / floor <= 3x."""
     ratio = r['i2ckd_ms'] / r['floor_ms']
-    line = ('**Target ({} classes, {} channels, {}x{}, batch {}, '.format(
+    return ('**Target ({} classes, {} channels, {}x{}, batch {}, '.format(
         *TARGET) + f'{r["device"]})**: I2CKD {r["i2ckd_ms"]:.2f} ms = '
         f'**{ratio:.1f}x the floor** ({r["floor_ms"]:.2f} ms; goal <= 3x: '
-        f'{"met" if ratio <= 3 else "NOT met"})')
-    if 'before_ms' in r:
-        line += (f', before {r["before_ms"]:.2f} ms = '
-                 f'{r["before_ms"] / r["floor_ms"]:.1f}x')
-    if 'naive_ms' in r:
-        line += (f'; naive loop {r["naive_ms"]:.1f} ms '
-                 f'({r["naive_ms"] / r["i2ckd_ms"]:.1f}x slower, '
-                 f'values agree to {r["naive_check"]:.1e})')
-    return line + '.'
+        f'{"met" if ratio <= 3 else "NOT met"}).')
 
 
 def main(argv: Optional[List[str]] = None) -> str:

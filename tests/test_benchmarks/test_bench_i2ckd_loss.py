@@ -57,7 +57,7 @@ def test_loss_rows_count_operators_and_waits_before_and_after():
                            row).groups()
     after, before, cwd = map(int, ops.split(' / '))
     s, t, gt = bench.make_inputs(3, 4, 4, 8, 2, 'cpu')
-    loss = bench.LossCall(
+    loss = bench.no_wait(
         bench.I2CKDLoss(num_classes=3, **bench.VARIANTS['shipped']))
     run = bench.fwd_bwd(loss, s, t, gt)
     run()
