@@ -3,6 +3,7 @@
 Method and commands: benchmarks/README.md. ``--quick`` is a < 1 min run.
 """
 import argparse
+import functools
 import itertools
 import statistics
 import sys
@@ -17,26 +18,25 @@ import harness
 from harness import IGNORE, md_table, op_counts, peak_memory, rounds
 from i2ckd_mm.models.losses import I2CKDLoss
 from mmrazor.models.losses import ChannelWiseDivergence
+from toy import reference_i2ckd
 
-STEP_CONFIG = harness.config_path(
-    'i2ckd_bottleneck_deeplabv3_r101-d8_deeplabv3_r18-d8_8xb2-40k_'
-    'cityscapes-512x1024.py')
 #: --variant: the loss options timed
 VARIANTS = {'shipped': dict(normalize=True, margin=0.2, pull_weight=1.0),
             'literal': dict()}
-#: --compile-mode -> (column key, column label)
-COMPILED = {'default': ('compiled', 'compiled'),
-            'reduce-overhead': ('compiled_ro',
-                                'compiled (reduce-overhead)')}
-NAMES = dict(i2ckd='I2CKD', before='before', cwd='CWD')
+#: --compile-mode -> the row's key of the compiled loss
+COMPILED = {'default': 'compiled', 'reduce-overhead': 'compiled_ro'}
+#: the row of the target line: (classes, channels, h, w, batch)
+TARGET = (19, 256, 64, 128, 2)
+#: report labels, the losses' column groups in this order
+NAMES = dict(i2ckd='I2CKD', before='before', cwd='CWD', compiled='compiled',
+             compiled_ro='compiled (reduce-overhead)')
 
 
-def make_inputs(k: int, c: int, h: int, w: int, n: int, device,
-                seed: int = 0):
+def make_inputs(k: int, c: int, h: int, w: int, n: int, device):
     """Features (N, C, h, w), the student's requiring grad, and labels
     (N, 8h, 8w) uniform per pixel with 5 % ignored: every class in every
     image, the worst case for the K x K triplets."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(0)
     s = torch.randn(n, c, h, w, generator=g).to(device).requires_grad_()
     t = torch.randn(n, c, h, w, generator=g).to(device)
     gt = torch.randint(0, k, (n, 8 * h, 8 * w), generator=g)
@@ -44,32 +44,19 @@ def make_inputs(k: int, c: int, h: int, w: int, n: int, device,
     return s, t, gt.to(device)
 
 
-class LossCall:
-    """One call of an I2CKD loss with no device wait inside: through
-    ``compute`` where the loss has it (its status kept for :meth:`check`),
-    else its forward; under ``torch.compile(**compile_kwargs)`` if given."""
-
-    def __init__(self, loss, compile_kwargs: Optional[dict] = None):
-        self.loss, self.status = loss, None
-        target = loss.compute if hasattr(loss, 'compute') else loss
-        self.fn = (target if compile_kwargs is None else
-                   torch.compile(target, **compile_kwargs))
-
-    def __call__(self, preds_S, preds_T, gt):
-        out = self.fn(preds_S, preds_T, gt)
-        if isinstance(out, tuple):
-            out, self.status = out
-        return out
-
-    def check(self) -> None:
-        """Raise what the loss found in the inputs (bad labels, NaN/Inf)."""
-        if self.status is not None:
-            self.loss.raise_for_status(self.status)
-        elif hasattr(self.loss, 'check'):  # an older loss's deferred check
-            self.loss.check()
+def no_wait(loss, **compile_kwargs) -> Callable:
+    """The loss as timed: its ``compute`` (no wait inside; the status is
+    dropped, the eager loss checks the inputs), compiled if kwargs given."""
+    if not hasattr(loss, 'compute'):  # an earlier loss: its forward
+        return loss
+    fn = loss.compute
+    if compile_kwargs:
+        fn = torch.compile(fn, **compile_kwargs)
+    return lambda *inputs: fn(*inputs)[0]
 
 
 def fwd_bwd(loss_fn: Callable, s: torch.Tensor, *args) -> Callable[[], None]:
+    """One forward+backward of ``loss_fn(s, *args)``, as a case to time."""
     def run():
         s.grad = None
         loss_fn(s, *args).backward()
@@ -78,75 +65,63 @@ def fwd_bwd(loss_fn: Callable, s: torch.Tensor, *args) -> Callable[[], None]:
 
 def bench_loss_case(k, c, h, w, n, device, args, with_naive: bool,
                     baseline=None) -> dict:
-    """One row: ms, MiB, operators and host waits of every implementation."""
+    """One row: ms, MiB, operators and host waits of every implementation,
+    each loss's value checked against ``I2CKDLoss`` first."""
     s, t, gt = make_inputs(k, c, h, w, n, device)
     options = VARIANTS[args.variant]
-    calls = {'i2ckd': LossCall(I2CKDLoss(num_classes=k, **options).to(device))}
-    sd = s.detach()
-    fns = {'i2ckd': fwd_bwd(calls['i2ckd'], s, t, gt),
-           'cwd': fwd_bwd(ChannelWiseDivergence(tau=1.0).to(device), s, t),
-           'floor': lambda: sd + t}
-    row = dict(k=k, c=c, h=h, w=w, n=n)
-    with torch.no_grad():
-        want = calls['i2ckd'](s, t, gt).item()
+    row = dict(k=k, c=c, h=h, w=w, n=n, device=device.type)
+    i2ckd = I2CKDLoss(num_classes=k, **options).to(device)
+    with torch.no_grad():  # forward raises what it finds in the inputs
+        want = i2ckd(s, t, gt).item()
 
-    def agree(what: str, loss_fn, rtol: float, grad: bool = False) -> float:
-        """|loss_fn - I2CKDLoss|, raised above ``rtol``; ``grad``: with
-        autograd (a compiled loss: the graph it was compiled for)."""
-        with torch.set_grad_enabled(grad):
+    def agree(what: str, loss_fn, tol: float, autograd=False) -> float:
+        """|loss_fn - I2CKDLoss|, raised above ``tol``."""
+        with torch.set_grad_enabled(autograd):
             got = loss_fn(s, t, gt).item()
-        if abs(got - want) > rtol * max(1.0, abs(want)):
-            raise AssertionError(f'{what} disagree: {got} vs {want} at '
-                                 f'K={k} C={c} {h}x{w} N={n}')
+        where = f'{what} disagree at K={k} C={c} {h}x{w} N={n}'
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol,
+                                   msg=lambda m: f'{where}: {m}')
         return abs(got - want)
 
+    calls = {'i2ckd': no_wait(i2ckd)}
     if baseline is not None:
-        calls['before'] = LossCall(baseline(num_classes=k, **options).to(
+        calls['before'] = no_wait(baseline(num_classes=k, **options).to(
             device))
-        row['before_check'] = agree('baseline and I2CKDLoss',
-                                    calls['before'], 1e-5)
-        fns['before'] = fwd_bwd(calls['before'], s, t, gt)
+        agree('baseline and I2CKDLoss', calls['before'], 1e-5)
     if args.compile:
         # a new loss per row: without a reset dynamo counts every row's
         # trace as a recompile of the same code (and fails at 8)
         torch.compiler.reset()
+        wall = harness.clock('wall', device)
         for mode in args.compile_mode or ['default']:
-            key = COMPILED[mode][0]
-            calls[key] = LossCall(
+            key = COMPILED[mode]
+            calls[key] = no_wait(
                 I2CKDLoss(num_classes=k, **options).to(device),
-                dict(backend=args.compile, fullgraph=True, dynamic=False,
-                     mode=None if mode == 'default' else mode))
-            fns[key] = fwd_bwd(calls[key], s, t, gt)
-            now = harness.clock('wall', device)
-            t0 = now()
-            fns[key]()  # compiles forward and backward
-            row[f'{key}_compile_s'] = now() - t0
-            agree('compiled and eager I2CKDLoss', calls[key], 1e-5, True)
-    measured = list(fns)
-    runs = dict.fromkeys(fns, args.runs)
+                backend=args.compile, fullgraph=True, dynamic=False,
+                mode=None if mode == 'default' else mode)
+            first = rounds({key: fwd_bwd(calls[key], s, t, gt)}, 1, 0, wall)
+            row[f'{key}_compile_s'] = first[key][0]  # compiles fwd and bwd
+            agree('compiled and eager I2CKDLoss', calls[key], 1e-5,
+                  autograd=True)  # the graph it was compiled for
     if with_naive:
-        from toy import reference_i2ckd
-
-        def naive(a, b, y):
-            return reference_i2ckd.loss(a, b, y, k, ignore_index=IGNORE,
-                                        **options)
-
-        row['naive_check'] = agree('naive loop and I2CKDLoss', naive, 1e-4)
-        fns['naive'] = fwd_bwd(naive, s, t, gt)
-        runs['naive'] = args.naive_runs
-    warm = dict.fromkeys(fns, args.warmup)
-    warm['naive'] = min(args.warmup, 1)  # the slow loop: one at most
+        calls['naive'] = functools.partial(reference_i2ckd.loss,
+                                           num_classes=k, **options)
+        row['naive_diff'] = agree('naive loop and I2CKDLoss', calls['naive'],
+                                  1e-4)
+    fns = {key: fwd_bwd(call, s, t, gt) for key, call in calls.items()}
+    fns['cwd'] = fwd_bwd(ChannelWiseDivergence(tau=1.0).to(device), s, t)
+    fns['floor'] = functools.partial(torch.add, s.detach(), t)
+    runs = {key: args.runs for key in fns}
+    warm = {key: args.warmup for key in fns}
+    if with_naive:  # the slow loop: its own runs, one warm-up at most
+        runs['naive'], warm['naive'] = args.naive_runs, min(args.warmup, 1)
     times = rounds(fns, runs, warm, harness.clock(args.clock_kind, device))
-    row.update({f'{name}_ms': statistics.median(v) * 1e3
-                for name, v in times.items()})
-    for name in fns:
-        if name != 'floor':
-            row[f'{name}_mib'] = peak_memory(fns[name], device) / 2**20
-        if name in measured and name != 'floor':
-            row[f'{name}_ops'], row[f'{name}_waits'] = op_counts(fns[name])
-    for call in calls.values():
-        call.check()
-    s.grad = None
+    for key, fn in fns.items():
+        row[f'{key}_ms'] = statistics.median(times[key]) * 1e3
+        if key != 'floor':
+            row[f'{key}_mib'] = peak_memory(fn, device) / 2**20
+        if key not in ('floor', 'naive'):
+            row[f'{key}_ops'], row[f'{key}_waits'] = op_counts(fn)
     return row
 
 
@@ -156,8 +131,7 @@ def bench_primitives(k: int, c: int, h: int, w: int, n: int, device,
     losses against the floor, and the lower bound they add up to."""
     g = torch.Generator().manual_seed(0)
     hw = h * w
-    f = torch.randn(n, c, hw, generator=g).to(device)
-    t = torch.randn(n, c, hw, generator=g).to(device)
+    f, t = torch.randn(2, n, c, hw, generator=g).to(device)
     bins = torch.randint(0, k + 1, (n, hw), generator=g).to(device)
     onehot = (bins.unsqueeze(1) == torch.arange(k, device=device).view(
         1, -1, 1)).float()
@@ -205,141 +179,83 @@ def bench_primitives(k: int, c: int, h: int, w: int, n: int, device,
         'of the loss.', '']
 
 
-def bench_step(size: int, runs: int, args) -> List[str]:
-    """One I2CKD step of the Cityscapes config on the CPU (random weights,
-    ``size`` x ``size``, batch 2), and the loss alone on its records."""
-    cpu, n = torch.device('cpu'), 2
-    model, optim, k = harness.build_model(STEP_CONFIG, (size, size), cpu)
-    data = harness.make_batch(size, size, n, k, 32)
-    now = harness.clock(args.clock_kind, cpu)
-
-    def step():
-        model.train_step(data, optim)
-
-    step_mib = peak_memory(step, cpu) / 2**20  # also the warm-up step
-    times = rounds({'step': step}, runs, 0, now)['step']
-    distiller = model.distiller  # the loss alone on the step's records
-    with torch.no_grad():
-        s = distiller.get_record('feat', True, connector='loss_i2ckd_sfeat')
-        t = distiller.get_record('feat', False)
-    s = s.detach().requires_grad_()
-    gt = model.stack_labels(
-        t.new_empty(n, 3, size, size),
-        model.data_preprocessor(data, True)['data_samples'])
-    loss = fwd_bwd(distiller.distill_losses['loss_i2ckd'], s, t, gt)
-    loss_ms = statistics.median(rounds({'loss': loss}, args.runs,
-                                       args.warmup, now)['loss']) * 1e3
-    step_s = statistics.median(times)
-    share = loss_ms / 1e3 / step_s * 100
-    return [
-        f'### One DeepLabV3-R101 -> R18 I2CKD step on cpu ({size}x{size}, '
-        'batch 2)', '',
-        f'Built from `configs/i2ckd/{STEP_CONFIG.split("/")[-1]}` '
-        '(`harness.build_model`: random weights, SyncBN as BN, data '
-        f'preprocessor size {size}x{size}); `model.train_step` (teacher '
-        'forward, student forward+backward, connector, loss, SGD update) '
-        f'timed {runs} times after 1 warm-up step.', ''] + md_table(
-        ['step s (median)', 'step runs s', 'step peak MiB',
-         'feature (teacher)', 'I2CKD loss fwd+bwd ms', 'loss peak MiB',
-         'loss share of step'],
-        [[f'{step_s:.2f}', ', '.join(f'{x:.2f}' for x in times),
-          f'{step_mib:.0f}', 'x'.join(map(str, t.shape)), f'{loss_ms:.2f}',
-          f'{peak_memory(loss, cpu) / 2**20:.1f}',
-          f'**{share:.2f} %** (target <= 5 %: '
-          f'{"met" if share <= 5 else "NOT met"})']], 'rlrlrrr') + ['']
-
-
 def loss_table(rows: List[dict], device: str) -> List[str]:
-    """The markdown table of the loss rows (columns of what was run)."""
-    r0 = rows[0]
-    before = 'before_ms' in r0
-    who = ('i2ckd', 'before', 'cwd') if before else ('i2ckd', 'cwd')
+    """The markdown table of the loss rows: per loss run (I2CKD, before,
+    compiled) its ms, ratios to the floor and to CWD and peak MiB; then CWD,
+    operators, host waits and the naive loop ('-' where it did not run)."""
 
-    def num(key, fmt):
-        return lambda r: f'{r[key]:{fmt}}'
+    def cells(r: dict) -> dict:
+        out = {'classes': r['k'], 'channels': r['c'],
+               'feature h x w': f'{r["h"]}x{r["w"]}', 'batch': r['n'],
+               'floor ms': f'{r["floor_ms"]:.2f}'}
+        for key in (k for k in NAMES if k != 'cwd' and f'{k}_ms' in r):
+            name, ms = NAMES[key], r[f'{key}_ms']
+            out[f'{name} ms'] = f'{ms:.2f}'
+            out[f'{name} / floor'] = f'{ms / r["floor_ms"]:.1f}x'
+            out[f'{name} / CWD'] = f'{ms / r["cwd_ms"]:.2f}x'
+            out[f'{name} MiB'] = f'{r[f"{key}_mib"]:.1f}'
+            if f'{key}_compile_s' in r:
+                out[f'{name} ops'] = r[f'{key}_ops']
+                out[f'{name} compile s'] = f'{r[f"{key}_compile_s"]:.1f}'
+        out['I2CKD / floor'] = f'**{out["I2CKD / floor"]}**'  # the goal
+        out['CWD ms'] = f'{r["cwd_ms"]:.2f}'
+        out['CWD MiB'] = f'{r["cwd_mib"]:.1f}'
+        eager = [k for k in ('i2ckd', 'before', 'cwd') if f'{k}_ms' in r]
+        out['ops: ' + ' / '.join(NAMES[key] for key in eager)] = ' / '.join(
+            str(r[f'{key}_ops']) for key in eager)
+        out['host waits: ' + ' / '.join(NAMES[key] for key in eager[:-1])] \
+            = ' / '.join(str(r[f'{key}_waits']) for key in eager[:-1])
+        if 'naive_ms' in r:  # the last columns ('-' in the other rows)
+            out['naive loop ms'] = f'{r["naive_ms"]:.1f}'
+            out['naive MiB'] = f'{r["naive_mib"]:.1f}'
+            out['I2CKD speed-up vs naive'] = (
+                f'{r["naive_ms"] / r["i2ckd_ms"]:.1f}x')
+            out['naive value diff'] = f'{r["naive_diff"]:.1e}'
+        return out
 
-    def ratio(a, b, fmt='.1f'):
-        return lambda r: f'{r[a + "_ms"] / r[b + "_ms"]:{fmt}}x'
-
-    cols = [('classes', num('k', 'd')), ('channels', num('c', 'd')),
-            ('feature h x w', lambda r: f'{r["h"]}x{r["w"]}'),
-            ('batch', num('n', 'd')), ('floor ms', num('floor_ms', '.2f')),
-            ('I2CKD ms', num('i2ckd_ms', '.2f')),
-            ('I2CKD / floor',
-             lambda r: f'**{r["i2ckd_ms"] / r["floor_ms"]:.1f}x**')]
-    if before:
-        cols += [('before ms', num('before_ms', '.2f')),
-                 ('before / floor', ratio('before', 'floor'))]
-    cols += [('I2CKD / CWD', ratio('i2ckd', 'cwd', '.2f')),
-             ('I2CKD MiB', num('i2ckd_mib', '.1f'))]
-    if before:
-        cols.append(('before MiB', num('before_mib', '.1f')))
-    cols += [('CWD ms', num('cwd_ms', '.2f')),
-             ('CWD MiB', num('cwd_mib', '.1f')),
-             ('ops: ' + ' / '.join(NAMES[x] for x in who),
-              lambda r: ' / '.join(str(r[f'{x}_ops']) for x in who)),
-             ('host waits: I2CKD' + (' / before' if before else ''),
-              lambda r: ' / '.join(str(r[f'{x}_waits']) for x in who[:-1])),
-             ('naive loop ms', num('naive_ms', '.1f')),
-             ('naive MiB', num('naive_mib', '.1f')),
-             ('I2CKD speed-up vs naive', ratio('naive', 'i2ckd'))]
-    for key, label in COMPILED.values():
-        if f'{key}_ms' in r0:
-            cols += [(f'{label} ms', num(f'{key}_ms', '.2f')),
-                     (f'{label} / CWD', ratio(key, 'cwd', '.2f')),
-                     (f'{label} / floor', ratio(key, 'floor')),
-                     (f'{label} MiB', num(f'{key}_mib', '.1f')),
-                     (f'{label} ops', num(f'{key}_ops', 'd')),
-                     (f'{label} compile s', num(f'{key}_compile_s', '.1f'))]
-
-    def cell(fn, r):
-        try:
-            return fn(r)
-        except KeyError:  # the naive loop runs on some rows only
-            return '-'
-
-    return [f'### Loss forward+backward on {device}', ''] + md_table(
-        [c[0] for c in cols], [[cell(c[1], r) for c in cols] for r in rows],
-        'rrlr' + 'r' * len(cols))
+    table = [cells(r) for r in rows]
+    head = list(dict.fromkeys(key for cell in table for key in cell))
+    lines = [f'### Loss forward+backward on {device}', ''] + md_table(
+        head, [[c.get(key, '-') for key in head] for c in table],
+        'rrlr' + 'r' * len(head))
+    for r in rows:  # the goal metric under the table
+        if (r['k'], r['c'], r['h'], r['w'], r['n']) == TARGET:
+            lines += ['', target_line(r)]
+    return lines
 
 
 def head_lines(args, argv, kinds) -> List[str]:
-    """The report's title, machine, command and method lines."""
-    clocks = ', '.join(f'{d} ' + ('CPU time of this process' if k == 'cpu'
-                                  else 'wall (synchronised)')
-                       for d, k in kinds.items())
+    """The report's title, machine and command lines and the settings of
+    this run (the method: benchmarks/README.md)."""
+    clocks = ', '.join(f'`{k}` on {d}' for d, k in kinds.items())
+    notes = [
+        'method: benchmarks/README.md, "The loss" (floor, ops, host waits, '
+        'peak memory, inputs, checks)',
+        f'timing: median of {args.runs} runs after {args.warmup} warm-up '
+        f'runs (naive loop: {args.naive_runs} runs); clock: {clocks}',
+        f'I2CKDLoss options: {args.variant} '
+        f'{VARIANTS[args.variant] or "(defaults)"}']
+    if args.baseline:
+        notes.append(f'before: I2CKDLoss at {args.baseline}')
+    if args.compile:
+        modes = ', '.join(args.compile_mode or ['default'])
+        notes.append(f'compiled: torch.compile(backend={args.compile!r}, '
+                     f'fullgraph=True, dynamic=False), mode(s) {modes}')
     return harness.header('I2CKD loss: speed and memory',
-                          'bench_i2ckd_loss.py', argv) + [
-        f'- timing: median of {args.runs} forward+backward runs after '
-        f'{args.warmup} warm-up runs (naive loop: {args.naive_runs} runs), '
-        f'interleaved, the order rotating run by run; clock: {clocks}',
-        '- floor: `F_s + F_t` into a new tensor (one read of both features, '
-        'one write of a gradient); "I2CKD / floor" is the goal metric '
-        '(target: <= 3x)',
-        '- ops: top-level PyTorch operators of one forward+backward (a host '
-        'round-trip each, about one kernel launch on a GPU); host waits: '
-        'operators that bring a value to the host (`.item()`, `nonzero`, '
-        'boolean indexing, ...); both counted with torch.profiler on the CPU',
-        '- peak memory: CPU = peak of the running sum of the tensor '
-        'allocations and frees of one forward+backward (errs high: frees of '
-        'older tensors are not credited); CUDA = max_memory_allocated above '
-        'the memory before',
-        '- inputs: fp32 features N x C x h x w, labels N x 8h x 8w uniform '
-        'per pixel, 5 % ignored (every class in every image); I2CKDLoss '
-        f'options: {args.variant} {VARIANTS[args.variant] or "(defaults)"}; '
-        'CWD = MMRazor ChannelWiseDivergence(tau=1); naive loop = '
-        'tools/toy/reference_i2ckd.py' +
-        (f'; before = I2CKDLoss at {args.baseline} (values checked equal to '
-         '1e-5 first)' if args.baseline else '') +
-        (f'; compiled = torch.compile(backend={args.compile!r}, '
-         f'fullgraph=True, dynamic=False), mode(s) '
-         f'{", ".join(args.compile_mode or ["default"])}, checked equal to '
-         'eager; the first call ("compile s") is not timed' if args.compile
-         else '') + '; a loss with `compute` is timed through it, its '
-        'status read once after timing', '']
+                          'bench_i2ckd_loss.py', argv, notes) + ['']
+
+
+def target_line(r: dict) -> str:
+    """The goal metric at the :data:`TARGET` row: I2CKD / floor <= 3x."""
+    ratio = r['i2ckd_ms'] / r['floor_ms']
+    return ('**Target ({} classes, {} channels, {}x{}, batch {}, '.format(
+        *TARGET) + f'{r["device"]})**: I2CKD {r["i2ckd_ms"]:.2f} ms = '
+        f'**{ratio:.1f}x the floor** ({r["floor_ms"]:.2f} ms; goal <= 3x: '
+        f'{"met" if ratio <= 3 else "NOT met"}).')
 
 
 def main(argv: Optional[List[str]] = None) -> str:
+    """Run the benchmark of ``argv`` (see ``--help``); return the report."""
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     harness.add_common_args(p, device='auto')
     p.add_argument('--naive-runs', type=int, default=3,
@@ -348,27 +264,25 @@ def main(argv: Optional[List[str]] = None) -> str:
     p.add_argument('--compile', metavar='BACKEND',
                    help='also time the loss under torch.compile')
     p.add_argument('--compile-mode', nargs='+', choices=tuple(COMPILED))
-    p.add_argument('--classes', type=int, nargs='+')
-    p.add_argument('--channels', type=int, nargs='+')
-    p.add_argument('--batches', type=int, nargs='+')
+    for option in ('--classes', '--channels', '--batches'):
+        p.add_argument(option, type=int, nargs='+')
     p.add_argument('--sizes', nargs='+', metavar='HxW', type=harness.hw)
     p.add_argument('--primitives', action='store_true',
                    help='only the passes the loss cannot avoid, at the '
                    'first value of each size option')
     p.add_argument('--no-step', action='store_true',
-                   help='skip the full distillation step')
+                   help='no effect, kept for older commands: the loss\'s '
+                   'share of a step is measured by bench_distill_step.py')
     args = harness.parse(p, argv)
-    devices = ['cpu'] * (args.device != 'cuda') + ['cuda'] * (
-        args.device == 'cuda' or args.device == 'auto'
-        and torch.cuda.is_available())
+    devices = ([args.device] if args.device != 'auto' else
+               ['cpu'] + ['cuda'] * torch.cuda.is_available())
     quick = args.quick
     classes = args.classes or ((2, 19) if quick else (2, 19, 150))
     channels = args.channels or ((128, 256) if quick else (128, 256, 512))
     batches = args.batches or ((2, ) if quick else (2, 4))
     sizes = args.sizes or (((32, 64), (64, 128)) if quick else
                            ((64, 128), (128, 256)))
-    if quick:
-        args.naive_runs = 2
+    args.naive_runs = 2 if quick else args.naive_runs
     args.runs = args.runs or (3 if quick else 7)
     args.warmup = args.warmup if args.warmup is not None else 1 + (not quick)
     baseline = harness.load_baseline(args.baseline) if args.baseline else None
@@ -376,15 +290,12 @@ def main(argv: Optional[List[str]] = None) -> str:
     t_start = time.time()
     with set_torch_threads(args.threads):
         lines = head_lines(args, argv, kinds)
-        if args.primitives:
-            for d in devices:
-                args.clock_kind = kinds[d]
-                lines += bench_primitives(classes[0], channels[0], *sizes[0],
-                                          batches[0], torch.device(d), args)
-            return harness.finish_report(lines, t_start, args.out)
-        target = None
         for d in devices:
             args.clock_kind = kinds[d]
+            if args.primitives:
+                lines += bench_primitives(classes[0], channels[0], *sizes[0],
+                                          batches[0], torch.device(d), args)
+                continue
             rows = []
             for k, c, (h, w), n in itertools.product(classes, channels,
                                                      sizes, batches):
@@ -392,39 +303,16 @@ def main(argv: Optional[List[str]] = None) -> str:
                 # image alive: > 20 GB at 150 classes and 512 channels
                 with_naive = (args.naive_runs > 0 and n == batches[0]
                               and (h, w) == sizes[-1 if quick else 0]
-                              and (k < 150 or c == 128))
-                row = bench_loss_case(k, c, h, w, n, torch.device(d), args,
-                                      with_naive, baseline)
-                rows.append(row)
+                              and (k < 150 or c <= 128))
+                rows.append(bench_loss_case(k, c, h, w, n, torch.device(d),
+                                            args, with_naive, baseline))
+                print(f'[{d}] K={k} C={c} {h}x{w} N={n}: I2CKD '
+                      f'{rows[-1]["i2ckd_ms"]:.2f} ms', file=sys.stderr)
                 if args.out:  # the rows so far survive a run cut short
                     with open(args.out, 'w') as f:
                         f.write('\n'.join(lines + loss_table(rows, d) + [
-                            '', f'(rows so far: {len(rows)}; the run was '
-                            'still going)', '']))
-                print(f'[{d}] K={k} C={c} {h}x{w} N={n}: I2CKD '
-                      f'{row["i2ckd_ms"]:.2f} ms', file=sys.stderr,
-                      flush=True)
-                if (k, c, h, w, n) == (19, 256, 64, 128, 2):
-                    target = target or (d, row)
+                            '', f'(rows so far: {len(rows)})', '']))
             lines += loss_table(rows, d) + ['']
-        if target:
-            d, r = target
-            ratio = r['i2ckd_ms'] / r['floor_ms']
-            line = (f'**Target (19 classes, 256 channels, 64x128, batch 2, '
-                    f'{d})**: I2CKD {r["i2ckd_ms"]:.2f} ms = **{ratio:.1f}x '
-                    f'the floor** ({r["floor_ms"]:.2f} ms; goal <= 3x: '
-                    f'{"met" if ratio <= 3 else "NOT met"})')
-            if 'before_ms' in r:
-                line += (f', before {r["before_ms"]:.2f} ms = '
-                         f'{r["before_ms"] / r["floor_ms"]:.1f}x')
-            if 'naive_ms' in r:
-                line += (f'; naive loop {r["naive_ms"]:.1f} ms '
-                         f'({r["naive_ms"] / r["i2ckd_ms"]:.1f}x slower, '
-                         f'values agree to {r["naive_check"]:.1e})')
-            lines += [line + '.', '']
-        if not args.no_step:
-            args.clock_kind = kinds.get('cpu', 'wall')
-            lines += bench_step(128 if quick else 512, 1 + (not quick), args)
     return harness.finish_report(lines, t_start, args.out)
 
 

@@ -57,7 +57,7 @@ def test_loss_rows_count_operators_and_waits_before_and_after():
                            row).groups()
     after, before, cwd = map(int, ops.split(' / '))
     s, t, gt = bench.make_inputs(3, 4, 4, 8, 2, 'cpu')
-    loss = bench.LossCall(
+    loss = bench.no_wait(
         bench.I2CKDLoss(num_classes=3, **bench.VARIANTS['shipped']))
     run = bench.fwd_bwd(loss, s, t, gt)
     run()
@@ -123,3 +123,26 @@ def test_two_compile_modes_give_two_column_groups():
         ms, floor = float(cells[f'{label} ms']), float(cells['floor ms'])
         assert (ms - 0.005) / (floor + 0.005) - 0.05 <= ratio <= \
             (ms + 0.005) / max(floor - 0.005, 1e-9) + 0.05
+
+
+def test_loss_table_ratios_naive_columns_and_target_line():
+    """Hand-made rows: the ratios are the rows' ms over the floor's and
+    CWD's, the naive columns read '-' where it did not run, and the row at
+    the target size gets the goal line (I2CKD / floor against 3x)."""
+    row = dict(k=19, c=256, h=64, w=128, n=2, device='cpu', floor_ms=2.0,
+               i2ckd_ms=5.0, i2ckd_mib=16.0, i2ckd_ops=121, i2ckd_waits=0,
+               cwd_ms=10.0, cwd_mib=64.0, cwd_ops=27, cwd_waits=0)
+    other = dict(row, k=2, naive_ms=100.0, naive_mib=20.0, naive_diff=2e-7)
+    lines = bench.loss_table([row, other], 'cpu')
+    head = [c.strip() for c in lines[2].strip('|').split('|')]
+    cells = [dict(zip(head, (c.strip() for c in line.strip('|').split('|'))))
+             for line in lines[4:6]]
+    assert cells[0]['I2CKD / floor'] == '**2.5x**'
+    assert cells[0]['I2CKD / CWD'] == '0.50x'
+    assert cells[0]['ops: I2CKD / CWD'] == '121 / 27'
+    assert cells[0]['naive loop ms'] == '-'
+    assert cells[1]['I2CKD speed-up vs naive'] == '20.0x'
+    assert cells[1]['naive value diff'] == '2.0e-07'
+    assert lines[-1].startswith('**Target (19 classes, 256 channels, 64x128, '
+                                'batch 2, cpu)**: I2CKD 5.00 ms = **2.5x the '
+                                'floor** (2.00 ms; goal <= 3x: met)')
