@@ -395,3 +395,74 @@ def test_step_time_is_the_median_logged_training_iteration(tmp_path):
     rows = harness.read_csv(str(tmp_path / 'm_steps.csv'), 'step_ms')
     assert [(r['arm'], r['seed'], r['step_ms']) for r in rows] == [
         ('kd', 3, 200.0)]
+
+
+# ------------------------------------------------- teacher_precision_study
+def test_teacher_precision_report_from_csv_rows(tmp_path):
+    """bf16 - fp32 on test: 1, 2, 3 -> +2.00, half width 4.3027 / sqrt(3)
+    = 2.48 -> [-0.48, +4.48], tied; on val 1.0, 1.2, 1.4 -> +1.20 [+0.70,
+    +1.70], better."""
+    import teacher_precision_study as tps
+    path = str(tmp_path / 'tp.csv')
+    rows = [dict(dataset='toyshapes', split=s, arm='teacher', seed=0,
+                 mIoU=m, iterations=1000, wall_s=400)
+            for s, m in (('val', 36.0), ('test', 34.0))]
+    for seed, (t32, t16, v32, v16) in enumerate(
+            [(30, 31, 33, 34), (31, 33, 33, 34.2), (32, 35, 33, 34.4)]):
+        for arm, t, v in (('fp32', t32, v32), ('bf16', t16, v16)):
+            base = dict(dataset='toyshapes', arm=arm, seed=seed,
+                        iterations=1000, wall_s=300 + seed)
+            rows += [dict(base, split='val', mIoU=v),
+                     dict(base, split='test', mIoU=t)]
+    harness.append_csv(path, harness.FIELDS, rows)
+    out = str(tmp_path / 'tp.md')
+    text = tps.main(['report', '--csv', path, '--out', out])
+    assert open(out).read() == text
+    assert 'Teacher (seed 0, 1000 iterations): test 34.00, val 36.00' in text
+    assert '| bf16 | fp32 | 3 | +2.00 | [-0.48, +4.48] | 3/3 | tied |' in text
+    assert '| bf16 | fp32 | 3 | +1.20 | [+0.70, +1.70] | 3/3 | better |' \
+        in text
+    assert '| fp32 | 3 | 31.00 ± 1.00 | 0: 30.00, 1: 31.00, 2: 32.00 |' \
+        in text
+    assert 'With 3 seeds the test interval is ±2.48 mIoU wide' in text
+    assert 'fp32 seed 2 302; bf16 seed 2 302.' in text
+
+
+def test_teacher_precision_runs_differ_only_in_the_precision(tmp_path,
+                                                             monkeypatch):
+    """``run``: the teacher first, then per seed the fp32 and the bf16 run,
+    both the toy I2CKD config with that ``model.teacher_precision`` and the
+    teacher's checkpoint; every run a val and a test row."""
+    from mmengine.config import Config
+
+    import teacher_precision_study as tps
+    calls, wd = [], tmp_path / 'wd'
+
+    def fake_tool(tool, args, log_file):
+        run_dir = args[args.index('--work-dir') + 1]
+        if tool == 'train.py':
+            calls.append((osp.relpath(run_dir, wd), args))
+            open(osp.join(run_dir, 'iter_1000.pth'), 'w').close()
+
+    monkeypatch.setattr(tps, 'CSV', str(tmp_path / 'tp.csv'))
+    monkeypatch.setattr(harness, 'make_data', lambda root, *a: root)
+    monkeypatch.setattr(harness, 'run_tool', fake_tool)
+    monkeypatch.setattr(harness, 'training_seconds', lambda *a: 1.0)
+    monkeypatch.setattr(harness, 'curve_points', lambda d: [(1000, 40.0)])
+    monkeypatch.setattr(harness, 'last_metrics', lambda d: {'mIoU': 39.0})
+    tps.main(['run', '--seeds', '0', '--work-dir', str(wd)])
+    assert [d for d, _ in calls] == ['teacher', 'runs/fp32/seed0',
+                                     'runs/bf16/seed0']
+    ckpt = f"model.teacher_ckpt={wd / 'teacher' / 'iter_1000.pth'}"
+    assert [ckpt in args for _, args in calls] == [False, True, True]
+    rows = harness.read_csv(tps.CSV)
+    assert [(r['arm'], r['split']) for r in rows] == [
+        (a, s) for a in ('teacher', 'fp32', 'bf16') for s in ('val', 'test')]
+    cfgs = {a: Config.fromfile(str(wd / 'runs' / a / 'seed0' / 'config.py'))
+            for a in ('fp32', 'bf16')}
+    assert cfgs['bf16'].model.teacher_precision == 'bf16'
+    cfgs['bf16'].model.teacher_precision = 'fp32'
+    assert cfgs['bf16'].to_dict() == cfgs['fp32'].to_dict()
+    base = Config.fromfile(tps.protocol('scratch', 'toyshapes')['configs'][
+        'i2ckd'])
+    assert cfgs['fp32'].model.type == base.model.type == 'I2CKDDistill'
