@@ -72,22 +72,22 @@ def test_two_stage_choice_on_val():
            'b+cwd': {0: 31.0, 1: 31.0, 2: 31.0},
            'c+cwd': {0: 30.5, 1: 30.5, 2: 30.0},
            'd+cwd': {0: 29.0, 1: 29.0}}
-    args = type('Args', (), dict(choice_seeds=[0, 1],
-                                 second_stage_seeds=[0, 1, 2], top=3))
-    lines = study.choice_section(val, ['d+cwd', 'c+cwd', 'b+cwd', 'a+cwd'],
-                                 args)
+    # the study's design: stage 1 on seeds 0-1, the 3 best on seeds 0-2
+    assert (study.CHOICE_SEEDS, study.STAGE2_SEEDS, study.TOP) == (
+        (0, 1), (0, 1, 2), 3)
+    lines = study.choice_section(val, ['d+cwd', 'c+cwd', 'b+cwd', 'a+cwd'])
     text = '\n'.join(lines)
     stage1 = [ln.split('|')[1].strip() for ln in lines
               if ln.startswith('| ') and '+cwd' in ln][:4]
     assert stage1 == ['a+cwd', 'b+cwd', 'c+cwd', 'd+cwd']
-    assert 'chosen: `b+cwd`' in text
+    assert 'Stage 2, seeds 0, 1, 2: chosen `b+cwd`' in text
     # sd of the 8 stage-1 deltas (1, 2, 1, 1, .5, .5, -1, -1) is 1.04
     assert 'standard deviation of 1.04 mIoU' in text
     # without seed 2 for a finalist, no choice is claimed
     del val['c+cwd'][2]
     text = '\n'.join(study.choice_section(
-        val, ['d+cwd', 'c+cwd', 'b+cwd', 'a+cwd'], args))
-    assert 'chosen' not in text and 'incomplete' in text
+        val, ['d+cwd', 'c+cwd', 'b+cwd', 'a+cwd']))
+    assert 'chosen' not in text and 'Stage 2 incomplete' in text
 
 
 @pytest.mark.parametrize('dataset', ['toyshapes', 'toystreets'])
@@ -125,16 +125,18 @@ def test_round3_choice_against_round2_on_the_same_seeds():
            'np_2loc_stop+cwd': {0: 32.0, 1: 31.0, 2: 33.0},
            'np_l4+cwd': {0: 30.5, 1: 30.5, 2: 30.5},
            'np_2loc_w05+cwd': {0: 29.0, 1: 29.0, 2: 29.0}}
-    args = type('Args', (), dict(best='np_2loc', round3_seeds=[0, 1, 2]))
-    lines = study.round3_section(val, args)
+    assert (study.BEST, study.ROUND3_SEEDS) == ('np_2loc', (0, 1, 2))
+    lines = study.round3_section(val)
     ranked = [ln.split('|')[1].strip() for ln in lines
               if ln.startswith('| ') and '+cwd' in ln]
     assert ranked == ['np_2loc_stop+cwd', 'np_2loc+cwd', 'np_l4+cwd',
                       'np_2loc_w05+cwd']
-    assert 'Chosen in round 3: `np_2loc_stop+cwd`' in '\n'.join(lines)
+    assert 'Round 3, seeds 0, 1, 2: chosen `np_2loc_stop+cwd`' in \
+        '\n'.join(lines)
     del val['np_l4+cwd'][2]
-    text = '\n'.join(study.round3_section(val, args))
-    assert 'Chosen' not in text and 'np_l4+cwd' in text.split('Incomplete')[1]
+    text = '\n'.join(study.round3_section(val))
+    assert 'chosen' not in text
+    assert 'np_l4+cwd' in text.split('Round 3 incomplete')[1]
 
 
 def test_stop_arm_switches_both_i2ckd_terms_off_at_half_of_training():
