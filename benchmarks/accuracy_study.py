@@ -38,18 +38,15 @@ def _merged(a: dict, b: dict) -> dict:
     return out
 
 
-def _i2ckd(extra_distiller=None, **opts):
+def _i2ckd(extra_distiller=None, schedule=None, **opts):
     """Config text setting I2CKDLoss ``opts``, ``extra_distiller`` merged
-    into the distiller (e.g. a second location)."""
+    into the distiller (e.g. a second location); ``schedule``: loss name ->
+    weight schedule (DistillLossWeightScheduleHook)."""
     distiller = _merged(dict(distill_losses=dict(loss_i2ckd=opts)),
                         extra_distiller or {})
-    return f'model = dict(distiller={_py(distiller)})\n'
-
-
-def _schedule(**losses):
-    """Config text scheduling loss weights (DistillLossWeightScheduleHook)."""
-    return ("custom_hooks = [dict(type='mmrazor.DistillLossWeightScheduleHook'"
-            f", losses={_py(losses)})]\n")
+    hook = ("custom_hooks = [dict(type='mmrazor.DistillLossWeightScheduleHook'"
+            f', losses={_py(schedule)})]\n') if schedule else ''
+    return f'model = dict(distiller={_py(distiller)})\n' + hook
 
 
 def second_location(in_channel=128, out_channel=256):
@@ -66,7 +63,7 @@ def second_location(in_channel=128, out_channel=256):
 # Every arm states all the loss options it studies, so the arms stay the
 # same whatever the shipped configs default to. LITERAL: our reading of the
 # paper (docs/method.md); NP: the shipped variant. Each variant in words:
-# the report's arms paragraph (cmd_report).
+# the report's arms paragraph (ARMS_TEXT).
 LITERAL = dict(normalize=False, margin=1.0, pull_weight=0.0)
 NP = dict(normalize=True, margin=0.2, pull_weight=1.0)
 _L4, _HALF = second_location(), STUDENT_ITERS // 2
@@ -79,14 +76,15 @@ VARIANTS = {
     'np_w3_batch': _i2ckd(**NP, loss_weight=3.0, prototype_scope='batch'),
     'np_hardest': _i2ckd(**NP, negatives='hardest'),
     'np_sym': _i2ckd(**NP, symmetric=True),
-    'np_warmup': _i2ckd(**NP) + _schedule(loss_i2ckd=dict(warmup_iters=200)),
+    'np_warmup': _i2ckd(**NP, schedule=dict(loss_i2ckd=dict(
+        warmup_iters=200))),
     'np_2loc': _i2ckd(_L4, **NP),
     'np_pix': _i2ckd(**NP, pixel_weight=1.0),
     'np_pix3': _i2ckd(**NP, pixel_weight=3.0),
     'np_pixT': _i2ckd(**NP, pixel_weight=1.0, pixel_prototypes='teacher'),
     # round 3 (ROUND3), designed after round 2's test results were seen
-    'np_2loc_stop': _i2ckd(_L4, **NP) + _schedule(
-        loss_i2ckd=dict(stop_iter=_HALF), loss_i2ckd4=dict(stop_iter=_HALF)),
+    'np_2loc_stop': _i2ckd(_L4, **NP, schedule=dict(
+        loss_i2ckd=dict(stop_iter=_HALF), loss_i2ckd4=dict(stop_iter=_HALF))),
     'np_2loc_w05': _i2ckd(_merged(_L4, dict(distill_losses=dict(
         loss_i2ckd4=dict(loss_weight=0.5)))), **NP, loss_weight=0.5),
     # the bottleneck term at weight 0 is still computed for its diagnostics
@@ -182,13 +180,13 @@ TINY = dict(
 def protocol(name, dataset, **overrides):
     """``PROTOCOLS[name]`` for ``dataset`` (config paths resolved), with
     ``overrides`` (e.g. :data:`TINY`) applied."""
-    if dataset not in PROTOCOLS[name]['data']:
+    base = PROTOCOLS[name]
+    if dataset not in base['data']:
         raise ValueError(f'protocol {name!r} has no dataset {dataset!r}; '
-                         f'it has {sorted(PROTOCOLS[name]["data"])}')
-    p = _merged(PROTOCOLS[name], overrides)
-    p['options'] = (list(PROTOCOLS[name].get('options', [])) +
-                    list(overrides.get('options', [])))
-    if not PROTOCOLS[name].get('pretrain'):
+                         f'it has {sorted(base["data"])}')
+    p = _merged(base, overrides)
+    p['options'] = base.get('options', []) + overrides.get('options', [])
+    if not base.get('pretrain'):
         p['pretrain'] = None  # a dry run pretrains what its protocol does
     configs = (toy_configs(dataset) if 'configs' not in p else
                {k: osp.join(ROOT, 'configs', 'toy', v)
@@ -256,53 +254,6 @@ def ensure_pretrained(ckpt, proto, role):
     return ckpt
 
 
-def record_step_ms(proto, run_dir, arm, seed):
-    """Record once in the ``_steps`` CSV the median logged training
-    iteration time of a run (the matched-compute arm scales by it)."""
-    path = harness.side_csv(proto['csv'], 'steps')
-    if any(r['dataset'] == proto['dataset'] and r['arm'] == arm
-           and r['seed'] == seed for r in read_csv(path, 'step_ms')):
-        return
-    times = [json.loads(line)['time'] for f in glob.glob(osp.join(
-        run_dir, '*', 'vis_data', 'scalars.json')) for line in open(f)
-        if '"loss"' in line]  # not the validations
-    if times:
-        harness.append_csv(path, STEP_FIELDS, [dict(
-            dataset=proto['dataset'], arm=arm, seed=seed,
-            step_ms=f'{1000 * np.median(times):.1f}')])
-
-
-def run(proto, wd, arm, seed, teacher=None, backbone=None, spec=None):
-    """One run (``arm``: ``'teacher'`` or a study arm; ``spec``: its config
-    and extra text if resolved already), skipped when the CSV has it, but a
-    teacher without its checkpoint here (a study resumed on a new machine)
-    trains again for the arms. Returns (arm, seed, status)."""
-    is_teacher, plain = arm == 'teacher', arm.split('@')[0]
-    run_dir = osp.join(wd, 'teacher') if is_teacher else osp.join(
-        wd, 'runs', arm, f'seed{seed}')
-    iters = proto['teacher_iters'] if is_teacher else arm_iters(arm, proto)
-    steps = proto.get('config_arms') and not is_teacher
-    if harness.done(read_csv(proto['csv']), proto['dataset'], arm, seed) \
-            and not (is_teacher and not osp.isfile(
-                osp.join(run_dir, f'iter_{iters}.pth'))):
-        if steps:
-            record_step_ms(proto, run_dir, arm, seed)
-        return arm, seed, 'in the CSV already'
-    cfg, extra = ((proto['configs']['teacher'], '') if is_teacher else
-                  spec or protocol_arm(arm, proto))
-    opts = ([] if plain in ('teacher', 'student') else
-            [f'model.teacher_ckpt={teacher}'])
-    if backbone:
-        pre = ('model' if plain in ('teacher', 'student') else
-               'model.architecture') + '.backbone.init_cfg.'
-        opts = [pre + 'type=Pretrained', pre + f'checkpoint={backbone}'] + opts
-    status = harness.run_arm(proto, run_dir, arm, seed, cfg, extra, opts,
-                             iters)
-    if steps:
-        record_step_ms(proto, run_dir, arm, seed)
-    return arm, seed, status
-
-
 def step_times(csv, dataset):
     """arm -> seed -> step time (ms) of ``dataset`` in the ``_steps`` file
     of ``csv``."""
@@ -311,6 +262,51 @@ def step_times(csv, dataset):
         if r['dataset'] == dataset:
             out.setdefault(r['arm'], {})[r['seed']] = r['step_ms']
     return out
+
+
+def record_step_ms(proto, run_dir, arm, seed):
+    """Record once in the ``_steps`` CSV the median logged training
+    iteration time of a run (the matched-compute arm scales by it)."""
+    if seed in step_times(proto['csv'], proto['dataset']).get(arm, {}):
+        return
+    times = [json.loads(line)['time'] for f in glob.glob(osp.join(
+        run_dir, '*', 'vis_data', 'scalars.json')) for line in open(f)
+        if '"loss"' in line]  # not the validations
+    if times:
+        harness.append_csv(harness.side_csv(proto['csv'], 'steps'),
+                           STEP_FIELDS, [dict(
+                               dataset=proto['dataset'], arm=arm, seed=seed,
+                               step_ms=f'{1000 * np.median(times):.1f}')])
+
+
+def run(proto, wd, arm, seed, teacher=None, backbone=None, spec=None):
+    """One run (``arm``: ``'teacher'`` or a study arm; ``spec``: its config
+    and extra text if resolved already), skipped when the CSV has it, but a
+    teacher without its checkpoint here (a study resumed on a new machine)
+    trains again for the arms. Returns (arm, seed, status)."""
+    is_teacher = arm == 'teacher'
+    alone = is_teacher or arm.split('@')[0] == 'student'
+    run_dir = osp.join(wd, 'teacher') if is_teacher else osp.join(
+        wd, 'runs', arm, f'seed{seed}')
+    iters = proto['teacher_iters'] if is_teacher else arm_iters(arm, proto)
+    if harness.done(read_csv(proto['csv']), proto['dataset'], arm, seed) \
+            and not (is_teacher and not osp.isfile(
+                osp.join(run_dir, f'iter_{iters}.pth'))):
+        status = 'in the CSV already'
+    else:
+        cfg, extra = ((proto['configs']['teacher'], '') if is_teacher else
+                      spec or protocol_arm(arm, proto))
+        opts = [] if alone else [f'model.teacher_ckpt={teacher}']
+        if backbone:
+            pre = ('model' if alone else 'model.architecture') + \
+                '.backbone.init_cfg.'
+            opts = [pre + 'type=Pretrained', pre + f'checkpoint={backbone}'
+                    ] + opts
+        status = harness.run_arm(proto, run_dir, arm, seed, cfg, extra, opts,
+                                 iters)
+    if proto.get('config_arms') and not is_teacher:
+        record_step_ms(proto, run_dir, arm, seed)
+    return arm, seed, status
 
 
 def matched_arm(csv, dataset, iters):
@@ -437,6 +433,12 @@ def arm_table(results, split):
                     rows)
 
 
+def tables(results, pairs, split='test'):
+    """:func:`arm_table` and :func:`comparison_table` of ``pairs``."""
+    return arm_table(results, split) + [''] + comparison_table(
+        results, pairs) + ['']
+
+
 #: What kind each ToyStreets class is (tools/toy/streets.py's design).
 CLASS_KINDS = {'pole': 'thin', 'traffic light': 'small', 'traffic sign':
                'small', 'bicycle': 'thin, rare', 'person': 'small',
@@ -455,8 +457,10 @@ def class_table(classes, ds, arms, pairs):
             by.setdefault(r['arm'], {}).setdefault(r['class'], {})[
                 r['seed']] = r['IoU']
     arms = [a for a in arms if a in by]
+    if not arms:
+        return []
     rows = []
-    for c in by[arms[0]] if arms else []:
+    for c in by[arms[0]]:
         kind = CLASS_KINDS.get(c) if ds == 'toystreets' else None
         row = [f'{c} ({kind})' if kind else c]
         for a in arms:
@@ -470,14 +474,28 @@ def class_table(classes, ds, arms, pairs):
                        if len(d) > 1 else 'n/a')
         rows.append(row)
     return md_table(['class'] + arms + [f'Δ {a} vs {b} [95 % CI]'
-                                        for a, b in pairs], rows) if arms \
-        else []
+                                        for a, b in pairs], rows)
 
 
 # ---------------------------------------------------- report: rounds 1-3
 #: Rounds 1-3's choice on ToyShapes val: stage 1 on CHOICE_SEEDS, the TOP
 #: best of stage 1 on STAGE2_SEEDS, round 3 on ROUND3_SEEDS.
 CHOICE_SEEDS, STAGE2_SEEDS, TOP, ROUND3_SEEDS = (0, 1), (0, 1, 2), 3, (0, 1, 2)
+ARMS_TEXT = (
+    'Arms: `student` (CE); `cwd` (+ ChannelWiseDivergence, tau 1, weight 3)'
+    '; `np` (+ I2CKD as shipped: normalised per-image prototypes, margin '
+    '0.2, pull 1, weight 1); `np_w3` / `np_batch` / `np_w3_batch` (weight 3'
+    ' / per-batch prototypes / both); `np_hardest` (hardest negative); '
+    '`np_sym` (+ teacher-anchored term); `np_warmup` (200-iteration ramp); '
+    '`np_2loc` (+ a term on `backbone.layer4`); `np_pix` / `np_pix3` / '
+    '`np_pixT` (+ pixel-to-prototype KL, tau 0.1, weight 1 / 3 / 1 on the '
+    "teacher's prototypes); round 3: `np_2loc_stop` (both terms off at 500 "
+    'of 1000 iterations), `np_2loc_w05` (both at weight 0.5), `np_l4` '
+    '(layer4 only); `+cwd`: with `cwd`. Students DeepLabV3 ResNetV1c-18, '
+    '1/4 width, 1000 iterations; teachers 1/2 width, 1500. ToyShapes 64x64,'
+    ' 6 classes; ToyStreets 128x256, 14 imbalanced classes; 300 / 60 / 200 '
+    'train / val / test images. Chosen on ToyShapes val, applied to '
+    'ToyStreets as is.')
 
 
 def _seeds(seeds):
@@ -579,8 +597,7 @@ def scratch_section(rows):
                  [(a, 'np') for a in alone if a.startswith('np_')] +
                  [(a, 'literal') for a in alone if a.startswith('np')
                   and 'literal' in test])
-        lines += ['### Reported on test', ''] + arm_table(test, 'test') + [
-            ''] + comparison_table(test, pairs) + ['']
+        lines += ['### Reported on test', ''] + tables(test, pairs)
         if any(a.endswith('+cwd') for a in others):
             lines += ['Variants explored on val only (2-3 seeds; their test '
                       'numbers were not used for any choice):', ''
@@ -614,14 +631,13 @@ def protocol_section(name, path, curves_plot=None):
         path, 'Round 4: pretrained backbones, fresh test splits' if name ==
         'pretrained' else 'GPU study (benchmarks/gpu_study.sh): ToyStreets '
         '256x512, R50 -> R18 full width', '`_classes` / `_curves` / '
-        '`_pretrain` files. Backbones from a ToyNet-classification '
-        f'checkpoint (`tools/pretrain_toy_backbone.py`, seed {PRETRAIN_SEED}'
-        f'), fresh splits of generator seed {PT_DATA_SEED}; one choice made '
-        'on ToyShapes **val**: the backbone at 0.1x the learning rate (two '
-        'student-alone pilots, one seed, 800 iterations). Every run '
-        f"validated {PROTOCOLS[name]['val_points']} times (curves). Arms: "
-        '`student`, `cwd`, `np` (I2CKD as shipped), `np_2loc+cwd` (I2CKD at '
-        'the bottleneck and `backbone.layer4`, with CWD).')
+        f'`_pretrain` files. Protocol `{name}` (benchmarks/README.md): '
+        f'ToyNet-pretrained backbones (seed {PRETRAIN_SEED}), fresh splits '
+        f'(generator seed {PT_DATA_SEED}), the backbone at 0.1x the learning'
+        ' rate (the one choice, made on ToyShapes **val**: two student-alone'
+        f" pilots, one seed, 800 iterations); {PROTOCOLS[name]['val_points']}"
+        ' validations per run (curves). Arms: `student`, `cwd`, `np`, '
+        '`np_2loc+cwd` (above).')
     bbs = read_csv(harness.side_csv(path, 'pretrain'), 'heldout_acc')
     lines += md_table(['pretrained backbone', 'depth', 'width',
                        'steps x batch', 'image', 'ToyNet held-out top-1',
@@ -653,13 +669,11 @@ def protocol_section(name, path, curves_plot=None):
         lines += [f"Students: {', '.join(sorted(iters))} iterations; "
                   'training wall time per run (mean s, 1 thread): '
                   + ', '.join(f'{a} {w:.0f}' for a, w in sorted(walls.items()))
-                  + '.', '']
-        lines += arm_table(test, 'test') + [''] + comparison_table(
-            test, PT_PAIRS) + ['', 'Per-class test IoU (mean over seeds) and '
-                               'paired per-class Δ (bold: the interval '
-                               'excludes zero):', '']
-        lines += class_table(classes, ds, GROUPS['round4'], [
-            ('np_2loc+cwd', 'cwd'), ('np', 'student')]) + ['']
+                  + '.', ''] + tables(test, PT_PAIRS)
+        lines += ['Per-class test IoU (mean over seeds) and paired per-class'
+                  ' Δ (bold: the interval excludes zero):', ''] + class_table(
+            classes, ds, GROUPS['round4'], [('np_2loc+cwd', 'cwd'),
+                                            ('np', 'student')]) + ['']
         d = pair(test, 'np_2loc+cwd', 'cwd')[1]
         if len(d) > 1:
             m, lo, hi = mean_ci(d)
@@ -686,24 +700,21 @@ def methods_section(path, curves_plot=None):
     rows, lines = _head(
         path, 'Methods: I2CKD on top of KD, DIST, MGD and CWD',
         "`_classes` / `_curves` / `_steps` / `_pretrain` files. Round 4's "
-        f'protocol (splits of seed {PT_DATA_SEED}, teacher 1500 iterations)'
-        f', students {iters} iterations. Arms: the shipped toy configs of '
-        '`kd` (KLDivergence, tau 1), `dist` (DISTLoss), `mgd` (MGD on '
-        '`backbone.layer4`) and `cwd` (on the logits), alone and as '
-        '`i2ckd_<method>` (+ I2CKD as shipped); `student`: CE. Matched '
-        'compute: the best plain method on val, its iterations scaled by '
-        "the median step-time ratio of its I2CKD combination (`_steps`).")
+        f'protocol, students {iters} iterations. Arms: the shipped toy '
+        'configs of `kd` (KLDivergence, tau 1), `dist` (DISTLoss), `mgd` '
+        '(MGD on `backbone.layer4`) and `cwd` (on the logits), alone and as '
+        '`i2ckd_<method>` (+ I2CKD as shipped); `student`: CE.')
     goals, met = [], False
     for ds in sorted({r['dataset'] for r in rows}):
         teacher, val, test = _dataset(rows, ds)
         lines += [f'### {ds}', '', f'Teacher: {_splits(teacher)} mIoU. '
                   f'Median step time (ms): {step_medians(path, ds)}.', '']
-        lines += arm_table(test, 'test') + ['', 'With I2CKD vs without, on '
-                                            'val (where choices are made) '
-                                            'and on test:', '']
-        lines += comparison_table(val, pairs) + [''] + comparison_table(
-            test, pairs + [(a, 'student') for a in test
-                           if a != 'student' and '@' not in a]) + ['']
+        lines += arm_table(test, 'test') + [
+            '', 'With I2CKD vs without, on val (where choices are made) and '
+            'on test:', ''] + comparison_table(val, pairs) + [''] + \
+            comparison_table(test, pairs + [(a, 'student') for a in test
+                                            if a != 'student' and '@' not in
+                                            a]) + ['']
         matched = matched_arm(path, ds, iters)
         if not matched:
             continue
@@ -728,9 +739,8 @@ def methods_section(path, curves_plot=None):
                 f'(`{osp.basename(mpath)}`) have their own pretrained '
                 f'backbones and teacher (teacher {_splits(mteacher)} mIoU),'
                 ' so they pair only with each other; median step time there '
-                f'(ms): {step_medians(mpath, ds)}.', ''] + arm_table(
-                    mt, 'test') + [''] + comparison_table(
-                        mt, list(dict.fromkeys(mpairs))) + ['']
+                f'(ms): {step_medians(mpath, ds)}.', ''] + tables(
+                    mt, list(dict.fromkeys(mpairs)))
         else:
             lines += [f'`{arm}` not run yet.', '']
         better = [m for m in METHODS if above_zero(test, METHODS[m], m)]
@@ -761,22 +771,7 @@ def cmd_report(args):
              f'`benchmarks/{osp.basename(args.csv)}` ({len(rows)} rows). '
              'Δ = paired difference (same seed, same start); 95 % CI = t '
              'interval of the mean Δ; "better" / "worse" only where the '
-             'interval excludes zero, "tied" otherwise.', '',
-             'Arms: `student` (CE); `cwd` (+ ChannelWiseDivergence, tau 1, '
-             'weight 3); `np` (+ I2CKD as shipped: normalised per-image '
-             'prototypes, margin 0.2, pull 1, weight 1); `np_w3` / `np_batch`'
-             ' / `np_w3_batch` (weight 3 / per-batch prototypes / both); '
-             '`np_hardest` (hardest negative); `np_sym` (+ teacher-anchored '
-             'term); `np_warmup` (200-iteration ramp); `np_2loc` (+ a term on'
-             ' `backbone.layer4`); `np_pix` / `np_pix3` / `np_pixT` (+ pixel-'
-             "to-prototype KL, tau 0.1, weight 1 / 3 / 1 on the teacher's "
-             'prototypes); round 3: `np_2loc_stop` (both terms off at 500 of '
-             '1000 iterations), `np_2loc_w05` (both at weight 0.5), `np_l4` '
-             '(layer4 only); `+cwd`: with `cwd`. Students DeepLabV3 '
-             'ResNetV1c-18, 1/4 width, 1000 iterations; teachers 1/2 width, '
-             '1500. ToyShapes 64x64, 6 classes; ToyStreets 128x256, 14 '
-             'imbalanced classes; 300 / 60 / 200 train / val / test images. '
-             'Chosen on ToyShapes val, applied to ToyStreets as is.', '']
+             'interval excludes zero, "tied" otherwise.', '', ARMS_TEXT, '']
     scratch, chart = scratch_section(rows)
     lines += scratch
     for name, chart_name in (('pretrained', '_pretrained_curves'),
