@@ -1,19 +1,16 @@
 """Does a bf16 teacher change the distilled student? Paired seeds, ToyShapes.
 
 ``run --seeds 0 1 2`` trains, per seed, the toy I2CKD student with the fp32
-and with the bf16 teacher (``model.teacher_precision``; same seed, start,
-batches and teacher checkpoint: one teacher, seed 0, ``--teacher-iters``)
-and adds val and test mIoU to ``teacher_precision.csv`` (a run there is not
-repeated); ``report`` writes ``teacher_precision.md`` (Δ = bf16 - fp32).
-Runs and tables are the accuracy study's (``accuracy_study.py``, scratch
-protocol).
+and with the bf16 teacher (``model.teacher_precision``; one teacher, seed 0,
+``--teacher-iters``) through the accuracy study's scratch protocol, adding
+the rows ``teacher_precision.csv`` lacks; ``report`` writes
+``teacher_precision.md`` (Δ = bf16 - fp32) with that study's tables.
 """
 import argparse
 import os.path as osp
 
 import harness
-from accuracy_study import (arm_table, collect, comparison_table, pair,
-                            protocol, run)
+from accuracy_study import collect, pair, protocol, run, tables
 from harness import ROOT, mean_ci, read_csv
 
 CSV = osp.join(ROOT, 'benchmarks', 'teacher_precision.csv')
@@ -62,8 +59,8 @@ def cmd_report(args) -> str:
                   f'{teacher["val"]["mIoU"]:.2f} mIoU.', '']
     for split in ('test', 'val'):
         results = collect(rows, DATASET, split)
-        lines += [f'### {split}', ''] + arm_table(results, split) + [''] + \
-            comparison_table(results, [('bf16', 'fp32')]) + ['']
+        lines += [f'### {split}', ''] + tables(results, [('bf16', 'fp32')],
+                                               split)
     d = pair(collect(rows, DATASET, 'test'), 'bf16', 'fp32')[1]
     if len(d) > 1:
         _, lo, hi = mean_ci(d)
