@@ -38,18 +38,15 @@ def _merged(a: dict, b: dict) -> dict:
     return out
 
 
-def _i2ckd(extra_distiller=None, **opts):
+def _i2ckd(extra_distiller=None, schedule=None, **opts):
     """Config text setting I2CKDLoss ``opts``, ``extra_distiller`` merged
-    into the distiller (e.g. a second location)."""
+    into the distiller (e.g. a second location); ``schedule``: loss name ->
+    weight schedule (DistillLossWeightScheduleHook)."""
     distiller = _merged(dict(distill_losses=dict(loss_i2ckd=opts)),
                         extra_distiller or {})
-    return f'model = dict(distiller={_py(distiller)})\n'
-
-
-def _schedule(**losses):
-    """Config text scheduling loss weights (DistillLossWeightScheduleHook)."""
-    return ("custom_hooks = [dict(type='mmrazor.DistillLossWeightScheduleHook',"
-            f" losses={_py(losses)})]\n")
+    hook = ("custom_hooks = [dict(type='mmrazor.DistillLossWeightScheduleHook'"
+            f', losses={_py(schedule)})]\n') if schedule else ''
+    return f'model = dict(distiller={_py(distiller)})\n' + hook
 
 
 def second_location(in_channel=128, out_channel=256):
@@ -66,7 +63,7 @@ def second_location(in_channel=128, out_channel=256):
 # Every arm states all the loss options it studies, so the arms stay the
 # same whatever the shipped configs default to. LITERAL: our reading of the
 # paper (docs/method.md); NP: the shipped variant. Each variant in words:
-# the report's arms paragraph (cmd_report).
+# the report's arms paragraph (ARMS_TEXT).
 LITERAL = dict(normalize=False, margin=1.0, pull_weight=0.0)
 NP = dict(normalize=True, margin=0.2, pull_weight=1.0)
 _L4, _HALF = second_location(), STUDENT_ITERS // 2
@@ -79,22 +76,25 @@ VARIANTS = {
     'np_w3_batch': _i2ckd(**NP, loss_weight=3.0, prototype_scope='batch'),
     'np_hardest': _i2ckd(**NP, negatives='hardest'),
     'np_sym': _i2ckd(**NP, symmetric=True),
-    'np_warmup': _i2ckd(**NP) + _schedule(loss_i2ckd=dict(warmup_iters=200)),
+    'np_warmup': _i2ckd(**NP, schedule=dict(loss_i2ckd=dict(
+        warmup_iters=200))),
     'np_2loc': _i2ckd(_L4, **NP),
     'np_pix': _i2ckd(**NP, pixel_weight=1.0),
     'np_pix3': _i2ckd(**NP, pixel_weight=3.0),
     'np_pixT': _i2ckd(**NP, pixel_weight=1.0, pixel_prototypes='teacher'),
     # round 3 (ROUND3), designed after round 2's test results were seen
-    'np_2loc_stop': _i2ckd(_L4, **NP) + _schedule(
-        loss_i2ckd=dict(stop_iter=_HALF), loss_i2ckd4=dict(stop_iter=_HALF)),
+    'np_2loc_stop': _i2ckd(_L4, **NP, schedule=dict(
+        loss_i2ckd=dict(stop_iter=_HALF), loss_i2ckd4=dict(stop_iter=_HALF))),
     'np_2loc_w05': _i2ckd(_merged(_L4, dict(distill_losses=dict(
         loss_i2ckd4=dict(loss_weight=0.5)))), **NP, loss_weight=0.5),
     # the bottleneck term at weight 0 is still computed for its diagnostics
     'np_l4': _i2ckd(_L4, **NP, loss_weight=0.0),
 }
-CWD_ONLY = _i2ckd(loss_weight=0.0)  # the I2CKD+CWD config, I2CKD off
 ROUND3 = ('np_2loc_stop', 'np_2loc_w05', 'np_l4')
-
+BEST = 'np_2loc'  # round 2's choice on val
+#: --protocol methods: each method's toy config -> it with I2CKD.
+METHODS = {'kd': 'i2ckd_kd', 'dist': 'i2ckd_dist', 'mgd': 'i2ckd_mgd',
+           'cwd': 'i2ckd_cwd'}
 GROUPS = {
     # rounds 1-2: every variant screened on ToyShapes val on top of CWD,
     # then on test (BEST = --best, the choice on val)
@@ -102,23 +102,17 @@ GROUPS = {
                           if v != 'literal' and v not in ROUND3],
     'final': ['student', 'np', 'cwd', 'BEST+cwd', 'BEST', 'literal'],
     'round3': [f'{v}+cwd' for v in ROUND3],
-    # --protocol pretrained / gpu
-    'round4': ['student', 'cwd', 'np', 'np_2loc+cwd'],
-    # --protocol methods: each method's toy config alone and with I2CKD
-    'methods': ['student', 'kd', 'i2ckd_kd', 'dist', 'i2ckd_dist', 'mgd',
-                'i2ckd_mgd', 'cwd', 'i2ckd_cwd'],
+    'round4': ['student', 'cwd', 'np', 'np_2loc+cwd'],  # pretrained / gpu
+    'methods': ['student'] + [a for pair in METHODS.items() for a in pair],
 }
-#: The plain methods of GROUPS['methods'] -> their I2CKD combination.
-METHODS = {'kd': 'i2ckd_kd', 'dist': 'i2ckd_dist', 'mgd': 'i2ckd_mgd',
-           'cwd': 'i2ckd_cwd'}
 
 
 def arm_spec(name, configs):
     """(config role path, extra config text) of an arm."""
     if name == 'student':
         return configs['student'], ''
-    if name == 'cwd':
-        return configs['i2ckd_cwd'], CWD_ONLY
+    if name == 'cwd':  # the I2CKD + CWD config, I2CKD off
+        return configs['i2ckd_cwd'], _i2ckd(loss_weight=0.0)
     cwd = name.endswith('+cwd')
     variant = name[:-4] if cwd else name
     if variant not in VARIANTS:
@@ -137,16 +131,16 @@ _ROUND4 = dict(data_seed=PT_DATA_SEED, data=dict(toyshapes={}, toystreets={}),
                pretrain=dict.fromkeys(ROLES, dict(iters=1500, batch_size=64,
                                                   size=64)),
                teacher_iters=1500, val_points=4, per_class=True,
-               configs=None, options=[BACKBONE_LR], layer4=(128, 256))
+               options=[BACKBONE_LR])
 _GPU = '_1xb8-gpu_toystreets-256x512.py'
-#: protocol -> its settings (``pretrain`` None: random starts; ``configs``
-#: None: the toy configs; ``layer4``: student, teacher channels there;
-#: ``config_arms``: an arm named as a config role is that config).
+#: protocol -> its settings (no ``pretrain``: random starts; no
+#: ``configs``: the toy configs; ``layer4``: student, teacher channels there
+#: if not the toy's; ``config_arms``: an arm named as a config role is that
+#: config).
 PROTOCOLS = {
     'scratch': dict(  # rounds 1-3: random starts
         csv=CSV, data_seed=0, data=dict(toyshapes={}, toystreets={}),
-        pretrain=None, iters=STUDENT_ITERS, teacher_iters=TEACHER_ITERS,
-        val_points=None, configs=None, layer4=(128, 256)),
+        iters=STUDENT_ITERS, teacher_iters=TEACHER_ITERS),
     # round 4: students 400 iterations for 5 seeds x 4 arms x 2 datasets on
     # 2 shared cores; 0.1x chosen on ToyShapes val (a student alone, one
     # seed: 18.36 after 800 iterations at 1x, 47.77 by 400 at 0.1x)
@@ -186,15 +180,15 @@ TINY = dict(
 def protocol(name, dataset, **overrides):
     """``PROTOCOLS[name]`` for ``dataset`` (config paths resolved), with
     ``overrides`` (e.g. :data:`TINY`) applied."""
-    if dataset not in PROTOCOLS[name]['data']:
+    base = PROTOCOLS[name]
+    if dataset not in base['data']:
         raise ValueError(f'protocol {name!r} has no dataset {dataset!r}; '
-                         f'it has {sorted(PROTOCOLS[name]["data"])}')
-    p = _merged(PROTOCOLS[name], overrides)
-    p['options'] = (list(PROTOCOLS[name].get('options', [])) +
-                    list(overrides.get('options', [])))
-    if PROTOCOLS[name]['pretrain'] is None:
+                         f'it has {sorted(base["data"])}')
+    p = _merged(base, overrides)
+    p['options'] = base.get('options', []) + overrides.get('options', [])
+    if not base.get('pretrain'):
         p['pretrain'] = None  # a dry run pretrains what its protocol does
-    configs = (toy_configs(dataset) if p['configs'] is None else
+    configs = (toy_configs(dataset) if 'configs' not in p else
                {k: osp.join(ROOT, 'configs', 'toy', v)
                 for k, v in p['configs'][dataset].items()})
     return dict(p, name=name, dataset=dataset, configs=configs,
@@ -210,9 +204,8 @@ def protocol_arm(name, proto):
             and name != 'teacher':
         return proto['configs'][name], ''
     cfg, extra = arm_spec(name, proto['configs'])
-    layer4 = tuple(proto['layer4'])
-    if name.split('+')[0] == 'np_2loc' and layer4 != (128, 256):
-        extra = _i2ckd(second_location(*layer4), **NP)
+    if name.split('+')[0] == 'np_2loc' and proto.get('layer4'):
+        extra = _i2ckd(second_location(*proto['layer4']), **NP)
     return cfg, extra
 
 
@@ -261,20 +254,29 @@ def ensure_pretrained(ckpt, proto, role):
     return ckpt
 
 
+def step_times(csv, dataset):
+    """arm -> seed -> step time (ms) of ``dataset`` in the ``_steps`` file
+    of ``csv``."""
+    out = {}
+    for r in read_csv(harness.side_csv(csv, 'steps'), 'step_ms'):
+        if r['dataset'] == dataset:
+            out.setdefault(r['arm'], {})[r['seed']] = r['step_ms']
+    return out
+
+
 def record_step_ms(proto, run_dir, arm, seed):
     """Record once in the ``_steps`` CSV the median logged training
     iteration time of a run (the matched-compute arm scales by it)."""
-    path = harness.side_csv(proto['csv'], 'steps')
-    if any(r['dataset'] == proto['dataset'] and r['arm'] == arm
-           and r['seed'] == seed for r in read_csv(path, 'step_ms')):
+    if seed in step_times(proto['csv'], proto['dataset']).get(arm, {}):
         return
     times = [json.loads(line)['time'] for f in glob.glob(osp.join(
         run_dir, '*', 'vis_data', 'scalars.json')) for line in open(f)
         if '"loss"' in line]  # not the validations
     if times:
-        harness.append_csv(path, STEP_FIELDS, [dict(
-            dataset=proto['dataset'], arm=arm, seed=seed,
-            step_ms=f'{1000 * np.median(times):.1f}')])
+        harness.append_csv(harness.side_csv(proto['csv'], 'steps'),
+                           STEP_FIELDS, [dict(
+                               dataset=proto['dataset'], arm=arm, seed=seed,
+                               step_ms=f'{1000 * np.median(times):.1f}')])
 
 
 def run(proto, wd, arm, seed, teacher=None, backbone=None, spec=None):
@@ -282,28 +284,27 @@ def run(proto, wd, arm, seed, teacher=None, backbone=None, spec=None):
     and extra text if resolved already), skipped when the CSV has it, but a
     teacher without its checkpoint here (a study resumed on a new machine)
     trains again for the arms. Returns (arm, seed, status)."""
-    is_teacher, plain = arm == 'teacher', arm.split('@')[0]
+    is_teacher = arm == 'teacher'
+    alone = is_teacher or arm.split('@')[0] == 'student'
     run_dir = osp.join(wd, 'teacher') if is_teacher else osp.join(
         wd, 'runs', arm, f'seed{seed}')
     iters = proto['teacher_iters'] if is_teacher else arm_iters(arm, proto)
-    steps = proto.get('config_arms') and not is_teacher
     if harness.done(read_csv(proto['csv']), proto['dataset'], arm, seed) \
             and not (is_teacher and not osp.isfile(
                 osp.join(run_dir, f'iter_{iters}.pth'))):
-        if steps:
-            record_step_ms(proto, run_dir, arm, seed)
-        return arm, seed, 'in the CSV already'
-    cfg, extra = ((proto['configs']['teacher'], '') if is_teacher else
-                  spec or protocol_arm(arm, proto))
-    opts = ([] if plain in ('teacher', 'student') else
-            [f'model.teacher_ckpt={teacher}'])
-    if backbone:
-        pre = ('model' if plain in ('teacher', 'student') else
-               'model.architecture') + '.backbone.init_cfg.'
-        opts = [pre + 'type=Pretrained', pre + f'checkpoint={backbone}'] + opts
-    status = harness.run_arm(proto, run_dir, arm, seed, cfg, extra, opts,
-                             iters)
-    if steps:
+        status = 'in the CSV already'
+    else:
+        cfg, extra = ((proto['configs']['teacher'], '') if is_teacher else
+                      spec or protocol_arm(arm, proto))
+        opts = [] if alone else [f'model.teacher_ckpt={teacher}']
+        if backbone:
+            pre = ('model' if alone else 'model.architecture') + \
+                '.backbone.init_cfg.'
+            opts = [pre + 'type=Pretrained', pre + f'checkpoint={backbone}'
+                    ] + opts
+        status = harness.run_arm(proto, run_dir, arm, seed, cfg, extra, opts,
+                                 iters)
+    if proto.get('config_arms') and not is_teacher:
         record_step_ms(proto, run_dir, arm, seed)
     return arm, seed, status
 
@@ -316,15 +317,12 @@ def matched_arm(csv, dataset, iters):
     if not all(m in val for m in METHODS):
         return None
     best = max(METHODS, key=lambda m: _mean(val[m]))
-    steps = {}
-    for r in read_csv(harness.side_csv(csv, 'steps'), 'step_ms'):
-        if r['dataset'] == dataset:
-            steps.setdefault(r['arm'], {})[r['seed']] = r['step_ms']
-    combo = steps.get(METHODS[best], {})
-    seeds = sorted(set(steps.get(best, {})) & set(combo))
-    if not seeds:
+    steps = step_times(csv, dataset)
+    plain, combo = steps.get(best, {}), steps.get(METHODS[best], {})
+    ratios = [combo[s] / plain[s] for s in sorted(set(plain) & set(combo))]
+    if not ratios:
         return None
-    ratio = float(np.median([combo[s] / steps[best][s] for s in seeds]))
+    ratio = float(np.median(ratios))
     return f'{best}@{int(round(iters * ratio))}', best, ratio
 
 
@@ -382,13 +380,13 @@ def _mean(by_seed):
     return np.mean(list(by_seed.values()))
 
 
-def collect(rows, dataset, split):
-    """arm -> seed -> mIoU of the study arms (not the teacher)."""
+def collect(rows, dataset, split, number='mIoU'):
+    """arm -> seed -> ``number`` of the study arms (not the teacher)."""
     out = {}
     for r in rows:
-        if r['dataset'] == dataset and r['split'] == split \
+        if (r['dataset'], r['split']) == (dataset, split) \
                 and r['arm'] != 'teacher':
-            out.setdefault(r['arm'], {})[r['seed']] = r['mIoU']
+            out.setdefault(r['arm'], {})[r['seed']] = r[number]
     return out
 
 
@@ -435,6 +433,12 @@ def arm_table(results, split):
                     rows)
 
 
+def tables(results, pairs, split='test'):
+    """:func:`arm_table` and :func:`comparison_table` of ``pairs``."""
+    return arm_table(results, split) + [''] + comparison_table(
+        results, pairs) + ['']
+
+
 #: What kind each ToyStreets class is (tools/toy/streets.py's design).
 CLASS_KINDS = {'pole': 'thin', 'traffic light': 'small', 'traffic sign':
                'small', 'bicycle': 'thin, rare', 'person': 'small',
@@ -447,9 +451,9 @@ CLASS_KINDS = {'pole': 'thin', 'traffic light': 'small', 'traffic sign':
 def class_table(classes, ds, arms, pairs):
     """Mean test IoU per class and arm, and the paired per-class Δ with its
     95 % interval for ``pairs`` (bold where it excludes zero)."""
-    by = {}
+    by = {}  # arm -> class -> seed -> IoU
     for r in classes:
-        if r['dataset'] == ds and r['split'] == 'test':
+        if (r['dataset'], r['split']) == (ds, 'test'):
             by.setdefault(r['arm'], {}).setdefault(r['class'], {})[
                 r['seed']] = r['IoU']
     arms = [a for a in arms if a in by]
@@ -458,23 +462,46 @@ def class_table(classes, ds, arms, pairs):
     rows = []
     for c in by[arms[0]]:
         kind = CLASS_KINDS.get(c) if ds == 'toystreets' else None
-        rows.append([f'{c} ({kind})' if kind else c])
+        row = [f'{c} ({kind})' if kind else c]
         for a in arms:
             v = [x for x in by[a].get(c, {}).values() if not np.isnan(x)]
-            rows[-1].append(f'{np.mean(v):.1f}' if v else 'n/a')
+            row.append(f'{np.mean(v):.1f}' if v else 'n/a')
         for a, b in pairs:
-            _, d = paired(by.get(a, {}).get(c, {}), by.get(b, {}).get(c, {}))
-            if len(d) < 2:
-                rows[-1].append('n/a')
-                continue
+            d = paired(by.get(a, {}).get(c, {}), by.get(b, {}).get(c, {}))[1]
             m, lo, hi = mean_ci(d)
-            mark = '**' if lo > 0 or hi < 0 else ''
-            rows[-1].append(f'{mark}{m:+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}')
+            bold = '**' if lo > 0 or hi < 0 else ''
+            row.append(f'{bold}{m:+.1f} [{lo:+.1f}, {hi:+.1f}]{bold}'
+                       if len(d) > 1 else 'n/a')
+        rows.append(row)
     return md_table(['class'] + arms + [f'Δ {a} vs {b} [95 % CI]'
                                         for a, b in pairs], rows)
 
 
 # ---------------------------------------------------- report: rounds 1-3
+#: Rounds 1-3's choice on ToyShapes val: stage 1 on CHOICE_SEEDS, the TOP
+#: best of stage 1 on STAGE2_SEEDS, round 3 on ROUND3_SEEDS.
+CHOICE_SEEDS, STAGE2_SEEDS, TOP, ROUND3_SEEDS = (0, 1), (0, 1, 2), 3, (0, 1, 2)
+ARMS_TEXT = (
+    'Arms: `student` (CE); `cwd` (+ ChannelWiseDivergence, tau 1, weight 3)'
+    '; `np` (+ I2CKD as shipped: normalised per-image prototypes, margin '
+    '0.2, pull 1, weight 1); `np_w3` / `np_batch` / `np_w3_batch` (weight 3'
+    ' / per-batch prototypes / both); `np_hardest` (hardest negative); '
+    '`np_sym` (+ teacher-anchored term); `np_warmup` (200-iteration ramp); '
+    '`np_2loc` (+ a term on `backbone.layer4`); `np_pix` / `np_pix3` / '
+    '`np_pixT` (+ pixel-to-prototype KL, tau 0.1, weight 1 / 3 / 1 on the '
+    "teacher's prototypes); round 3: `np_2loc_stop` (both terms off at 500 "
+    'of 1000 iterations), `np_2loc_w05` (both at weight 0.5), `np_l4` '
+    '(layer4 only); `+cwd`: with `cwd`. Students DeepLabV3 ResNetV1c-18, '
+    '1/4 width, 1000 iterations; teachers 1/2 width, 1500. ToyShapes 64x64,'
+    ' 6 classes; ToyStreets 128x256, 14 imbalanced classes; 300 / 60 / 200 '
+    'train / val / test images. Chosen on ToyShapes val, applied to '
+    'ToyStreets as is.')
+
+
+def _seeds(seeds):
+    return ', '.join(map(str, seeds))
+
+
 def ranked_on_val(val, arms, seeds, strict=True):
     """``arms`` by mean val Δ vs CWD on ``seeds``, and their comparison
     table; strict: ``(None, missing)`` when some (or CWD) lack a seed."""
@@ -487,45 +514,42 @@ def ranked_on_val(val, arms, seeds, strict=True):
     return ranked, comparison_table(sub, [(a, 'cwd') for a in ranked])
 
 
-def _seeds(seeds):
-    return ', '.join(map(str, seeds))
+def _chosen(val, arms, seeds, what):
+    """The comparison table of ``arms`` on ``seeds`` and the choice, or
+    why there is none."""
+    ranked, table = ranked_on_val(val, arms, seeds)
+    if ranked is None:
+        return [f'{what} incomplete: no val result on every seed of '
+                f'{_seeds(seeds)} for {", ".join(table)}.', '']
+    return table + ['', f'{what}, seeds {_seeds(seeds)}: chosen '
+                    f'`{ranked[0]}`.', '']
 
 
-def choice_section(val, explored, args):
-    """The two-stage choice on val: every variant on the first seeds, the
-    ``--top`` best by mean Δ vs CWD on the second-stage seeds too."""
-    first, second = args.choice_seeds, args.second_stage_seeds
-    ranked, table = ranked_on_val(val, explored, first, strict=False)
-    sub = on_seeds(val, ranked + ['cwd'], first)
+def choice_section(val, explored):
+    """The two-stage choice on val: every variant on CHOICE_SEEDS, the TOP
+    best by mean Δ vs CWD on STAGE2_SEEDS too."""
+    ranked, table = ranked_on_val(val, explored, CHOICE_SEEDS, strict=False)
+    sub = on_seeds(val, ranked + ['cwd'], CHOICE_SEEDS)
     sd = np.concatenate([pair(sub, a, 'cwd')[1] for a in ranked]).std(ddof=1)
-    lines = ['### Choice on val: I2CKD variants on top of CWD', '',
-             f'Stage 1: every variant on seeds {_seeds(first)} (sorted by '
-             f'mean Δ). Stage 2: the {args.top} best on seeds '
-             f'{_seeds(second)}; the highest mean Δ there went to test. One '
-             f"seed's val Δ (60 images) has a standard deviation of {sd:.2f}"
-             ' mIoU across all stage-1 runs: weak evidence.', ''] + table
-    top, table = ranked_on_val(val, ranked[:args.top], second)
-    if top is None:
-        return lines + ['', f'Stage 2 incomplete: no val result on every '
-                        f'seed of {second} for {", ".join(table)}.', '']
-    return lines + ['', f'Stage 2 (seeds {_seeds(second)}); chosen: '
-                    f'`{top[0]}`.', ''] + table + ['']
+    return ['### Choice on val: I2CKD variants on top of CWD', '',
+            f'Stage 1: every variant on seeds {_seeds(CHOICE_SEEDS)} (sorted '
+            f'by mean Δ). Stage 2: the {TOP} best on seeds '
+            f'{_seeds(STAGE2_SEEDS)}; the highest mean Δ there went to test. '
+            f"One seed's val Δ (60 images) has a standard deviation of "
+            f'{sd:.2f} mIoU across all stage-1 runs: weak evidence.', ''
+            ] + table + [''] + _chosen(val, ranked[:TOP], STAGE2_SEEDS,
+                                       'Stage 2')
 
 
-def round3_section(val, args):
+def round3_section(val):
     """Round 3 on val: its variants and round 2's choice (on top of CWD)
     by mean Δ vs CWD on the same seeds; the best goes to test."""
-    seeds = args.round3_seeds
-    ranked, table = ranked_on_val(val, [f'{args.best}+cwd'] +
-                                  GROUPS['round3'], seeds)
     return ["### Round 3 on val: designed after round 2's test results were "
-            'seen', '', f'Three changes of `{args.best}+cwd` (round 2\'s '
-            'choice, whose test numbers were then seen), compared with it '
-            f'on val, seeds {_seeds(seeds)}; the highest mean Δ vs CWD went '
-            'to test on both datasets.', ''] + (
-        [f'Incomplete: no val result on every seed of {seeds} for '
-         f'{", ".join(table)}.', ''] if ranked is None else
-        table + ['', f'Chosen in round 3: `{ranked[0]}`.', ''])
+            'seen', '', f"Three changes of `{BEST}+cwd` (round 2's choice, "
+            'whose test numbers were then seen), compared with it on val; '
+            'the highest mean Δ vs CWD went to test on both datasets.', ''
+            ] + _chosen(val, [f'{BEST}+cwd'] + GROUPS['round3'],
+                        ROUND3_SEEDS, 'Round 3')
 
 
 def _dataset(rows, ds):
@@ -540,29 +564,29 @@ def _splits(teacher):
         teacher.items()))
 
 
-def scratch_section(rows, args):
-    """Rounds 1-3: the choice on val and the arms on test, per dataset (the
-    choice's first); also dataset -> (test, teacher test mIoU) to chart."""
+def scratch_section(rows):
+    """Rounds 1-3: the choice on val and the arms on test, per dataset
+    (ToyShapes, the choice's, first); also dataset -> (test, teacher test
+    mIoU) to chart."""
     lines, chart = [], {}
     for ds in sorted({r['dataset'] for r in rows},
-                     key=lambda d: (d != args.choice_dataset, d)):
+                     key=lambda d: (d != 'toyshapes', d)):
         teacher, val, test = _dataset(rows, ds)
         lines += [f'## {ds}', '', 'Teacher (1/2 width, 1500 it, seed 0): '
                   f'{_splits(teacher)} mIoU.', '']
-        choice = on_seeds(val, val, args.choice_seeds)
+        choice = on_seeds(val, val, CHOICE_SEEDS)
         explored = [a for a in GROUPS['explore'] if a != 'cwd'
                     and choice.get(a)]
-        if ds == args.choice_dataset and len(explored) > 1 \
-                and choice.get('cwd'):
-            lines += choice_section(val, explored, args)
+        if ds == 'toyshapes' and len(explored) > 1 and choice.get('cwd'):
+            lines += choice_section(val, explored)
             if any(val.get(a) for a in GROUPS['round3']):
-                lines += round3_section(val, args)
+                lines += round3_section(val)
         # variants explored on val only (< 5 seeds) are listed apart, so no
         # conclusion rests on them
         others = {a: v for a, v in test.items() if len(v) < 5}
         test = {a: v for a, v in test.items() if len(v) >= 5}
         alone = [a for a in test if not a.endswith('+cwd')]
-        best = args.best + '+cwd'
+        best = BEST + '+cwd'
         pairs = ([(a, 'student') for a in test if a != 'student'] +
                  [(a, 'cwd') for a in test if a.endswith('+cwd')] +
                  [(a, 'cwd') for a in alone if a not in ('cwd', 'student')] +
@@ -573,8 +597,7 @@ def scratch_section(rows, args):
                  [(a, 'np') for a in alone if a.startswith('np_')] +
                  [(a, 'literal') for a in alone if a.startswith('np')
                   and 'literal' in test])
-        lines += ['### Reported on test', ''] + arm_table(test, 'test') + [
-            ''] + comparison_table(test, pairs) + ['']
+        lines += ['### Reported on test', ''] + tables(test, pairs)
         if any(a.endswith('+cwd') for a in others):
             lines += ['Variants explored on val only (2-3 seeds; their test '
                       'numbers were not used for any choice):', ''
@@ -592,53 +615,41 @@ GOAL = 1.0  # round 4: I2CKD + CWD >= CWD + 1.0 mIoU, interval above zero
 METHODS_GOAL = 2  # methods improved (interval above zero) on one proxy
 
 
-def goal_check(test, best='np_2loc+cwd', ref='cwd'):
-    """(mean Δ, lo, hi, seeds, met) of ``best`` vs ``ref`` against GOAL."""
-    _, d = pair(test, best, ref)
-    if len(d) < 2:
-        return None
-    m, lo, hi = mean_ci(d)
-    return m, lo, hi, len(d), bool(m >= GOAL and lo > 0)
-
-
-def _section(path, title, text, per_dataset, head=(), summary=list):
-    """A protocol's section: ``title``, the source and ``text``, ``head``,
-    then per dataset the lines of ``per_dataset(rows, ds, teacher, val,
-    test)`` (it returns them and a goal line or None), the goal lines and
-    ``summary()``."""
+def _head(path, title, text):
+    """The rows of a protocol's CSV and the head of its section."""
     rows = read_csv(path)
-    lines = [f'## {title}', '', f'Generated from `benchmarks/'
-             f'{osp.basename(path)}` ({len(rows)} rows) and its {text}', '']
-    lines += list(head)
-    goals = []
-    for ds in sorted({r['dataset'] for r in rows}):
-        add, goal = per_dataset(rows, ds, *_dataset(rows, ds))
-        lines += [f'### {ds}', ''] + add
-        goals += [goal] if goal else []
-    if goals:
-        lines += ['### The goal', ''] + goals + [''] + summary()
-    return rows, lines
-
-
-def _curves(path, rows, curves_plot, *plot_args):
-    """The chart of a protocol's ``_curves`` CSV, as report lines."""
-    curves = read_csv(harness.side_csv(path, 'curves'))
-    if not (curves_plot and curves):
-        return []
-    plot_curves(curves, rows, curves_plot, *plot_args)
-    return [f'![val mIoU vs iteration](../docs/images/'
-            f'{osp.basename(curves_plot)})', '']
+    return rows, [f'## {title}', '', f'Generated from `benchmarks/'
+                  f'{osp.basename(path)}` ({len(rows)} rows) and its {text}',
+                  '']
 
 
 def protocol_section(name, path, curves_plot=None):
     """The section of round 4 (``pretrained``) or of the GPU study
     (``gpu``): arms, the teacher's lead, per-class IoU, the goal."""
     from toy.pretrain import PRETRAIN_SEED
-    classes = read_csv(harness.side_csv(path, 'classes'), 'IoU')
+    rows, lines = _head(
+        path, 'Round 4: pretrained backbones, fresh test splits' if name ==
+        'pretrained' else 'GPU study (benchmarks/gpu_study.sh): ToyStreets '
+        '256x512, R50 -> R18 full width', '`_classes` / `_curves` / '
+        f'`_pretrain` files. Protocol `{name}` (benchmarks/README.md): '
+        f'ToyNet-pretrained backbones (seed {PRETRAIN_SEED}), fresh splits '
+        f'(generator seed {PT_DATA_SEED}), the backbone at 0.1x the learning'
+        ' rate (the one choice, made on ToyShapes **val**: two student-alone'
+        f" pilots, one seed, 800 iterations); {PROTOCOLS[name]['val_points']}"
+        ' validations per run (curves). Arms: `student`, `cwd`, `np`, '
+        '`np_2loc+cwd` (above).')
     bbs = read_csv(harness.side_csv(path, 'pretrain'), 'heldout_acc')
-
-    def per_dataset(rows, ds, teacher, val, test):
-        lines = []
+    lines += md_table(['pretrained backbone', 'depth', 'width',
+                       'steps x batch', 'image', 'ToyNet held-out top-1',
+                       'wall s'], [
+        [b['role'], b['depth'], b['width'], f"{b['iters']} x "
+         f"{b['batch_size']}", b['size'], f"{b['heldout_acc']:.1f} %",
+         b['wall_s']] for b in bbs]) + [''] if bbs else []
+    classes = read_csv(harness.side_csv(path, 'classes'), 'IoU')
+    goals = []
+    for ds in sorted({r['dataset'] for r in rows}):
+        teacher, val, test = _dataset(rows, ds)
+        lines += [f'### {ds}', '']
         if teacher:
             t = teacher.get('test', teacher.get('val'))
             lines += [f"Teacher ({t['iterations']} iterations, seed 0, "
@@ -651,47 +662,34 @@ def protocol_section(name, path, curves_plot=None):
                               f"{len(test['student'])} seeds): **{gap:.2f} "
                               f'mIoU on test**, {gap_val:.2f} on val (the '
                               'paper: 78.07 - 74.21 = 3.86).')
-        walls, iters = {}, set()
-        for r in rows:
-            if r['dataset'] == ds and r['arm'] != 'teacher':
-                iters.add(r['iterations'])
-                if r['split'] == 'test':
-                    walls.setdefault(r['arm'], []).append(float(r['wall_s']))
+        iters = {r['iterations'] for r in rows
+                 if r['dataset'] == ds and r['arm'] != 'teacher'}
+        walls = {a: np.mean([float(w) for w in v.values()]) for a, v in
+                 collect(rows, ds, 'test', 'wall_s').items()}
         lines += [f"Students: {', '.join(sorted(iters))} iterations; "
-                  'training wall time per run (mean s, 1 thread): ' +
-                  ', '.join(f'{a} {np.mean(v):.0f}' for a, v in
-                            sorted(walls.items())) + '.', '']
-        lines += arm_table(test, 'test') + [''] + comparison_table(
-            test, PT_PAIRS) + ['', 'Per-class test IoU (mean over seeds) and '
-                               'paired per-class Δ (bold: the interval '
-                               'excludes zero):', '']
-        lines += class_table(classes, ds, GROUPS['round4'], [
-            ('np_2loc+cwd', 'cwd'), ('np', 'student')]) + ['']
-        g = goal_check(test)
-        return lines, g and (
-            f'- {ds}: np_2loc+cwd vs cwd {g[0]:+.2f} [{g[1]:+.2f}, '
-            f'{g[2]:+.2f}], {g[3]} seeds: goal (>= +{GOAL:.1f}, interval '
-            f"above zero) **{'met' if g[4] else 'not met'}**.")
+                  'training wall time per run (mean s, 1 thread): '
+                  + ', '.join(f'{a} {w:.0f}' for a, w in sorted(walls.items()))
+                  + '.', ''] + tables(test, PT_PAIRS)
+        lines += ['Per-class test IoU (mean over seeds) and paired per-class'
+                  ' Δ (bold: the interval excludes zero):', ''] + class_table(
+            classes, ds, GROUPS['round4'], [('np_2loc+cwd', 'cwd'),
+                                            ('np', 'student')]) + ['']
+        d = pair(test, 'np_2loc+cwd', 'cwd')[1]
+        if len(d) > 1:
+            m, lo, hi = mean_ci(d)
+            goals.append(
+                f'- {ds}: np_2loc+cwd vs cwd {m:+.2f} [{lo:+.2f}, {hi:+.2f}]'
+                f', {len(d)} seeds: goal (>= +{GOAL:.1f}, interval above '
+                f"zero) **{'met' if m >= GOAL and lo > 0 else 'not met'}**.")
+    if goals:
+        lines += ['### The goal', ''] + goals + ['']
+    return lines + plot_curves(path, rows, curves_plot)
 
-    head = md_table(['pretrained backbone', 'depth', 'width', 'steps x batch',
-                     'image', 'ToyNet held-out top-1', 'wall s'], [
-        [b['role'], b['depth'], b['width'], f"{b['iters']} x "
-         f"{b['batch_size']}", b['size'], f"{b['heldout_acc']:.1f} %",
-         b['wall_s']] for b in bbs]) + [''] if bbs else []
-    rows, lines = _section(
-        path, 'Round 4: pretrained backbones, fresh test splits' if name ==
-        'pretrained' else 'GPU study (benchmarks/gpu_study.sh): ToyStreets '
-        '256x512, R50 -> R18 full width', '`_classes` / `_curves` / '
-        '`_pretrain` files. Backbones from a ToyNet-classification '
-        f'checkpoint (`tools/pretrain_toy_backbone.py`, seed {PRETRAIN_SEED}'
-        f'), fresh splits of generator seed {PT_DATA_SEED}; one choice made '
-        'on ToyShapes **val**: the backbone at 0.1x the learning rate (two '
-        'student-alone pilots, one seed, 800 iterations). Every run '
-        f"validated {PROTOCOLS[name]['val_points']} times (curves). Arms: "
-        '`student`, `cwd`, `np` (I2CKD as shipped), `np_2loc+cwd` (I2CKD at '
-        'the bottleneck and `backbone.layer4`, with CWD).', per_dataset,
-        head)
-    return lines + _curves(path, rows, curves_plot)
+
+def step_medians(csv, dataset):
+    """'arm ms, ...': each arm's median step time over its seeds."""
+    return ', '.join(f'{a} {np.median(list(v.values())):.0f}'
+                     for a, v in sorted(step_times(csv, dataset).items()))
 
 
 def methods_section(path, curves_plot=None):
@@ -699,87 +697,69 @@ def methods_section(path, curves_plot=None):
     I2CKD, paired on seeds, the matched-compute arm and the goal."""
     iters = PROTOCOLS['methods']['iters']
     pairs = [(c, m) for m, c in METHODS.items()]
-    found = []  # per dataset: (the methods I2CKD improves, top beats matched)
-
-    def step_medians(csv, ds):
-        """'arm ms, ...': the median logged step time of each arm of ``ds``
-        in the ``_steps`` file of ``csv``."""
-        ms = {}
-        for r in read_csv(harness.side_csv(csv, 'steps'), 'step_ms'):
-            if r['dataset'] == ds:
-                ms.setdefault(r['arm'], []).append(r['step_ms'])
-        return ', '.join(f'{a} {np.median(v):.0f}' for a, v in
-                         sorted(ms.items()))
-
-    def per_dataset(rows, ds, teacher, val, test):
-        lines = [f'Teacher: {_splits(teacher)} mIoU. Median step time (ms): '
-                 f'{step_medians(path, ds)}.', '']
-        lines += arm_table(test, 'test') + ['', 'With I2CKD vs without, on '
-                                            'val (where choices are made) '
-                                            'and on test:', '']
-        lines += comparison_table(val, pairs) + [''] + comparison_table(
-            test, pairs + [(a, 'student') for a in test
-                           if a != 'student' and '@' not in a]) + ['']
-        m = matched_arm(path, ds, iters)
-        if not m:
-            return lines, None
-        arm, best, ratio = m
+    rows, lines = _head(
+        path, 'Methods: I2CKD on top of KD, DIST, MGD and CWD',
+        "`_classes` / `_curves` / `_steps` / `_pretrain` files. Round 4's "
+        f'protocol, students {iters} iterations. Arms: the shipped toy '
+        'configs of `kd` (KLDivergence, tau 1), `dist` (DISTLoss), `mgd` '
+        '(MGD on `backbone.layer4`) and `cwd` (on the logits), alone and as '
+        '`i2ckd_<method>` (+ I2CKD as shipped); `student`: CE.')
+    goals, met = [], False
+    for ds in sorted({r['dataset'] for r in rows}):
+        teacher, val, test = _dataset(rows, ds)
+        lines += [f'### {ds}', '', f'Teacher: {_splits(teacher)} mIoU. '
+                  f'Median step time (ms): {step_medians(path, ds)}.', '']
+        lines += arm_table(test, 'test') + [
+            '', 'With I2CKD vs without, on val (where choices are made) and '
+            'on test:', ''] + comparison_table(val, pairs) + [''] + \
+            comparison_table(test, pairs + [(a, 'student') for a in test
+                                            if a != 'student' and '@' not in
+                                            a]) + ['']
+        matched = matched_arm(path, ds, iters)
+        if not matched:
+            continue
+        arm, best, ratio = matched
         top = max([c for c in METHODS.values() if c in val],
                   key=lambda c: _mean(val[c]))
         # the matched-compute runs live in their own CSV with a plain and an
         # I2CKD arm of the same start (backbones, teacher) to pair with
         mpath = harness.side_csv(path, 'matched')
-        mrows = read_csv(mpath)
-        mteacher, _, mt = _dataset(mrows, ds)
+        mteacher, _, mt = _dataset(read_csv(mpath), ds)
         lines += [f'Matched compute: `{best}` (the best plain method on val)'
                   f' for {arm.split("@")[1]} iterations = {iters} x '
                   f'{ratio:.2f}, the step-time ratio of `{METHODS[best]}`; '
                   f'the best combination on val is `{top}`.', '']
         if arm in mt:
+            mpairs = [(top, arm), (METHODS[best], arm), (arm, best),
+                      (METHODS[best], best)] + [
+                (top, a) for a in sorted(mt)
+                if a != arm and a.startswith(best + '@')]
             lines += [
                 f'Its runs and the runs they pair with '
                 f'(`{osp.basename(mpath)}`) have their own pretrained '
                 f'backbones and teacher (teacher {_splits(mteacher)} mIoU),'
                 ' so they pair only with each other; median step time there '
-                f'(ms): {step_medians(mpath, ds)}.', ''] + arm_table(
-                    mt, 'test') + [''] + comparison_table(
-                mt, list(dict.fromkeys([(top, arm), (METHODS[best], arm),
-                                        (arm, best), (METHODS[best], best)] +
-                                       [(top, a) for a in sorted(mt) if a !=
-                                        arm and a.startswith(best + '@')]))
-            ) + ['']
+                f'(ms): {step_medians(mpath, ds)}.', ''] + tables(
+                    mt, list(dict.fromkeys(mpairs)))
         else:
             lines += [f'`{arm}` not run yet.', '']
         better = [m for m in METHODS if above_zero(test, METHODS[m], m)]
         beats = above_zero(mt, top, arm) if arm in mt and top in mt else None
-        found.append((better, beats))
-        return lines, (
+        met = met or len(better) >= METHODS_GOAL and bool(beats)
+        goals.append(
             f'- {ds}: I2CKD better (test interval above zero) for '
             f'{len(better)} of {len(METHODS)} methods'
             f"{' (' + ', '.join(better) + ')' if better else ''}; `{top}` vs "
             'the matched-compute arm: ' + ('not run yet' if beats is None else
                                            'better' if beats else
                                            'not better') + '.')
-
-    def summary():
-        met = any(len(b) >= METHODS_GOAL and t for b, t in found)
-        return [f'Goal (>= {METHODS_GOAL} methods improved and the best '
-                'combination above the matched-compute arm, on one proxy): '
-                + ('**met**.' if met else '**not met**.'), '']
-
-    rows, lines = _section(
-        path, 'Methods: I2CKD on top of KD, DIST, MGD and CWD',
-        "`_classes` / `_curves` / `_steps` / `_pretrain` files. Round 4's "
-        f'protocol (splits of seed {PT_DATA_SEED}, teacher 1500 iterations)'
-        f', students {iters} iterations. Arms: the shipped toy configs of '
-        '`kd` (KLDivergence, tau 1), `dist` (DISTLoss), `mgd` (MGD on '
-        '`backbone.layer4`) and `cwd` (on the logits), alone and as '
-        '`i2ckd_<method>` (+ I2CKD as shipped); `student`: CE. Matched '
-        'compute: the best plain method on val, its iterations scaled by '
-        "the median step-time ratio of its I2CKD combination (`_steps`).",
-        per_dataset, summary=summary)
-    return lines + _curves(path, rows, curves_plot, GROUPS['methods'],
-                           'the methods, mean over seeds (band: range)')
+    if goals:
+        lines += ['### The goal', ''] + goals + ['', (
+            f'Goal (>= {METHODS_GOAL} methods improved and the best '
+            'combination above the matched-compute arm, on one proxy): '
+            + ('**met**.' if met else '**not met**.')), '']
+    return lines + plot_curves(path, rows, curves_plot, GROUPS['methods'],
+                               'the methods, mean over seeds (band: range)')
 
 
 # ------------------------------------------------------------------ report
@@ -791,37 +771,24 @@ def cmd_report(args):
              f'`benchmarks/{osp.basename(args.csv)}` ({len(rows)} rows). '
              'Δ = paired difference (same seed, same start); 95 % CI = t '
              'interval of the mean Δ; "better" / "worse" only where the '
-             'interval excludes zero, "tied" otherwise.', '',
-             'Arms: `student` (CE); `cwd` (+ ChannelWiseDivergence, tau 1, '
-             'weight 3); `np` (+ I2CKD as shipped: normalised per-image '
-             'prototypes, margin 0.2, pull 1, weight 1); `np_w3` / `np_batch`'
-             ' / `np_w3_batch` (weight 3 / per-batch prototypes / both); '
-             '`np_hardest` (hardest negative); `np_sym` (+ teacher-anchored '
-             'term); `np_warmup` (200-iteration ramp); `np_2loc` (+ a term on'
-             ' `backbone.layer4`); `np_pix` / `np_pix3` / `np_pixT` (+ pixel-'
-             "to-prototype KL, tau 0.1, weight 1 / 3 / 1 on the teacher's "
-             'prototypes); round 3: `np_2loc_stop` (both terms off at 500 of '
-             '1000 iterations), `np_2loc_w05` (both at weight 0.5), `np_l4` '
-             '(layer4 only); `+cwd`: with `cwd`. Students DeepLabV3 '
-             'ResNetV1c-18, 1/4 width, 1000 iterations; teachers 1/2 width, '
-             '1500. ToyShapes 64x64, 6 classes; ToyStreets 128x256, 14 '
-             'imbalanced classes; 300 / 60 / 200 train / val / test images. '
-             'Chosen on ToyShapes val, applied to ToyStreets as is.', '']
-    scratch, chart = scratch_section(rows, args)
+             'interval excludes zero, "tied" otherwise.', '', ARMS_TEXT, '']
+    scratch, chart = scratch_section(rows)
     lines += scratch
-    for name, plot_path in (('pretrained', args.curves_plot), ('gpu', None),
-                            ('methods', args.methods_curves_plot)):
+    for name, chart_name in (('pretrained', '_pretrained_curves'),
+                             ('gpu', None), ('methods', '_methods_curves')):
         path = PROTOCOLS[name]['csv']
+        out = chart_name and osp.join(args.images,
+                                      f'accuracy_study{chart_name}.png')
         if args.csv == CSV and osp.isfile(path):
-            lines += (methods_section(path, plot_path) if name == 'methods'
-                      else protocol_section(name, path, plot_path))
+            lines += (methods_section(path, out) if name == 'methods'
+                      else protocol_section(name, path, out))
     text = '\n'.join(lines) + '\n'
     print(text)
     if args.out:
         with open(args.out, 'w') as f:
             f.write(text)
-    if args.plot and chart:
-        plot(chart, args.plot)
+    if chart:
+        plot(chart, osp.join(args.images, 'accuracy_study.png'))
 
 
 def _figure(path, keys, width, height, draw):
@@ -865,11 +832,14 @@ def plot(chart, path):
     _figure(path, list(chart), 6.5, 3.8, draw)
 
 
-def plot_curves(curves, rows, path, arms=('student', 'np', 'cwd',
-                                         'np_2loc+cwd'),
+def plot_curves(path, rows, out, arms=('student', 'np', 'cwd', 'np_2loc+cwd'),
                 title='pretrained starts, mean over seeds (band: range)'):
-    """Val mIoU vs iteration, one panel per dataset: mean over seeds (line),
-    the seeds' range (band), the teacher's final val mIoU (dashed)."""
+    """Chart the ``_curves`` file of ``path`` at ``out`` (val mIoU vs
+    iteration per dataset: mean over seeds, the seeds' range as a band, the
+    teacher's final val mIoU dashed); the report lines showing it."""
+    curves = read_csv(harness.side_csv(path, 'curves'))
+    if not (out and curves):
+        return []
     colours = {'student': '#7f7f7f', 'cwd': '#4c72b0', 'np': '#55a868',
                'np_2loc+cwd': '#c44e52'}
 
@@ -877,7 +847,7 @@ def plot_curves(curves, rows, path, arms=('student', 'np', 'cwd',
         for arm in arms:
             pts = {}
             for r in curves:
-                if r['dataset'] == ds and r['arm'] == arm:
+                if (r['dataset'], r['arm']) == (ds, arm):
                     pts.setdefault(int(r['iteration']), []).append(r['mIoU'])
             if pts:
                 it, n = sorted(pts), min(len(v) for v in pts.values())
@@ -887,15 +857,16 @@ def plot_curves(curves, rows, path, arms=('student', 'np', 'cwd',
                 ax.fill_between(it, [min(pts[i]) for i in it],
                                 [max(pts[i]) for i in it], alpha=0.15,
                                 color=line.get_color())
-        for r in rows:
-            if (r['dataset'], r['arm'], r['split']) == (ds, 'teacher', 'val'):
-                ax.axhline(r['mIoU'], color='k', ls='--', lw=1,
-                           label='teacher (end)')
-                break
+        teacher = _dataset(rows, ds)[0].get('val')
+        if teacher:
+            ax.axhline(teacher['mIoU'], color='k', ls='--', lw=1,
+                       label='teacher (end)')
         ax.set(xlabel='iteration', ylabel='val mIoU (%)',
                title=f'{ds}: {title}')
         ax.legend(loc='lower right', fontsize=8)
-    _figure(path, sorted({r['dataset'] for r in curves}), 6.2, 3.9, draw)
+    _figure(out, sorted({r['dataset'] for r in curves}), 6.2, 3.9, draw)
+    return [f'![val mIoU vs iteration](../docs/images/{osp.basename(out)})',
+            '']
 
 
 def main(argv=None):
@@ -911,28 +882,17 @@ def main(argv=None):
                    f'{sorted(VARIANTS)} (+cwd adds CWD), a config role '
                    '(methods), <arm>@N (N iterations), matched')
     r.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2, 3, 4])
-    r.add_argument('--best', default='np_2loc', help='BEST in group final')
+    r.add_argument('--best', default=BEST, help='BEST in group final')
     r.add_argument('--jobs', type=int, default=2)
     r.add_argument('--protocol', choices=sorted(PROTOCOLS), default='scratch')
     r.add_argument('--csv', help='write the rows there instead')
     r.add_argument('--tiny', action='store_true',
                    help='a dry run at tiny size on the CPU')
     q.add_argument('--csv', default=CSV)
-    for flag, default, what in (
-            ('--choice-seeds', [0, 1], 'every variant was screened on'),
-            ('--second-stage-seeds', [0, 1, 2], 'of stage 2'),
-            ('--round3-seeds', [0, 1, 2], 'of round 3')):
-        q.add_argument(flag, nargs='+', type=int, default=default,
-                       help=f'the val seeds {what}')
-    q.add_argument('--choice-dataset', default='toyshapes')
-    q.add_argument('--best', default='np_2loc', help="round 2's choice")
-    q.add_argument('--top', type=int, default=3, help='variants in stage 2')
     q.add_argument('--out', default=osp.join(ROOT, 'benchmarks',
                                              'accuracy_study.md'))
-    for flag, name in (('--plot', ''), ('--curves-plot', '_pretrained_curves'),
-                       ('--methods-curves-plot', '_methods_curves')):
-        q.add_argument(flag, default=osp.join(
-            ROOT, 'docs', 'images', f'accuracy_study{name}.png'))
+    q.add_argument('--images', default=osp.join(ROOT, 'docs', 'images'),
+                   help='where the charts go')
     args = p.parse_args(argv)
     if args.cmd == 'report':
         return cmd_report(args)

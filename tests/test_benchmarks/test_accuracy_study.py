@@ -72,22 +72,22 @@ def test_two_stage_choice_on_val():
            'b+cwd': {0: 31.0, 1: 31.0, 2: 31.0},
            'c+cwd': {0: 30.5, 1: 30.5, 2: 30.0},
            'd+cwd': {0: 29.0, 1: 29.0}}
-    args = type('Args', (), dict(choice_seeds=[0, 1],
-                                 second_stage_seeds=[0, 1, 2], top=3))
-    lines = study.choice_section(val, ['d+cwd', 'c+cwd', 'b+cwd', 'a+cwd'],
-                                 args)
+    # the study's design: stage 1 on seeds 0-1, the 3 best on seeds 0-2
+    assert (study.CHOICE_SEEDS, study.STAGE2_SEEDS, study.TOP) == (
+        (0, 1), (0, 1, 2), 3)
+    lines = study.choice_section(val, ['d+cwd', 'c+cwd', 'b+cwd', 'a+cwd'])
     text = '\n'.join(lines)
     stage1 = [ln.split('|')[1].strip() for ln in lines
               if ln.startswith('| ') and '+cwd' in ln][:4]
     assert stage1 == ['a+cwd', 'b+cwd', 'c+cwd', 'd+cwd']
-    assert 'chosen: `b+cwd`' in text
+    assert 'Stage 2, seeds 0, 1, 2: chosen `b+cwd`' in text
     # sd of the 8 stage-1 deltas (1, 2, 1, 1, .5, .5, -1, -1) is 1.04
     assert 'standard deviation of 1.04 mIoU' in text
     # without seed 2 for a finalist, no choice is claimed
     del val['c+cwd'][2]
     text = '\n'.join(study.choice_section(
-        val, ['d+cwd', 'c+cwd', 'b+cwd', 'a+cwd'], args))
-    assert 'chosen' not in text and 'incomplete' in text
+        val, ['d+cwd', 'c+cwd', 'b+cwd', 'a+cwd']))
+    assert 'chosen' not in text and 'Stage 2 incomplete' in text
 
 
 @pytest.mark.parametrize('dataset', ['toyshapes', 'toystreets'])
@@ -125,16 +125,18 @@ def test_round3_choice_against_round2_on_the_same_seeds():
            'np_2loc_stop+cwd': {0: 32.0, 1: 31.0, 2: 33.0},
            'np_l4+cwd': {0: 30.5, 1: 30.5, 2: 30.5},
            'np_2loc_w05+cwd': {0: 29.0, 1: 29.0, 2: 29.0}}
-    args = type('Args', (), dict(best='np_2loc', round3_seeds=[0, 1, 2]))
-    lines = study.round3_section(val, args)
+    assert (study.BEST, study.ROUND3_SEEDS) == ('np_2loc', (0, 1, 2))
+    lines = study.round3_section(val)
     ranked = [ln.split('|')[1].strip() for ln in lines
               if ln.startswith('| ') and '+cwd' in ln]
     assert ranked == ['np_2loc_stop+cwd', 'np_2loc+cwd', 'np_l4+cwd',
                       'np_2loc_w05+cwd']
-    assert 'Chosen in round 3: `np_2loc_stop+cwd`' in '\n'.join(lines)
+    assert 'Round 3, seeds 0, 1, 2: chosen `np_2loc_stop+cwd`' in \
+        '\n'.join(lines)
     del val['np_l4+cwd'][2]
-    text = '\n'.join(study.round3_section(val, args))
-    assert 'Chosen' not in text and 'np_l4+cwd' in text.split('Incomplete')[1]
+    text = '\n'.join(study.round3_section(val))
+    assert 'chosen' not in text
+    assert 'np_l4+cwd' in text.split('Round 3 incomplete')[1]
 
 
 def test_stop_arm_switches_both_i2ckd_terms_off_at_half_of_training():
@@ -395,3 +397,74 @@ def test_step_time_is_the_median_logged_training_iteration(tmp_path):
     rows = harness.read_csv(str(tmp_path / 'm_steps.csv'), 'step_ms')
     assert [(r['arm'], r['seed'], r['step_ms']) for r in rows] == [
         ('kd', 3, 200.0)]
+
+
+# ------------------------------------------------- teacher_precision_study
+def test_teacher_precision_report_from_csv_rows(tmp_path):
+    """bf16 - fp32 on test: 1, 2, 3 -> +2.00, half width 4.3027 / sqrt(3)
+    = 2.48 -> [-0.48, +4.48], tied; on val 1.0, 1.2, 1.4 -> +1.20 [+0.70,
+    +1.70], better."""
+    import teacher_precision_study as tps
+    path = str(tmp_path / 'tp.csv')
+    rows = [dict(dataset='toyshapes', split=s, arm='teacher', seed=0,
+                 mIoU=m, iterations=1000, wall_s=400)
+            for s, m in (('val', 36.0), ('test', 34.0))]
+    for seed, (t32, t16, v32, v16) in enumerate(
+            [(30, 31, 33, 34), (31, 33, 33, 34.2), (32, 35, 33, 34.4)]):
+        for arm, t, v in (('fp32', t32, v32), ('bf16', t16, v16)):
+            base = dict(dataset='toyshapes', arm=arm, seed=seed,
+                        iterations=1000, wall_s=300 + seed)
+            rows += [dict(base, split='val', mIoU=v),
+                     dict(base, split='test', mIoU=t)]
+    harness.append_csv(path, harness.FIELDS, rows)
+    out = str(tmp_path / 'tp.md')
+    text = tps.main(['report', '--csv', path, '--out', out])
+    assert open(out).read() == text
+    assert 'Teacher (seed 0, 1000 iterations): test 34.00, val 36.00' in text
+    assert '| bf16 | fp32 | 3 | +2.00 | [-0.48, +4.48] | 3/3 | tied |' in text
+    assert '| bf16 | fp32 | 3 | +1.20 | [+0.70, +1.70] | 3/3 | better |' \
+        in text
+    assert '| fp32 | 3 | 31.00 ± 1.00 | 0: 30.00, 1: 31.00, 2: 32.00 |' \
+        in text
+    assert 'With 3 seeds the test interval is ±2.48 mIoU wide' in text
+    assert 'fp32 seed 2 302; bf16 seed 2 302.' in text
+
+
+def test_teacher_precision_runs_differ_only_in_the_precision(tmp_path,
+                                                             monkeypatch):
+    """``run``: the teacher first, then per seed the fp32 and the bf16 run,
+    both the toy I2CKD config with that ``model.teacher_precision`` and the
+    teacher's checkpoint; every run a val and a test row."""
+    from mmengine.config import Config
+
+    import teacher_precision_study as tps
+    calls, wd = [], tmp_path / 'wd'
+
+    def fake_tool(tool, args, log_file):
+        run_dir = args[args.index('--work-dir') + 1]
+        if tool == 'train.py':
+            calls.append((osp.relpath(run_dir, wd), args))
+            open(osp.join(run_dir, 'iter_1000.pth'), 'w').close()
+
+    monkeypatch.setattr(tps, 'CSV', str(tmp_path / 'tp.csv'))
+    monkeypatch.setattr(harness, 'make_data', lambda root, *a: root)
+    monkeypatch.setattr(harness, 'run_tool', fake_tool)
+    monkeypatch.setattr(harness, 'training_seconds', lambda *a: 1.0)
+    monkeypatch.setattr(harness, 'curve_points', lambda d: [(1000, 40.0)])
+    monkeypatch.setattr(harness, 'last_metrics', lambda d: {'mIoU': 39.0})
+    tps.main(['run', '--seeds', '0', '--work-dir', str(wd)])
+    assert [d for d, _ in calls] == ['teacher', 'runs/fp32/seed0',
+                                     'runs/bf16/seed0']
+    ckpt = f"model.teacher_ckpt={wd / 'teacher' / 'iter_1000.pth'}"
+    assert [ckpt in args for _, args in calls] == [False, True, True]
+    rows = harness.read_csv(tps.CSV)
+    assert [(r['arm'], r['split']) for r in rows] == [
+        (a, s) for a in ('teacher', 'fp32', 'bf16') for s in ('val', 'test')]
+    cfgs = {a: Config.fromfile(str(wd / 'runs' / a / 'seed0' / 'config.py'))
+            for a in ('fp32', 'bf16')}
+    assert cfgs['bf16'].model.teacher_precision == 'bf16'
+    cfgs['bf16'].model.teacher_precision = 'fp32'
+    assert cfgs['bf16'].to_dict() == cfgs['fp32'].to_dict()
+    base = Config.fromfile(tps.protocol('scratch', 'toyshapes')['configs'][
+        'i2ckd'])
+    assert cfgs['fp32'].model.type == base.model.type == 'I2CKDDistill'
