@@ -149,7 +149,7 @@ PROTOCOLS = {
     # 600 iterations: round 4's students still rose at 400
     'methods': dict(_ROUND4, iters=600, config_arms=True, csv=osp.join(
         ROOT, 'benchmarks', 'accuracy_study_methods.csv')),
-    # benchmarks/gpu_study.sh: sized for <= 8 min on one H200 (estimated
+    # benchmarks/gpu_run.sh part d: sized for <= 8 min on one H200 (estimated
     # from results_gpu.md), 6 runs on the GPU at once
     'gpu': dict(
         _ROUND4, csv=osp.join(ROOT, 'benchmarks', 'accuracy_study_gpu.csv'),
@@ -629,8 +629,8 @@ def protocol_section(name, path, curves_plot=None):
     from toy.pretrain import PRETRAIN_SEED
     rows, lines = _head(
         path, 'Round 4: pretrained backbones, fresh test splits' if name ==
-        'pretrained' else 'GPU study (benchmarks/gpu_study.sh): ToyStreets '
-        '256x512, R50 -> R18 full width', '`_classes` / `_curves` / '
+        'pretrained' else 'GPU study (benchmarks/gpu_run.sh, part d): '
+        'ToyStreets 256x512, R50 -> R18 full width', '`_classes` / `_curves` / '
         f'`_pretrain` files. Protocol `{name}` (benchmarks/README.md): '
         f'ToyNet-pretrained backbones (seed {PRETRAIN_SEED}), fresh splits '
         f'(generator seed {PT_DATA_SEED}), the backbone at 0.1x the learning'
