@@ -38,10 +38,12 @@ PARTS = ('pre', 'teacher', 'student_fwd', 'student_bwd', 'distill_fwd',
 #: The loss of the "before" rows: the one before the rewrite without waits.
 BASELINE_REV = '6829419'
 STEP_COLS = [
-    'setting', 'variant', 'runs', 'step ms (median)', 'plain train_step ms',
-    'vs student alone', '(a) teacher fwd ms (share)', '(b) student fwd+bwd '
-    'ms (share): fwd + bwd', '(c) distill losses ms (share): fwd + bwd',
-    'optimizer ms', 'data preproc. ms', 'parts/total', 'split check']
+    'setting', 'variant', 'runs', 'step ms: median (range)',
+    'plain train_step ms', 'vs student alone',
+    'beyond student alone + teacher fwd ms (share)', '(a) teacher fwd ms (share)',
+    '(b) student fwd+bwd ms (share): fwd + bwd',
+    '(c) distill losses ms (share): fwd + bwd', 'optimizer ms',
+    'data preproc. ms', 'parts/total', 'split check']
 CENSUS_COLS = [
     'setting', 'variant', 'ops: teacher fwd', 'ops: student fwd + bwd',
     'ops: distill losses fwd + bwd', 'host waits: distill losses',
@@ -164,10 +166,10 @@ def split_backward(alg, losses: Dict[str, torch.Tensor], clock,
 
 def instrumented_step(model, optim, data: dict, clock,
                       update: bool = True) -> Dict[str, float]:
-    """One training step timed by part: seconds per part, ``total`` and
-    ``wall``; ``update=False`` keeps the gradients, skips the optimizer."""
+    """One training step timed by part: seconds per part and ``total``;
+    ``update=False`` keeps the gradients, skips the optimizer."""
     parts = defaultdict(float)
-    t_start, wall_start = clock(), time.perf_counter()
+    t_start = clock()
     batch = model.data_preprocessor(data, True)
     t = clock()
     parts['pre'] += t - t_start
@@ -190,7 +192,6 @@ def instrumented_step(model, optim, data: dict, clock,
             optim.zero_grad()
             parts['optim'] += clock() - t
     parts['total'] = clock() - t_start
-    parts['wall'] = time.perf_counter() - wall_start
     return dict(parts)
 
 
@@ -246,8 +247,7 @@ def bench_setting(variants: Dict[str, tuple], data: dict, runs: int,
             sum(x.get(p, 0.0) for p in PARTS) / x['total'] for x in s)
         med['plain'] = (statistics.median(got[f'{name} (plain)'])
                         if plain else None)
-        med.update(runs=runs, totals=[x['total'] for x in s],
-                   walls=[x['wall'] for x in s])
+        med.update(runs=runs, totals=[x['total'] for x in s])
         result[name] = med
     return result
 
@@ -324,19 +324,22 @@ def _ms(x: float) -> str:
 
 def step_row(setting: str, name: str, m: dict, base: float,
              check: Optional[float]) -> list:
-    """One row of the step table."""
+    """One row of the step table (``base``: the student alone's step)."""
     distill = name != 'student alone'
+    t = m['total']
+    beyond = t - base - m['teacher']
     student = m['student_fwd'] + m['student_bwd']
     dist = m['distill_fwd'] + m['distill_bwd']
     return [
-        setting, name, m['runs'], _ms(m['total']),
+        setting, name, m['runs'],
+        f'{_ms(t)} ({_ms(min(m["totals"]))}-{_ms(max(m["totals"]))})',
         _ms(m['plain']) if m['plain'] is not None else '-',
-        f'{m["total"] / base:.2f}x',
-        f'{_ms(m["teacher"])} ({m["teacher"] / m["total"]:.0%})'
-        if distill else '-',
-        f'{_ms(student)} ({student / m["total"]:.0%}): '
+        f'{t / base:.2f}x',
+        f'{_ms(beyond)} ({beyond / t:+.1%})' if distill else '-',
+        f'{_ms(m["teacher"])} ({m["teacher"] / t:.0%})' if distill else '-',
+        f'{_ms(student)} ({student / t:.0%}): '
         f'{_ms(m["student_fwd"])} + {_ms(m["student_bwd"])}',
-        f'{_ms(dist)} ({dist / m["total"]:.0%}): {_ms(m["distill_fwd"])} + '
+        f'{_ms(dist)} ({dist / t:.0%}): {_ms(m["distill_fwd"])} + '
         f'{_ms(m["distill_bwd"])}' if distill else '-',
         _ms(m['optim']), _ms(m['pre']), f'{m["coverage"]:.3f}',
         f'{check:.1e}' if check is not None else '-']
@@ -495,8 +498,8 @@ def main(argv: Optional[List[str]] = None) -> str:
             '`I2CKDDistill(teacher_precision=<p>)`; `CWD` = the I2CKD + CWD '
             'config without its I2CKD loss; `compiled` = '
             '`I2CKDDistill(compile_losses=...)`, compiled in the warm-up', '']
-        lines += md_table(STEP_COLS, [], 'll' + 'r' * 11)
-        results, censuses = {}, {}
+        lines += md_table(STEP_COLS, [], 'll' + 'r' * 12)
+        censuses = {}
         for st in settings:
             name, (h, w) = st['name'], st['size']
             log(f'[{args.device}] {name}: building ...')
@@ -520,7 +523,6 @@ def main(argv: Optional[List[str]] = None) -> str:
                 f'{st["runs"]} runs')
             res = bench_setting(variants, data, st['runs'], st['warmup'],
                                 st['extras'], clock, log)
-            results[name] = res
             lines += md_table(STEP_COLS, [
                 step_row(name, v, m, res['student alone']['total'],
                          check.get(v)) for v, m in res.items()])[2:]
@@ -570,22 +572,6 @@ def main(argv: Optional[List[str]] = None) -> str:
                                 args.teachers, teacher_runs, device, clock)
             rows += [teacher_row(teacher_name, r, got[0]) for r in got]
         lines += md_table(TEACHER_COLS, rows, 'llrrrrrrl')
-        lines += ['', '## Summary', '']
-        for name, res in results.items():
-            base = res['student alone']
-            for vname, m in res.items():
-                t = m['total']
-                extra = t - base['total'] - m['teacher']
-                lines.append(
-                    f'- {name}, {vname}: instrumented step '
-                    f'{_ms(min(m["totals"]))}-{_ms(max(m["totals"]))} ms '
-                    f'{kind} time over the runs (wall {_ms(min(m["walls"]))}-'
-                    f'{_ms(max(m["walls"]))} ms)' + (
-                        '' if m is base else f'; {t / base["total"]:.2f}x the '
-                        f'student alone (+{_ms(t - base["total"])} ms), '
-                        f'beyond the student alone + the teacher forward: '
-                        f'{_ms(extra)} ms ({extra / t:+.1%} of the step)')
-                    + '.')
     return harness.finish_report(lines + [''], t_start, args.out)
 
 

@@ -57,13 +57,16 @@ def rows(bench, report):
     parsed = {}
     for cells in table(report, bench.STEP_COLS):
         line = ' | '.join(cells)
-        assert len(cells) == 13, line
-        setting, variant, runs, total, plain, ratio = cells[:6]
-        row = dict(setting=setting, runs=int(runs), total=float(total),
-                   plain=float(plain), ratio=float(ratio.rstrip('x')),
-                   optim=float(cells[9]), pre=float(cells[10]),
-                   coverage=float(cells[11]), check=cells[12])
-        for key, cell in (('student', cells[7]), ('distill', cells[8])):
+        assert len(cells) == 14, line
+        setting, variant, runs, step, plain, ratio = cells[:6]
+        total, low, high = map(float, re.fullmatch(
+            NUM + r' \(' + NUM + '-' + NUM + r'\)', step).groups())
+        row = dict(setting=setting, runs=int(runs), total=total, low=low,
+                   high=high, plain=float(plain),
+                   ratio=float(ratio.rstrip('x')), optim=float(cells[10]),
+                   pre=float(cells[11]), coverage=float(cells[12]),
+                   check=cells[13])
+        for key, cell in (('student', cells[8]), ('distill', cells[9])):
             if cell == '-':
                 continue
             m = re.fullmatch(NUM + r' \(\d+%\): ' + NUM + r' \+ ' + NUM,
@@ -72,9 +75,13 @@ def rows(bench, report):
             both, fwd, bwd = map(float, m.groups())
             assert both == pytest.approx(fwd + bwd, abs=0.11)
             row[f'{key}_fwd'], row[f'{key}_bwd'] = fwd, bwd
-        if cells[6] != '-':
+        if cells[7] != '-':
             row['teacher'] = float(re.fullmatch(NUM + r' \(\d+%\)',
-                                                cells[6]).group(1))
+                                                cells[7]).group(1))
+        if cells[6] != '-':
+            m = re.fullmatch(r'(-?[0-9.]+) \(([-+][0-9.]+)%\)', cells[6])
+            assert m, cells[6]
+            row['beyond'], row['beyond_share'] = map(float, m.groups())
         parsed[variant] = row
     return parsed
 
@@ -87,6 +94,7 @@ def test_quick_table_rows(rows):
     student = rows['student alone']
     # the student alone has no teacher or distill part; the steps have all
     assert 'teacher' not in student and 'distill_fwd' not in student
+    assert 'beyond' not in student
     assert student['check'] == '-'
     for key in ('student_fwd', 'student_bwd', 'optim', 'pre', 'total',
                 'plain'):
@@ -101,6 +109,14 @@ def test_quick_table_rows(rows):
         t, s = distill['total'], student['total']
         assert distill['ratio'] == pytest.approx(
             t / s, abs=0.006 + 0.05 / s + 0.05 * t / s ** 2)
+        # the step beyond the student alone and the teacher's forward: the
+        # difference of the row's own medians, and its share of the step
+        beyond = t - s - distill['teacher']
+        assert distill['beyond'] == pytest.approx(beyond, abs=0.16)
+        assert distill['beyond_share'] == pytest.approx(
+            100 * beyond / t, abs=0.06 + 100 * 0.16 / t)
+    for row in rows.values():  # the median lies in the runs' range
+        assert row['low'] <= row['total'] <= row['high']
 
 
 def test_parts_add_up_to_the_step(rows):
@@ -127,7 +143,7 @@ def test_split_backward_matches_plain_backward(rows, bench):
     clock = harness.clock('cpu', torch.device('cpu'))
     assert bench.split_check(alg, optim, data, clock) <= 1e-6
     parts = bench.instrumented_step(alg, optim, data, clock)
-    assert set(parts) == set(bench.PARTS) | {'total', 'wall'}
+    assert set(parts) == set(bench.PARTS) | {'total'}
     assert sum(parts[p] for p in bench.PARTS) <= parts['total']
     # The check can fail: leave the logits' distill gradient out of the
     # student's backward and the gradients differ.
