@@ -9,6 +9,7 @@ and host-wait census (its counter checked on known calls), and the
 teacher-forward table (bf16 features and memory against fp32). No absolute
 timing is asserted.
 """
+import argparse
 import re
 
 import pytest
@@ -241,12 +242,48 @@ def test_teacher_forward_table(bench, report):
 
 
 def test_bad_teacher_setting_is_refused(bench, capsys):
-    for argv in (['--teachers', 'half'], ['--step-teachers', 'bf16+nhwc']):
+    for argv in (['--teachers', 'half'], ['--step-teachers', 'bf16+nhwc'],
+                 ['--step-teachers', 'bf16+']):
         with pytest.raises(SystemExit):
             bench.main(['--quick'] + argv)
         err = capsys.readouterr().err
-        assert 'a teacher setting is fp32, bf16 or fp16' in err or \
-            'teacher precision must be one of' in err, err
+        assert 'a teacher setting is one of fp32, bf16, fp16' in err, err
+
+
+def test_settings_parse_to_labels_and_options(bench):
+    assert bench.teacher_setting('fp32') == ('fp32 teacher', dict(
+        teacher_precision='fp32', teacher_channels_last=False))
+    assert bench.teacher_setting('bf16+cl') == (
+        'bf16 channels_last teacher',
+        dict(teacher_precision='bf16', teacher_channels_last=True))
+    assert bench.compile_setting('default') == (
+        'compiled', dict(compile_losses=True))
+    assert bench.compile_setting('reduce-overhead') == (
+        'compiled (reduce-overhead)',
+        dict(compile_losses=dict(mode='reduce-overhead')))
+    assert bench.compile_setting('backend=eager') == (
+        'compiled (backend=eager)', dict(compile_losses=dict(
+            backend='eager')))
+    for bad in ('backend=', 'max-autotune', 'eager'):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.compile_setting(bad)
+
+
+def test_committed_commands_parse(bench):
+    """The options benchmarks/gpu_run.sh passes (on the CPU here)."""
+    args = bench.parse_args([
+        '--device', 'cpu', '--big-size', '256x512', '--big-warmup', '2',
+        '--big-runs', '7', '--teacher-sizes', '64x128', '--teacher-runs',
+        '3', '--no-toy', '--big-extras', '--big-cwd', '--baseline', 'none',
+        '--compile-losses', 'default', 'reduce-overhead', 'backend=eager',
+        '--step-teachers', 'bf16', '--teachers', 'fp32', 'bf16', '--out',
+        'step.md'])
+    assert args.big_size == (256, 512) and args.big_runs == 7
+    assert [label for label, _ in args.compile_losses] == [
+        'compiled', 'compiled (reduce-overhead)', 'compiled (backend=eager)']
+    assert [label for label, _ in args.teachers] == [
+        'fp32 teacher', 'bf16 teacher']
+    assert args.no_toy and args.big_extras and args.big_cwd
 
 
 def test_baseline_loss_needs_an_i2ckd_loss_to_replace(bench):
