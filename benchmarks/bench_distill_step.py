@@ -8,9 +8,9 @@ import functools
 import statistics
 import sys
 import time
-from unittest import mock
 from collections import defaultdict
 from typing import Dict, List, Optional, Tuple
+from unittest import mock
 
 import torch
 from torch.profiler import ProfilerActivity, profile
