@@ -1,21 +1,20 @@
 """What distillation costs: a student-alone step vs an I2CKD step, by part.
 
-The toy configs at 64x64 and the Cityscapes R101 -> R18 config at 512x1024,
-each step split into data preprocessing, the teacher's forward, the
-student's forward + backward, the distillation losses and the optimizer; the
-operators and host waits of a step by part; the teacher's forward alone per
-teacher precision. Method and commands: benchmarks/README.md.
+Method, options and commands: benchmarks/README.md.
 """
 import argparse
 import contextlib
+import functools
 import statistics
 import sys
 import time
 from collections import defaultdict
 from typing import Dict, List, Optional, Tuple
+from unittest import mock
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._pytree import tree_leaves, tree_map_only
 from torch.utils.benchmark import set_torch_threads
 
 import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
@@ -38,10 +37,12 @@ PARTS = ('pre', 'teacher', 'student_fwd', 'student_bwd', 'distill_fwd',
 #: The loss of the "before" rows: the one before the rewrite without waits.
 BASELINE_REV = '6829419'
 STEP_COLS = [
-    'setting', 'variant', 'runs', 'step ms (median)', 'plain train_step ms',
-    'vs student alone', '(a) teacher fwd ms (share)', '(b) student fwd+bwd '
-    'ms (share): fwd + bwd', '(c) distill losses ms (share): fwd + bwd',
-    'optimizer ms', 'data preproc. ms', 'parts/total', 'split check']
+    'setting', 'variant', 'runs', 'step ms: median (range)',
+    'plain train_step ms', 'vs student alone',
+    'beyond student alone + teacher fwd ms (share)',
+    '(a) teacher fwd ms (share)', '(b) student fwd+bwd ms (share): fwd + bwd',
+    '(c) distill losses ms (share): fwd + bwd', 'optimizer ms',
+    'data preproc. ms', 'parts/total', 'split check']
 CENSUS_COLS = [
     'setting', 'variant', 'ops: teacher fwd', 'ops: student fwd + bwd',
     'ops: distill losses fwd + bwd', 'host waits: distill losses',
@@ -70,19 +71,25 @@ def use_baseline_loss(alg, baseline_cls, cfg_path: str) -> None:
 
 # ------------------------------------------------------- the instrumented step
 @contextlib.contextmanager
+def part_timer(part: str, parts: Dict[str, float], clock):
+    """Add the block's time to ``parts[part]``; the block is also a
+    ``record_function('part::<part>')`` range for the operator census."""
+    with torch.profiler.record_function(f'part::{part}'):
+        t0 = clock()
+        yield
+        parts[part] += clock() - t0
+
+
+@contextlib.contextmanager
 def forward_timers(alg, clock, parts: Dict[str, float]):
-    """Add the teacher's, the student's and the distill losses' forward time
-    of ``alg``'s calls in the block to ``parts``, each part also a
-    ``record_function('part::<name>')`` range for the operator census."""
+    """Time the teacher's, the student's and the distill losses' forward
+    calls of ``alg`` in the block into ``parts``."""
     def timed(part, fn, before=None):
         def run(*args, **kwargs):
             if before:
                 before(alg)
-            with torch.profiler.record_function(f'part::{part}'):
-                t0 = clock()
-                out = fn(*args, **kwargs)
-                parts[part] += clock() - t0
-            return out
+            with part_timer(part, parts, clock):
+                return fn(*args, **kwargs)
         return run
 
     # instance attributes win over the class methods; the student's forward
@@ -91,46 +98,29 @@ def forward_timers(alg, clock, parts: Dict[str, float]):
                (alg.student, 'forward', 'student_fwd', None),
                (alg.distiller, 'compute_distill_losses', 'distill_fwd',
                 alias_student_records)]
-    for obj, attr, part, before in patched:
-        setattr(obj, attr, timed(part, getattr(obj, attr), before))
-    try:
+    with contextlib.ExitStack() as stack:
+        for obj, attr, part, before in patched:
+            stack.enter_context(mock.patch.object(
+                obj, attr, timed(part, getattr(obj, attr), before)))
         yield
-    finally:
-        for obj, attr, _, _ in patched:
-            delattr(obj, attr)
-
-
-def _walk(x, fn):
-    """``fn`` applied to every tensor of a nested record (same nesting)."""
-    if isinstance(x, torch.Tensor):
-        return fn(x)
-    if isinstance(x, (list, tuple)):
-        return type(x)(_walk(y, fn) for y in x)
-    if isinstance(x, dict):
-        return {k: _walk(v, fn) for k, v in x.items()}
-    return x
 
 
 def alias_student_records(alg) -> None:
     """Replace each recorded student tensor by an alias (``view_as``) that
     only the distill losses read: the distill backward phase stops there."""
     for recorder in alg.distiller.student_recorders.recorders.values():
-        recorder.data_buffer[:] = [
-            _walk(x, lambda t: t.view_as(t) if t.requires_grad else t)
-            for x in recorder.data_buffer]
+        recorder.data_buffer[:] = tree_map_only(
+            torch.Tensor, lambda t: t.view_as(t) if t.requires_grad else t,
+            recorder.data_buffer)
 
 
 def recorded_student_tensors(alg) -> List[torch.Tensor]:
     """The recorded student tensors that carry a gradient, each once."""
-    out = []
-
-    def keep(t):
-        if t.requires_grad and all(t is not y for y in out):
-            out.append(t)
-
-    for recorder in alg.distiller.student_recorders.recorders.values():
-        _walk(recorder.data_buffer, keep)
-    return out
+    leaves = tree_leaves([r.data_buffer for r in
+                          alg.distiller.student_recorders.recorders.values()])
+    # by id: the records keep the tensors (and so their ids) alive
+    return list({id(t): t for t in leaves if isinstance(t, torch.Tensor)
+                 and t.requires_grad}.values())
 
 
 def split_backward(alg, losses: Dict[str, torch.Tensor], clock,
@@ -144,53 +134,41 @@ def split_backward(alg, losses: Dict[str, torch.Tensor], clock,
         for prefix in ('student.', 'distill.'))
     recorded = recorded_student_tensors(alg)
     params = [p for p in alg.distiller.parameters() if p.requires_grad]
-    with torch.profiler.record_function('part::distill_bwd'):
-        t0 = clock()
+    with part_timer('distill_bwd', parts, clock):
         grads = torch.autograd.grad(distill_total, recorded + params,
                                     allow_unused=True)
         for p, g in zip(params, grads[len(recorded):]):
             if g is not None:
                 p.grad = g if p.grad is None else p.grad + g
-        t1 = clock()
     used = [(t, g) for t, g in zip(recorded, grads) if g is not None]
-    with torch.profiler.record_function('part::student_bwd'):
+    with part_timer('student_bwd', parts, clock):
         torch.autograd.backward(
             [student_total] + [t for t, _ in used],
             [torch.ones_like(student_total)] + [g for _, g in used])
-        t2 = clock()
-    parts['distill_bwd'] += t1 - t0
-    parts['student_bwd'] += t2 - t1
 
 
 def instrumented_step(model, optim, data: dict, clock,
                       update: bool = True) -> Dict[str, float]:
-    """One training step timed by part: seconds per part, ``total`` and
-    ``wall``; ``update=False`` keeps the gradients, skips the optimizer."""
+    """One training step timed by part: seconds per part and ``total``;
+    ``update=False`` keeps the gradients, skips the optimizer."""
     parts = defaultdict(float)
-    t_start, wall_start = clock(), time.perf_counter()
-    batch = model.data_preprocessor(data, True)
-    t = clock()
-    parts['pre'] += t - t_start
+    t_start = clock()
+    with part_timer('pre', parts, clock):
+        batch = model.data_preprocessor(data, True)
     if hasattr(model, 'distiller'):
         with forward_timers(model, clock, parts):
             losses = model(**batch, mode='loss')
         split_backward(model, losses, clock, parts)
     else:
-        with torch.profiler.record_function('part::student_fwd'):
-            total, _ = model.parse_losses(model(**batch, mode='loss'))
-            t1 = clock()
-            parts['student_fwd'] += t1 - t
-        with torch.profiler.record_function('part::student_bwd'):
+        with part_timer('student_fwd', parts, clock):
+            total = model.parse_losses(model(**batch, mode='loss'))[0]
+        with part_timer('student_bwd', parts, clock):
             total.backward()
-            parts['student_bwd'] += clock() - t1
     if update:
-        with torch.profiler.record_function('part::optim'):
-            t = clock()
+        with part_timer('optim', parts, clock):
             optim.step()
             optim.zero_grad()
-            parts['optim'] += clock() - t
     parts['total'] = clock() - t_start
-    parts['wall'] = time.perf_counter() - wall_start
     return dict(parts)
 
 
@@ -218,78 +196,89 @@ def split_check(alg, optim, data: dict, clock) -> float:
                for n, g in plain.items()) / scale
 
 
-def bench_setting(variants: Dict[str, tuple], data: dict, runs: int,
-                  warmup: int, plain: bool, clock, log) -> Dict[str, dict]:
-    """Median parts of each variant (name -> (model, optim)), interleaved
-    (with ``plain``: each variant's uninstrumented train_step too)."""
+def bench_setting(setting: str, variants: Dict[str, tuple], data: dict,
+                  runs: int, warmup: int, extras: bool, clock,
+                  log) -> Tuple[List[list], List[list]]:
+    """Rows of the step table and of the census for one setting: each
+    variant (label -> (model, optim); the student alone first) timed by
+    part, interleaved; with ``extras`` its split check, its uninstrumented
+    train_step (interleaved too) and one more step under the profiler."""
     def plain_step(model, optim):
-        model.train_step(data, optim)
+        model.train_step(data, optim)  # its dict is no parts: not returned
 
+    check = {label: split_check(model, optim, data, clock)
+             for label, (model, optim) in variants.items()
+             if extras and hasattr(model, 'distiller')}
+    log(f'{setting}: split check {check}; {runs} runs')
     cases = {}
     for name, (model, optim) in variants.items():
-        cases[name] = (lambda m=model, o=optim:
-                       instrumented_step(m, o, data, clock))
-        if plain:
-            cases[f'{name} (plain)'] = (lambda m=model, o=optim:
-                                        plain_step(m, o))
+        cases[name] = functools.partial(instrumented_step, model, optim,
+                                        data, clock)
+        if extras:
+            cases[f'{name} (plain)'] = functools.partial(plain_step, model,
+                                                         optim)
     got = rounds(
         cases, runs, {n: 0 if n.endswith('(plain)') else warmup
                       for n in cases}, clock,
         lambda r, out: log(f'  run {r + 1}/{runs}: ' + ', '.join(
             f'{n} {out[n][-1]["total"]:.3f} s' for n in variants)))
-    result = {}
-    for name in variants:
-        s = got[name]
-        med = {p: statistics.median(x.get(p, 0.0) for x in s)
-               for p in PARTS + ('total', )}
-        med['coverage'] = statistics.median(
-            sum(x.get(p, 0.0) for p in PARTS) / x['total'] for x in s)
-        med['plain'] = (statistics.median(got[f'{name} (plain)'])
-                        if plain else None)
-        med.update(runs=runs, totals=[x['total'] for x in s],
-                   walls=[x['wall'] for x in s])
-        result[name] = med
-    return result
+    rows, census, base = [], [], None
+    for name, (model, optim) in variants.items():
+        # the student alone's median step first
+        base = base or statistics.median(x['total'] for x in got[name])
+        rows.append(step_row(setting, name, got[name],
+                             got.get(f'{name} (plain)'), base,
+                             check.get(name)))
+        if extras:
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                instrumented_step(model, optim, data, clock)
+            census.append(census_row(setting, name,
+                                     harness.count_by_part(prof.events())))
+    return rows, census
 
 
-# ------------------------------------------------------ teacher settings
-def teacher_setting(text: str) -> dict:
-    """``'bf16'`` -> ``dict(teacher_precision='bf16')``; ``+cl`` adds
-    ``teacher_channels_last=True``."""
-    precision, _, suffix = text.partition('+')
-    if suffix not in ('', 'cl'):
-        raise argparse.ArgumentTypeError(
-            f'{text!r}: a teacher setting is fp32, bf16 or fp16, optionally '
-            'with +cl (channels_last)')
+# ----------------------------------------------- teacher and compiled modes
+def teacher_setting(text: str) -> Tuple[str, dict]:
+    """A teacher setting (fp32, bf16 or fp16; ``+cl``: channels_last) ->
+    (row label, I2CKDDistill options)."""
+    precision = text.removesuffix('+cl')
     if precision not in TEACHER_PRECISIONS:
         raise argparse.ArgumentTypeError(
-            f'{text!r}: teacher precision must be one of '
-            f'{sorted(TEACHER_PRECISIONS)}')
-    return dict(teacher_precision=precision,
-                **(dict(teacher_channels_last=True) if suffix else {}))
+            f'{text!r}: a teacher setting is one of '
+            f'{", ".join(TEACHER_PRECISIONS)}, optionally with +cl '
+            '(channels_last)')
+    cl = precision != text
+    return (f'{precision}{" channels_last" * cl} teacher',
+            dict(teacher_precision=precision, teacher_channels_last=cl))
 
 
-def teacher_label(options: dict) -> str:
-    """'bf16 teacher', 'fp32 channels_last teacher', ..."""
-    return (options['teacher_precision'] + ' channels_last' *
-            bool(options.get('teacher_channels_last')) + ' teacher')
+def compile_setting(text: str) -> Tuple[str, dict]:
+    """A --compile-losses value (default, reduce-overhead, backend=NAME) ->
+    (row label, I2CKDDistill options)."""
+    backend = text.removeprefix('backend=')
+    if text == 'default':
+        return 'compiled', dict(compile_losses=True)
+    if text == 'reduce-overhead':
+        return f'compiled ({text})', dict(compile_losses=dict(mode=text))
+    if backend and backend != text:
+        return f'compiled ({text})', dict(compile_losses=dict(
+            backend=backend))
+    raise argparse.ArgumentTypeError(
+        f'{text!r}: default, reduce-overhead or backend=NAME')
 
 
-def bench_teacher(cfg_path: str, size: Tuple[int, int], batch: int,
-                  settings: List[dict], runs: int, device: torch.device,
-                  clock) -> List[dict]:
-    """``alg.teacher_forward`` alone per teacher setting, same weights:
-    median time, peak tensor memory of one call, the largest difference of
-    the recorded teacher tensors from the first setting's (relative)."""
-    h, w = size
+def teacher_rows(name: str, cfg_path: str, size: Tuple[int, int],
+                 batch: int, settings: List[tuple], runs: int,
+                 device: torch.device, clock) -> List[list]:
+    """Rows of the teacher table: ``alg.teacher_forward`` alone per
+    (label, options) setting, the same weights."""
     models = {}
-    for options in settings:
+    for label, options in settings:
         torch.manual_seed(0)  # the same teacher weights for every setting
         alg, _, k = build_model(cfg_path, size, device, options=options)
-        models[teacher_label(options)] = alg.eval()
-    teachers = list(models)
-    data = models[teachers[0]].data_preprocessor(
-        make_batch(h, w, batch, k, 32), True)
+        models[label] = alg.eval()
+    first = next(iter(models.values()))
+    data = first.data_preprocessor(make_batch(*size, batch, k, 32), True)
 
     def forward(alg):
         def run():
@@ -298,23 +287,28 @@ def bench_teacher(cfg_path: str, size: Tuple[int, int], batch: int,
         return run
 
     # the CPU's fp16 kernels take ~75x fp32: one run
-    times = rounds({t: forward(models[t]) for t in teachers}, {
+    times = rounds({t: forward(m) for t, m in models.items()}, {
         t: 1 if device.type == 'cpu' and t.startswith('fp16') else runs
-        for t in teachers}, 1, clock)
-    records = {t: [x for r in models[t].distiller.teacher_recorders
-                   .recorders.values() for x in r.data_buffer
+        for t in models}, 1, clock)
+    records = {t: [x for r in m.distiller.teacher_recorders.recorders.values()
+                   for x in r.data_buffer
                    if isinstance(x, torch.Tensor) and x.is_floating_point()]
-               for t in teachers}
-    ref = records[teachers[0]]
+               for t, m in models.items()}
+    ref = next(iter(records.values()))
     scale = max(float(x.abs().max()) for x in ref)
-    return [dict(
-        label=t, h=h, w=w, batch=batch,
-        runs=len(times[t]), ms=statistics.median(times[t]) * 1e3,
-        peak=harness.peak_memory(forward(models[t]), device),
-        diff=max(float((x.float() - y.float()).abs().max())
-                 for x, y in zip(records[t], ref)) / scale,
-        dtypes=sorted({str(x.dtype)[6:] for x in records[t]}))
-        for t in teachers]
+    rows, base = [], None
+    for t, alg in models.items():
+        ms = statistics.median(times[t]) * 1e3
+        peak = harness.peak_memory(forward(alg), device)
+        base = base or (ms, peak)  # the first setting's
+        diff = max(float((x.float() - y.float()).abs().max())
+                   for x, y in zip(records[t], ref)) / scale
+        rows.append([
+            f'{name}, {size[0]}x{size[1]}, batch {batch}', t, len(times[t]),
+            f'{ms:.1f}', f'{ms / base[0]:.2f}x', f'{peak / 2**20:.1f}',
+            f'{peak / base[1]:.2f}x', f'{diff:.1e}',
+            ', '.join(sorted({str(x.dtype)[6:] for x in records[t]}))])
+    return rows
 
 
 # ------------------------------------------------------------------ report
@@ -322,23 +316,33 @@ def _ms(x: float) -> str:
     return f'{x * 1e3:.1f}'
 
 
-def step_row(setting: str, name: str, m: dict, base: float,
+def step_row(setting: str, name: str, runs: List[dict],
+             plain: Optional[list], base: float,
              check: Optional[float]) -> list:
-    """One row of the step table."""
+    """One row of the step table from the parts of each run (``plain``: the
+    uninstrumented steps' times; ``base``: the student alone's step)."""
+    m = {p: statistics.median(x.get(p, 0.0) for x in runs)
+         for p in PARTS + ('total', )}
+    coverage = statistics.median(
+        sum(x.get(p, 0.0) for p in PARTS) / x['total'] for x in runs)
+    totals = [x['total'] for x in runs]
     distill = name != 'student alone'
+    t = m['total']
+    beyond = t - base - m['teacher']
     student = m['student_fwd'] + m['student_bwd']
     dist = m['distill_fwd'] + m['distill_bwd']
     return [
-        setting, name, m['runs'], _ms(m['total']),
-        _ms(m['plain']) if m['plain'] is not None else '-',
-        f'{m["total"] / base:.2f}x',
-        f'{_ms(m["teacher"])} ({m["teacher"] / m["total"]:.0%})'
-        if distill else '-',
-        f'{_ms(student)} ({student / m["total"]:.0%}): '
+        setting, name, len(runs),
+        f'{_ms(t)} ({_ms(min(totals))}-{_ms(max(totals))})',
+        _ms(statistics.median(plain)) if plain else '-',
+        f'{t / base:.2f}x',
+        f'{_ms(beyond)} ({beyond / t:+.1%})' if distill else '-',
+        f'{_ms(m["teacher"])} ({m["teacher"] / t:.0%})' if distill else '-',
+        f'{_ms(student)} ({student / t:.0%}): '
         f'{_ms(m["student_fwd"])} + {_ms(m["student_bwd"])}',
-        f'{_ms(dist)} ({dist / m["total"]:.0%}): {_ms(m["distill_fwd"])} + '
+        f'{_ms(dist)} ({dist / t:.0%}): {_ms(m["distill_fwd"])} + '
         f'{_ms(m["distill_bwd"])}' if distill else '-',
-        _ms(m['optim']), _ms(m['pre']), f'{m["coverage"]:.3f}',
+        _ms(m['optim']), _ms(m['pre']), f'{coverage:.3f}',
         f'{check:.1e}' if check is not None else '-']
 
 
@@ -355,237 +359,154 @@ def census_row(setting: str, name: str, c: Dict[str, int]) -> list:
         f'{waits - dwaits} ({c.get("waits_optim", 0)})']
 
 
-def teacher_row(name: str, r: dict, base: dict) -> list:
-    """One row of the teacher-forward table."""
-    return [f'{name}, {r["h"]}x{r["w"]}, batch {r["batch"]}', r['label'],
-            r['runs'], f'{r["ms"]:.1f}', f'{r["ms"] / base["ms"]:.2f}x',
-            f'{r["peak"] / 2**20:.1f}', f'{r["peak"] / base["peak"]:.2f}x',
-            f'{r["diff"]:.1e}', ', '.join(r['dtypes'])]
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    """The command line (benchmarks/README.md)."""
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    harness.add_common_args(p, device='cpu')
+    p.set_defaults(baseline=BASELINE_REV)
+    for flag, text in (
+            ('--no-toy', 'skip the ToyShapes 64x64 step'),
+            ('--no-big', 'skip the 512x1024 R101 -> R18 step'),
+            ('--big-extras', '512x1024 too: split check, plain train_step'),
+            ('--big-before', '512x1024 too: the "loss before" row'),
+            ('--big-cwd', '512x1024 too: CWD alone')):
+        p.add_argument(flag, action='store_true', help=text)
+    for flag, default in (('--big-batch', 2), ('--big-runs', 3),
+                          ('--big-warmup', 0), ('--teacher-batch', 2),
+                          ('--teacher-runs', None)):
+        p.add_argument(flag, type=int, default=default)
+    p.add_argument('--big-size', type=harness.hw, default=(512, 1024))
+    p.add_argument('--step-teachers', nargs='*', type=teacher_setting,
+                   default=[teacher_setting('bf16')],
+                   help='fp32, bf16 or fp16, +cl for channels_last')
+    p.add_argument('--compile-losses', nargs='+', metavar='MODE',
+                   type=compile_setting, default=[],
+                   help='default, reduce-overhead or backend=NAME')
+    p.add_argument('--teachers', nargs='+', type=teacher_setting,
+                   default=[teacher_setting(t) for t in (
+                       'fp32', 'bf16', 'fp32+cl', 'bf16+cl')],
+                   help='of the teacher table, the first the reference')
+    p.add_argument('--teacher-sizes', nargs='+', type=harness.hw)
+    p.add_argument('--note', action='append', default=[],
+                   help="a line added to the report's header")
+    return harness.parse(p, argv)
 
 
-def compile_setting(text: str) -> Tuple[str, dict]:
-    """A --compile-losses value (default, reduce-overhead, backend=NAME) ->
-    (row label, I2CKDDistill options)."""
-    if text == 'default':
-        return 'compiled', dict(compile_losses=True)
-    if text == 'reduce-overhead':
-        return f'compiled ({text})', dict(compile_losses=dict(mode=text))
-    if text.startswith('backend=') and text[len('backend='):]:
-        return f'compiled ({text})', dict(compile_losses=dict(
-            backend=text[len('backend='):]))
-    raise argparse.ArgumentTypeError(
-        f'{text!r}: default, reduce-overhead or backend=NAME')
+def step_settings(args, device, runs: int, warmup: int, log):
+    """Each setting of the step table, its models built when its turn comes:
+    (name, variants: row label -> (model, optim), data, runs, warm-up,
+    extras: split check, plain train_step, census)."""
+    baseline = (None if args.baseline == 'none' else
+                harness.load_baseline(args.baseline))
+
+    def variants_of(name, cfg, cwd_only=False, before=True):
+        # (label, config, build_model options, loss before): the loss
+        # before, then each compiled mode (first: none) with each
+        # --step-teachers setting (first: the config's teacher)
+        out = []
+        if before and baseline is not None and not cwd_only:
+            out.append((f'{name}, loss before ({args.baseline})', cfg,
+                        dict(cwd_only=cwd_only), True))
+        compiled = [] if cwd_only else args.compile_losses
+        for c_label, c_options in [('', {})] + compiled:
+            for t_label, t_options in [('', {})] + args.step_teachers:
+                out.append((', '.join(filter(None, (name, c_label, t_label))),
+                            cfg, dict(cwd_only=cwd_only, options=dict(
+                                t_options, **c_options)), False))
+        return out
+
+    def build(name, size, variants):
+        log(f'[{args.device}] {name}: building ...')
+        models, classes = {}, set()
+        for label, cfg, options, before in variants:
+            model, optim, k = build_model(cfg, size, device, **options)
+            if before:
+                use_baseline_loss(model, baseline, cfg)
+            models[label] = (model, optim)
+            classes.add(k)
+        if len(classes) != 1:
+            raise ValueError(f'{name}: class counts differ: {classes}')
+        return models, classes.pop()
+
+    if not args.no_toy:
+        toy = toy_configs('toyshapes')
+        variants = [('student alone', toy['student'], {}, False)]
+        for name, key, cwd_only in (('CWD', 'i2ckd_cwd', True),
+                                    ('I2CKD', 'i2ckd', False),
+                                    ('I2CKD + CWD', 'i2ckd_cwd', False)):
+            if name == 'I2CKD' or not args.quick:
+                variants += variants_of(name, toy[key], cwd_only)
+        name = 'ToyShapes 64x64, batch 8'
+        models, k = build(name, (64, 64), variants)
+        # block: side of the squares of one class
+        yield (name, models, make_batch(64, 64, 8, k, 8), runs, warmup, True)
+    if not (args.quick or args.no_big):
+        variants = [('student alone', CITYSCAPES, dict(student_only=True),
+                     False)]
+        variants += variants_of('I2CKD', CITYSCAPES, before=args.big_before)
+        if args.big_cwd:
+            variants += variants_of('CWD', CITYSCAPES_CWD, True)
+        (h, w), n = args.big_size, args.big_batch
+        name = f'Cityscapes R101 -> R18, {h}x{w}, batch {n}'
+        models, k = build(name, (h, w), variants)
+        yield (name, models, make_batch(h, w, n, k, 32), args.big_runs,
+               args.big_warmup, args.big_extras)
 
 
 def main(argv: Optional[List[str]] = None) -> str:
     """Run the benchmark, print the markdown report and return it."""
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    harness.add_common_args(p, device='cpu')
-    p.set_defaults(baseline=BASELINE_REV)
-    p.add_argument('--big-runs', type=int, default=3,
-                   help='timed 512x1024 steps per variant')
-    p.add_argument('--big-batch', type=int, default=2)
-    p.add_argument('--no-big', action='store_true',
-                   help='skip the 512x1024 R101 -> R18 step')
-    p.add_argument('--big-warmup', type=int, default=0)
-    p.add_argument('--big-extras', action='store_true',
-                   help='512x1024 too: split check and plain train_step')
-    p.add_argument('--big-size', type=harness.hw, default=(512, 1024))
-    p.add_argument('--big-cwd', action='store_true',
-                   help='Cityscapes step too: CWD alone')
-    p.add_argument('--big-before', action='store_true',
-                   help='512x1024 too: the "loss before" row')
-    p.add_argument('--compile-losses', nargs='+', metavar='MODE',
-                   type=compile_setting, default=[],
-                   help='default, reduce-overhead or backend=NAME')
-    p.add_argument('--no-toy', action='store_true')
-    p.add_argument('--step-teachers', nargs='*', type=teacher_setting,
-                   default=[teacher_setting('bf16')],
-                   help='fp32, bf16 or fp16, +cl for channels_last')
-    p.add_argument('--teachers', nargs='+', type=teacher_setting,
-                   default=[teacher_setting(t) for t in (
-                       'fp32', 'bf16', 'fp32+cl', 'bf16+cl')],
-                   help='of the teacher-forward table, the first the '
-                   'reference')
-    p.add_argument('--teacher-sizes', nargs='+', type=harness.hw)
-    p.add_argument('--teacher-batch', type=int, default=2)
-    p.add_argument('--teacher-runs', type=int)
-    p.add_argument('--note', action='append', default=[],
-                   help='a line added to the report\'s header')
-    args = harness.parse(p, argv)
+    args = parse_args(argv)
     device = torch.device(args.device)
     kind = harness.clock_kind(args, device)
     clock = harness.clock(kind, device)
     quick = args.quick
     runs = args.runs or (3 if quick else 15)
     warmup = args.warmup if args.warmup is not None else 1 + 2 * (not quick)
-
-    def log(msg):
-        print(msg, file=sys.stderr, flush=True)
-
-    toy = toy_configs('toyshapes')
-    baseline = (None if args.baseline == 'none' else
-                harness.load_baseline(args.baseline))
-
-    def variants_of(name, cfg, cwd_only=False, before=True):
-        """The loss before (with a baseline, I2CKD configs), the current
-        loss, each --step-teachers setting, each compiled mode."""
-        spec = dict(cfg=cfg, cwd_only=cwd_only)
-        out = {}
-        if before and baseline is not None and not cwd_only:
-            out[f'{name}, loss before ({args.baseline})'] = dict(
-                spec, before=True)
-        out[name] = spec
-        for t in args.step_teachers:
-            out[f'{name}, {teacher_label(t)}'] = dict(spec, options=t)
-        for label, options in ([] if cwd_only else args.compile_losses):
-            out[f'{name}, {label}'] = dict(spec, options=options)
-            for t in args.step_teachers:
-                out[f'{name}, {label}, {teacher_label(t)}'] = dict(
-                    spec, options=dict(t, **options))
-        return out
-
-    settings = []
-    if not args.no_toy:
-        variants = {'student alone': dict(cfg=toy['student'])}
-        if not quick:
-            variants.update(variants_of('CWD', toy['i2ckd_cwd'], True))
-        variants.update(variants_of('I2CKD', toy['i2ckd']))
-        if not quick:
-            variants.update(variants_of('I2CKD + CWD', toy['i2ckd_cwd']))
-        settings.append(dict(  # block: side of the squares of one class
-            name='ToyShapes 64x64, batch 8', variants=variants, size=(64, 64),
-            batch=8, block=8, runs=runs, warmup=warmup, extras=True))
-    if not (quick or args.no_big):
-        variants = {'student alone': dict(cfg=CITYSCAPES, student_only=True)}
-        variants.update(variants_of('I2CKD', CITYSCAPES,
-                                    before=args.big_before))
-        if args.big_cwd:
-            variants.update(variants_of('CWD', CITYSCAPES_CWD, True))
-        bh, bw = args.big_size
-        settings.append(dict(
-            name=f'Cityscapes R101 -> R18, {bh}x{bw}, batch {args.big_batch}',
-            variants=variants, size=(bh, bw), batch=args.big_batch,
-            block=32, runs=args.big_runs, warmup=args.big_warmup,
-            extras=args.big_extras))
+    log = functools.partial(print, file=sys.stderr, flush=True)
     teacher_cfg, teacher_name, teacher_sizes = (
-        (toy['i2ckd'], 'ToyShapes R18 1/2 width', [(64, 64), (128, 128)])
-        if quick else (CITYSCAPES, 'Cityscapes DeepLabV3 R101',
-                       [(64, 128), (128, 256), (256, 512)]))
-    teacher_sizes = args.teacher_sizes or teacher_sizes
-    teacher_runs = args.teacher_runs or (3 if quick else 5)
+        (toy_configs('toyshapes')['i2ckd'], 'ToyShapes R18 1/2 width',
+         [(64, 64), (128, 128)]) if quick else
+        (CITYSCAPES, 'Cityscapes DeepLabV3 R101',
+         [(64, 128), (128, 256), (256, 512)]))
 
     t_start = time.time()
     with set_torch_threads(args.threads):
         lines = harness.header(
             'What distillation costs: one training step, by part',
             'bench_distill_step.py', argv, args.note) + [
-            f'- device: {args.device}; {kind} time ('
-            + ('process CPU time' if kind == 'cpu' else 'synchronised wall '
-               'clock') + ') in ms, medians of the runs of each row, the '
-            'variants of a setting interleaved in rotating order; warm-up '
-            f'steps: toy {warmup}, 512x1024 {args.big_warmup}; random '
-            'weights, images and blocky labels; the configs\' optimizers',
-            '- parts, `split check` (max relative gradient difference of the '
-            'two-phase backward vs one `backward()`), `parts/total` and '
-            '`plain train_step` (uninstrumented, interleaved): '
-            'benchmarks/README.md',
-            f'- variants: `loss before ({args.baseline})` = the I2CKD loss of '
-            'that revision in place of the current one; `<p> teacher` = '
-            '`I2CKDDistill(teacher_precision=<p>)`; `CWD` = the I2CKD + CWD '
-            'config without its I2CKD loss; `compiled` = '
-            '`I2CKDDistill(compile_losses=...)`, compiled in the warm-up', '']
-        lines += md_table(STEP_COLS, [], 'll' + 'r' * 11)
-        results, censuses = {}, {}
-        for st in settings:
-            name, (h, w) = st['name'], st['size']
-            log(f'[{args.device}] {name}: building ...')
-            variants, classes = {}, set()
-            for vname, spec in st['variants'].items():
-                model, optim, k = build_model(
-                    spec['cfg'], (h, w), device,
-                    spec.get('student_only', False), spec.get('options'),
-                    spec.get('cwd_only', False))
-                if spec.get('before'):
-                    use_baseline_loss(model, baseline, spec['cfg'])
-                variants[vname] = (model, optim)
-                classes.add(k)
-            if len(classes) != 1:
-                raise ValueError(f'{name}: class counts differ: {classes}')
-            data = make_batch(h, w, st['batch'], classes.pop(), st['block'])
-            check = {vname: split_check(model, optim, data, clock)
-                     for vname, (model, optim) in variants.items()
-                     if st['extras'] and hasattr(model, 'distiller')}
-            log(f'[{args.device}] {name}: split check {check}; '
-                f'{st["runs"]} runs')
-            res = bench_setting(variants, data, st['runs'], st['warmup'],
-                                st['extras'], clock, log)
-            results[name] = res
-            lines += md_table(STEP_COLS, [
-                step_row(name, v, m, res['student alone']['total'],
-                         check.get(v)) for v, m in res.items()])[2:]
-            if args.out:  # the table survives a run cut short after it
+            f'- device: {args.device}; {kind} time in ms, the variants of a '
+            f'setting interleaved; warm-up steps: toy {warmup}, 512x1024 '
+            f'{args.big_warmup}; the rows, parts and columns of the tables: '
+            'benchmarks/README.md', '']
+        lines += md_table(STEP_COLS, [], 'll' + 'r' * 12)
+        census = []
+        for name, variants, data, n, warm, extras in step_settings(
+                args, device, runs, warmup, log):
+            rows, census_rows = bench_setting(name, variants, data, n, warm,
+                                              extras, clock, log)
+            lines += md_table(STEP_COLS, rows)[2:]
+            census += census_rows
+            if args.out:  # the tables survive a run cut short after them
                 with open(args.out, 'w') as f:
                     f.write('\n'.join(lines + ['', '(the run was still '
                                                'going)', '']))
-            if st['extras']:  # one more step per variant, profiled
-                censuses[name] = {}
-                for vname, (model, optim) in variants.items():
-                    with profile(activities=[ProfilerActivity.CPU]) as prof:
-                        instrumented_step(model, optim, data, clock)
-                    censuses[name][vname] = harness.count_by_part(
-                        prof.events())
             del variants
         lines += ['']
-        if censuses:
-            lines += [
-                '## Operators and host waits of one step', '',
-                'One more step per variant under `torch.profiler`: `ops` = '
-                'top-level ATen operators of a part, forward + backward '
-                '(MMRazor\'s CWD forward+backward is 27); the distill '
-                'losses\' part includes the connector. `host waits` = '
-                'operators that make the host wait for a GPU ('
-                + ', '.join(f'`{o[6:]}`' for o in harness.HOST_WAIT_OPS) +
-                ') in the distill losses and in the rest of the step (in '
-                'brackets the optimizer\'s: AdamW reads its step count once '
-                'per parameter). Counts do not depend on the device.', '']
-            lines += md_table(CENSUS_COLS, [
-                census_row(name, v, c) for name, census in censuses.items()
-                for v, c in census.items()], 'll' + 'r' * 5) + ['']
-        lines += [
-            '## The teacher\'s forward alone', '',
-            '`alg.teacher_forward` (no_grad, recorders, autocast and the '
-            'float32 cast of its records) per teacher setting, the same '
-            f'weights; median of {teacher_runs} runs after one warm-up, '
-            'interleaved; peak tensor memory of one call above the memory '
-            'before; feature Δ = max |record - first setting\'s record| / '
-            'max |first\'s record|.' + (
-                ' fp16 on a CPU: 1 run (~75x the fp32 time).' if any(
-                    t['teacher_precision'] == 'fp16' for t in args.teachers)
-                else ''), '']
+        if census:
+            lines += ['## Operators and host waits of one step', '',
+                      'Host-wait operators: ' + ', '.join(
+                          f'`{o[6:]}`' for o in harness.HOST_WAIT_OPS) + '.',
+                      ''] + md_table(CENSUS_COLS, census, 'll' + 'r' * 5)
+            lines += ['']
         rows = []
-        for (h, w) in teacher_sizes:
-            log(f'[{args.device}] teacher forward {teacher_name} {h}x{w}')
-            got = bench_teacher(teacher_cfg, (h, w), args.teacher_batch,
-                                args.teachers, teacher_runs, device, clock)
-            rows += [teacher_row(teacher_name, r, got[0]) for r in got]
-        lines += md_table(TEACHER_COLS, rows, 'llrrrrrrl')
-        lines += ['', '## Summary', '']
-        for name, res in results.items():
-            base = res['student alone']
-            for vname, m in res.items():
-                t = m['total']
-                extra = t - base['total'] - m['teacher']
-                lines.append(
-                    f'- {name}, {vname}: instrumented step '
-                    f'{_ms(min(m["totals"]))}-{_ms(max(m["totals"]))} ms '
-                    f'{kind} time over the runs (wall {_ms(min(m["walls"]))}-'
-                    f'{_ms(max(m["walls"]))} ms)' + (
-                        '' if m is base else f'; {t / base["total"]:.2f}x the '
-                        f'student alone (+{_ms(t - base["total"])} ms), '
-                        f'beyond the student alone + the teacher forward: '
-                        f'{_ms(extra)} ms ({extra / t:+.1%} of the step)')
-                    + '.')
+        for size in args.teacher_sizes or teacher_sizes:
+            log(f'[{args.device}] teacher forward {teacher_name} {size}')
+            rows += teacher_rows(
+                teacher_name, teacher_cfg, size, args.teacher_batch,
+                args.teachers, args.teacher_runs or (3 if quick else 5),
+                device, clock)
+        lines += ["## The teacher's forward alone", ''] + md_table(
+            TEACHER_COLS, rows, 'llrrrrrrl')
     return harness.finish_report(lines + [''], t_start, args.out)
 
 

@@ -9,6 +9,7 @@ and host-wait census (its counter checked on known calls), and the
 teacher-forward table (bf16 features and memory against fp32). No absolute
 timing is asserted.
 """
+import argparse
 import re
 
 import pytest
@@ -57,13 +58,16 @@ def rows(bench, report):
     parsed = {}
     for cells in table(report, bench.STEP_COLS):
         line = ' | '.join(cells)
-        assert len(cells) == 13, line
-        setting, variant, runs, total, plain, ratio = cells[:6]
-        row = dict(setting=setting, runs=int(runs), total=float(total),
-                   plain=float(plain), ratio=float(ratio.rstrip('x')),
-                   optim=float(cells[9]), pre=float(cells[10]),
-                   coverage=float(cells[11]), check=cells[12])
-        for key, cell in (('student', cells[7]), ('distill', cells[8])):
+        assert len(cells) == 14, line
+        setting, variant, runs, step, plain, ratio = cells[:6]
+        total, low, high = map(float, re.fullmatch(
+            NUM + r' \(' + NUM + '-' + NUM + r'\)', step).groups())
+        row = dict(setting=setting, runs=int(runs), total=total, low=low,
+                   high=high, plain=float(plain),
+                   ratio=float(ratio.rstrip('x')), optim=float(cells[10]),
+                   pre=float(cells[11]), coverage=float(cells[12]),
+                   check=cells[13])
+        for key, cell in (('student', cells[8]), ('distill', cells[9])):
             if cell == '-':
                 continue
             m = re.fullmatch(NUM + r' \(\d+%\): ' + NUM + r' \+ ' + NUM,
@@ -72,9 +76,13 @@ def rows(bench, report):
             both, fwd, bwd = map(float, m.groups())
             assert both == pytest.approx(fwd + bwd, abs=0.11)
             row[f'{key}_fwd'], row[f'{key}_bwd'] = fwd, bwd
-        if cells[6] != '-':
+        if cells[7] != '-':
             row['teacher'] = float(re.fullmatch(NUM + r' \(\d+%\)',
-                                                cells[6]).group(1))
+                                                cells[7]).group(1))
+        if cells[6] != '-':
+            m = re.fullmatch(r'(-?[0-9.]+) \(([-+][0-9.]+)%\)', cells[6])
+            assert m, cells[6]
+            row['beyond'], row['beyond_share'] = map(float, m.groups())
         parsed[variant] = row
     return parsed
 
@@ -87,6 +95,7 @@ def test_quick_table_rows(rows):
     student = rows['student alone']
     # the student alone has no teacher or distill part; the steps have all
     assert 'teacher' not in student and 'distill_fwd' not in student
+    assert 'beyond' not in student
     assert student['check'] == '-'
     for key in ('student_fwd', 'student_bwd', 'optim', 'pre', 'total',
                 'plain'):
@@ -101,6 +110,14 @@ def test_quick_table_rows(rows):
         t, s = distill['total'], student['total']
         assert distill['ratio'] == pytest.approx(
             t / s, abs=0.006 + 0.05 / s + 0.05 * t / s ** 2)
+        # the step beyond the student alone and the teacher's forward: the
+        # difference of the row's own medians, and its share of the step
+        beyond = t - s - distill['teacher']
+        assert distill['beyond'] == pytest.approx(beyond, abs=0.16)
+        assert distill['beyond_share'] == pytest.approx(
+            100 * beyond / t, abs=0.06 + 100 * 0.16 / t)
+    for row in rows.values():  # the median lies in the runs' range
+        assert row['low'] <= row['total'] <= row['high']
 
 
 def test_parts_add_up_to_the_step(rows):
@@ -127,7 +144,7 @@ def test_split_backward_matches_plain_backward(rows, bench):
     clock = harness.clock('cpu', torch.device('cpu'))
     assert bench.split_check(alg, optim, data, clock) <= 1e-6
     parts = bench.instrumented_step(alg, optim, data, clock)
-    assert set(parts) == set(bench.PARTS) | {'total', 'wall'}
+    assert set(parts) == set(bench.PARTS) | {'total'}
     assert sum(parts[p] for p in bench.PARTS) <= parts['total']
     # The check can fail: leave the logits' distill gradient out of the
     # student's backward and the gradients differ.
@@ -225,12 +242,48 @@ def test_teacher_forward_table(bench, report):
 
 
 def test_bad_teacher_setting_is_refused(bench, capsys):
-    for argv in (['--teachers', 'half'], ['--step-teachers', 'bf16+nhwc']):
+    for argv in (['--teachers', 'half'], ['--step-teachers', 'bf16+nhwc'],
+                 ['--step-teachers', 'bf16+']):
         with pytest.raises(SystemExit):
             bench.main(['--quick'] + argv)
         err = capsys.readouterr().err
-        assert 'a teacher setting is fp32, bf16 or fp16' in err or \
-            'teacher precision must be one of' in err, err
+        assert 'a teacher setting is one of fp32, bf16, fp16' in err, err
+
+
+def test_settings_parse_to_labels_and_options(bench):
+    assert bench.teacher_setting('fp32') == ('fp32 teacher', dict(
+        teacher_precision='fp32', teacher_channels_last=False))
+    assert bench.teacher_setting('bf16+cl') == (
+        'bf16 channels_last teacher',
+        dict(teacher_precision='bf16', teacher_channels_last=True))
+    assert bench.compile_setting('default') == (
+        'compiled', dict(compile_losses=True))
+    assert bench.compile_setting('reduce-overhead') == (
+        'compiled (reduce-overhead)',
+        dict(compile_losses=dict(mode='reduce-overhead')))
+    assert bench.compile_setting('backend=eager') == (
+        'compiled (backend=eager)', dict(compile_losses=dict(
+            backend='eager')))
+    for bad in ('backend=', 'max-autotune', 'eager'):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.compile_setting(bad)
+
+
+def test_committed_commands_parse(bench):
+    """The options benchmarks/gpu_run.sh passes (on the CPU here)."""
+    args = bench.parse_args([
+        '--device', 'cpu', '--big-size', '256x512', '--big-warmup', '2',
+        '--big-runs', '7', '--teacher-sizes', '64x128', '--teacher-runs',
+        '3', '--no-toy', '--big-extras', '--big-cwd', '--baseline', 'none',
+        '--compile-losses', 'default', 'reduce-overhead', 'backend=eager',
+        '--step-teachers', 'bf16', '--teachers', 'fp32', 'bf16', '--out',
+        'step.md'])
+    assert args.big_size == (256, 512) and args.big_runs == 7
+    assert [label for label, _ in args.compile_losses] == [
+        'compiled', 'compiled (reduce-overhead)', 'compiled (backend=eager)']
+    assert [label for label, _ in args.teachers] == [
+        'fp32 teacher', 'bf16 teacher']
+    assert args.no_toy and args.big_extras and args.big_cwd
 
 
 def test_baseline_loss_needs_an_i2ckd_loss_to_replace(bench):
