@@ -14,7 +14,6 @@ from unittest import mock
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from torch.utils._pytree import tree_leaves, tree_map_only
 from torch.utils.benchmark import set_torch_threads
 
 import i2ckd_mm  # noqa: F401  (compat shims before mmseg/mmrazor)
@@ -105,22 +104,38 @@ def forward_timers(alg, clock, parts: Dict[str, float]):
         yield
 
 
+def _walk(x, fn):
+    """``fn`` applied to every tensor of a nested record (lists, tuples,
+    dicts; the same nesting back). torch's pytree would do, but is private."""
+    if isinstance(x, torch.Tensor):
+        return fn(x)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_walk(y, fn) for y in x)
+    if isinstance(x, dict):
+        return {k: _walk(v, fn) for k, v in x.items()}
+    return x
+
+
 def alias_student_records(alg) -> None:
     """Replace each recorded student tensor by an alias (``view_as``) that
     only the distill losses read: the distill backward phase stops there."""
     for recorder in alg.distiller.student_recorders.recorders.values():
-        recorder.data_buffer[:] = tree_map_only(
-            torch.Tensor, lambda t: t.view_as(t) if t.requires_grad else t,
-            recorder.data_buffer)
+        recorder.data_buffer[:] = _walk(
+            recorder.data_buffer,
+            lambda t: t.view_as(t) if t.requires_grad else t)
 
 
 def recorded_student_tensors(alg) -> List[torch.Tensor]:
     """The recorded student tensors that carry a gradient, each once."""
-    leaves = tree_leaves([r.data_buffer for r in
-                          alg.distiller.student_recorders.recorders.values()])
-    # by id: the records keep the tensors (and so their ids) alive
-    return list({id(t): t for t in leaves if isinstance(t, torch.Tensor)
-                 and t.requires_grad}.values())
+    found = {}  # by id: the records keep the tensors (and so their ids) alive
+
+    def keep(t):
+        if t.requires_grad:
+            found.setdefault(id(t), t)
+
+    for recorder in alg.distiller.student_recorders.recorders.values():
+        _walk(recorder.data_buffer, keep)
+    return list(found.values())
 
 
 def split_backward(alg, losses: Dict[str, torch.Tensor], clock,
