@@ -1,12 +1,14 @@
 """benchmarks/bench_i2ckd_loss.py --primitives: the lower bound it states
 is computed from the rows of its own table."""
+import argparse
 import os.path as osp
 import re
 
 import pytest
+import torch
 
 import bench_i2ckd_loss as bench
-from harness import op_counts
+from harness import load_baseline, op_counts
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -67,6 +69,22 @@ def test_loss_rows_count_operators_and_waits_before_and_after():
     assert before != after and int(waits.split(' / ')[1]) >= 3
     assert cwd == op_counts(bench.fwd_bwd(
         bench.ChannelWiseDivergence(tau=1.0), s, t))[0]
+
+
+@pytest.mark.skipif(not _has_revision('87f5c15'),
+                    reason='a shallow clone without the before revision')
+def test_every_loss_counts_its_new_student_gradient_in_its_memory():
+    """Each loss's peak memory counts the student gradient it writes: 8 x
+    256 x 64 x 128 float32 = 64 MiB. At this size a gradient left from the
+    previous call, freed inside the counted call, took 64 MiB off the
+    count of the loss at 87f5c15 (1.1 MiB)."""
+    args = argparse.Namespace(variant='shipped', compile=None, runs=1,
+                              warmup=0, naive_runs=0, clock_kind='cpu')
+    row = bench.bench_loss_case(19, 256, 64, 128, 8, torch.device('cpu'),
+                                args, False, load_baseline('87f5c15'))
+    for key in ('i2ckd', 'before', 'cwd'):
+        assert 64 <= row[f'{key}_mib'], (key, row[f'{key}_mib'])
+    assert abs(row['i2ckd_mib'] - row['before_mib']) < 2
 
 
 COMPILE_ARGS = ['--device', 'cpu', '--classes', '3', '--channels', '4',
