@@ -455,6 +455,7 @@ def step_settings(args, device, runs: int, warmup: int, log):
         models, k = build(name, (64, 64), variants)
         # block: side of the squares of one class
         yield (name, models, make_batch(64, 64, 8, k, 8), runs, warmup, True)
+        del models  # with main's reference: freed before the next build
     if not (args.quick or args.no_big):
         variants = [('student alone', CITYSCAPES, dict(student_only=True),
                      False)]
